@@ -1,0 +1,1 @@
+/*  proto/client.c - being written; this placeholder lets CMake configure meanwhile. */

@@ -1,0 +1,1 @@
+/*  proto/clock.c - being written; this placeholder lets CMake configure meanwhile. */

@@ -1,0 +1,1 @@
+/*  proto/codec.c - being written; this placeholder lets CMake configure meanwhile. */

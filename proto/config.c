@@ -1,0 +1,1 @@
+/*  proto/config.c - being written; this placeholder lets CMake configure meanwhile. */

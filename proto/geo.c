@@ -1,0 +1,1 @@
+/*  proto/geo.c - being written; this placeholder lets CMake configure meanwhile. */

@@ -1,0 +1,1 @@
+/*  proto/ids.c - being written; this placeholder lets CMake configure meanwhile. */

@@ -1,0 +1,1 @@
+/*  proto/log.c - being written; this placeholder lets CMake configure meanwhile. */

@@ -1,0 +1,399 @@
+/*  =========================================================================
+    proto.h - the nearchat wire contract
+
+    Every message between nearchat daemons is one ZeroMQ frame holding one
+    msgpack array, the envelope:
+
+        [version, type, request_id, trace_id, sent_at_ms, body]
+
+        version     uint, PROTO_VERSION; any other version is rejected.
+        type        uint, a proto_type_t below.
+        request_id  uint64 chosen by the requester and echoed in the reply;
+                    0 for events that expect no reply.
+        trace_id    str of 0..PROTO_TRACE_MAX bytes, created at the gateway
+                    for each client request and carried by every message
+                    that request causes, so one id finds its log lines.
+        sent_at_ms  int64, the sender's wall clock in ms since the epoch.
+        body        map from field name (str) to value; each type's fields,
+                    their msgpack types and their limits are written once,
+                    in the tables of codec.c, and nowhere else.
+
+    Records that stored keeps in LMDB (rooms, messages, connections) use the
+    same msgpack maps as the bodies that carry them, through proto_room_pack
+    and friends, so the storage format is written here too.
+
+    Decoding is strict: a field of the wrong msgpack type, out of range, too
+    long, not valid UTF-8, repeated, unknown to the type, or a required field
+    that is missing rejects the whole message with a reason. Unknown fields
+    are rejected rather than skipped because all daemons ship from one image
+    and one version number; a field added without a version bump is a bug we
+    want to see at once.
+
+    Conventions of the structs below:
+      - strings are NUL-terminated UTF-8 without control characters (text
+        may hold newlines and tabs); NULL means "absent";
+      - an optional number or enum reads 0 when absent and the encoder
+        omits a zero, so 0 is never a meaningful optional value;
+      - required fields are always encoded, even when zero.
+    =========================================================================
+*/
+
+#ifndef NEARCHAT_PROTO_H_INCLUDED
+#define NEARCHAT_PROTO_H_INCLUDED
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <msgpack.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PROTO_VERSION           1
+
+//  Limits, in bytes unless said otherwise. Every decoder enforces them.
+#define PROTO_ID_MAX            64      //  room, user, message, connection, gateway and shard ids
+#define PROTO_TRACE_MAX         64      //  trace id
+#define PROTO_PROFILE_MAX       256     //  userName, userIcon, userColor, roadName
+#define PROTO_TEXT_MAX          8192    //  message text (MAX_MESSAGE_CHARS counts characters; this caps bytes)
+#define PROTO_REASON_MAX        256     //  error reason
+#define PROTO_PARTICIPANTS_MAX  100     //  participants of one room; MAX_PARTICIPANTS may not exceed it
+#define PROTO_LIST_MAX          1000    //  entries of any list in a reply, and any request's limit
+#define PROTO_RADIUS_MAX_M      50000   //  a room's radius
+#define PROTO_FRAME_MAX         (4 * 1024 * 1024)   //  a whole encoded message
+#define PROTO_WHY_MAX           160     //  room for a decoder's reason
+
+//  Message types. Requests and their replies sit side by side; every request
+//  may also be answered with PROTO_ERROR. Numbers are part of the wire format:
+//  never renumber, only add.
+typedef enum {
+    PROTO_ERROR             = 1,    //  any request -> error {status, reason}
+    PROTO_OK                = 2,    //  a request that returns nothing -> ok {}
+
+    PROTO_STORE_STATS       = 10,   //  stored: counters and map usage
+    PROTO_STATS_REPLY       = 11,
+
+    PROTO_ROOM_PUT          = 20,   //  stored: create or replace a room
+    PROTO_ROOM_GET          = 21,   //  stored: one room by id
+    PROTO_ROOM_UPDATE       = 22,   //  stored: conditional change of one room
+    PROTO_ROOM_REPLY        = 23,   //  <- put, get, update
+    PROTO_ROOMS_IDLE        = 24,   //  stored: active rooms idle since a cutoff
+    PROTO_ROOM_LIST         = 25,   //  <- rooms idle
+    PROTO_GEO_SEARCH        = 26,   //  stored: active rooms whose radius covers a point
+    PROTO_GEO_REPLY         = 27,
+
+    PROTO_MSG_APPEND        = 30,   //  stored: append one chat message (idempotent)
+    PROTO_APPEND_REPLY      = 31,
+    PROTO_HISTORY           = 32,   //  stored: a room's messages by seq
+    PROTO_HISTORY_REPLY     = 33,
+    PROTO_TTL_SWEEP         = 34,   //  stored: delete expired messages now
+    PROTO_SWEEP_REPLY       = 35,
+
+    PROTO_CONN_PUT          = 40,   //  stored: create or replace a connection -> ok
+    PROTO_CONN_DEL          = 41,   //  stored: delete a connection -> ok, or 404
+    PROTO_CONN_LIST         = 42,   //  stored: connections by gateway, user or room
+    PROTO_CONN_LIST_REPLY   = 43,
+
+    PROTO_TYPE_LIMIT        = 200   //  every type is below this
+} proto_type_t;
+
+//  Enumerations travel as short strings ("public", "active", ...) so that a
+//  captured message reads well; 0 always means "absent / any".
+typedef enum {
+    PROTO_ROOM_TYPE_ANY     = 0,
+    PROTO_ROOM_PUBLIC       = 1,
+    PROTO_ROOM_PRIVATE      = 2
+} proto_room_type_t;
+
+typedef enum {
+    PROTO_STATUS_ANY        = 0,
+    PROTO_STATUS_ACTIVE     = 1,
+    PROTO_STATUS_CLOSED     = 2
+} proto_room_status_t;
+
+//  ---------------------------------------------------------------------------
+//  Records
+
+//  A chat room, as stored in ChatRooms and shown (translated) as roomInfo.
+typedef struct {
+    const char *id;                 //  required
+    double latitude;                //  required, [-90, 90]
+    double longitude;               //  required, [-180, 180]
+    const char *road_name;          //  optional
+    uint32_t radius_m;              //  required, 1..PROTO_RADIUS_MAX_M
+    const char *creator;            //  required, a user id
+    const char **participants;      //  user ids, in joining order, no repeats
+    uint32_t participant_count;     //  0..PROTO_PARTICIPANTS_MAX
+    int64_t created_at_ms;          //  required
+    int64_t last_activity_ms;       //  required
+    proto_room_status_t status;     //  required, ACTIVE or CLOSED
+    proto_room_type_t room_type;    //  required, PUBLIC or PRIVATE
+    uint32_t max_participants;      //  required, 1..PROTO_PARTICIPANTS_MAX
+    uint64_t last_seq;              //  optional: seq of the room's newest message
+} proto_room_t;
+
+//  A chat message, as stored in Messages and shown (translated) as new-message.
+typedef struct {
+    const char *room_id;            //  required
+    const char *id;                 //  server message id (a UUID); required once stored
+    const char *client_id;          //  optional: the client's messageId, the idempotency key
+    uint64_t seq;                   //  per-room order from 1; 0 in an append: stored assigns
+    const char *user_id;            //  required
+    const char *user_name;          //  optional
+    const char *user_icon;          //  optional
+    const char *user_color;         //  optional
+    const char *text;               //  required, 1..PROTO_TEXT_MAX bytes
+    int64_t created_at_ms;          //  required
+    int64_t expires_at_ms;          //  optional in an append: stored sets it from MESSAGE_TTL_S
+} proto_message_t;
+
+//  One WebSocket connection on one gateway, as stored in Connections.
+typedef struct {
+    const char *conn_id;            //  required, unique across gateways
+    const char *gateway_id;         //  required
+    const char *user_id;            //  required
+    const char *room_id;            //  optional: the room the socket is in
+    const char *user_name;          //  optional
+    const char *user_icon;          //  optional
+    const char *user_color;         //  optional
+    int64_t connected_at_ms;        //  required
+} proto_connection_t;
+
+//  ---------------------------------------------------------------------------
+//  Bodies, one struct per message type
+
+typedef struct {
+    uint16_t status;                //  required, an HTTP status: 400, 403, 404, 409, 413, 500, 503
+    const char *reason;             //  required, for a human
+} proto_error_t;
+
+typedef struct {
+    uint64_t map_size;              //  LMDB map size, bytes
+    uint64_t map_used;              //  bytes of the map in use
+    uint64_t rooms;                 //  entries in ChatRooms
+    uint64_t active_rooms;          //  rooms indexed as active
+    uint64_t messages;              //  entries in Messages
+    uint64_t connections;           //  entries in Connections
+    uint64_t commits;               //  write transactions committed since start
+    uint64_t writes;                //  write requests committed since start
+    uint64_t swept;                 //  messages deleted by TTL since start
+    uint64_t map_grows;             //  times the map was grown since start
+} proto_stats_reply_t;
+
+typedef struct {
+    proto_room_t room;
+    bool if_absent;                 //  fail with 409 if the id exists
+} proto_room_put_t;
+
+typedef struct {
+    const char *room_id;            //  required
+} proto_room_get_t;
+
+//  A conditional change of one room, applied atomically: every condition is
+//  checked first (409 with a reason if one fails, 404 if no such room), then
+//  every change. The reply carries the room as it is afterwards.
+typedef struct {
+    const char *room_id;                //  required
+    proto_room_status_t if_status;      //  condition: status is this
+    const char *if_creator;             //  condition: creator is this user (else 403)
+    int64_t if_idle_before_ms;          //  condition: last_activity_ms < this
+    const char *add_participant;        //  change: join; full room -> 400 "Room is full"; present -> no change
+    const char *remove_participant;     //  change: leave; absent -> no change
+    proto_room_status_t set_status;     //  change: status
+    int64_t touch_ms;                   //  change: last_activity_ms = max(last_activity_ms, this)
+} proto_room_update_t;
+
+typedef struct {
+    proto_room_t room;
+    bool changed;                   //  false when the update changed nothing
+} proto_room_reply_t;
+
+typedef struct {
+    int64_t before_ms;              //  required: last_activity_ms < this
+    uint32_t limit;                 //  0: 100
+} proto_rooms_idle_t;
+
+typedef struct {
+    proto_room_t *rooms;
+    uint32_t count;
+} proto_room_list_t;
+
+typedef struct {
+    double latitude;                //  required
+    double longitude;               //  required
+    proto_room_type_t room_type;    //  ANY: both types
+    uint32_t limit;                 //  0: 50
+} proto_geo_search_t;
+
+typedef struct {
+    proto_room_t room;
+    double distance_m;              //  required, from the search point to the room's centre
+} proto_geo_hit_t;
+
+typedef struct {
+    proto_geo_hit_t *hits;          //  nearest first
+    uint32_t count;
+} proto_geo_reply_t;
+
+//  Append a message. Idempotent on (room_id, client_id): a second append
+//  with the same pair stores nothing and answers with the first one's seq
+//  and id, duplicate = true. The room must exist (404) and be active (409).
+typedef struct {
+    proto_message_t message;
+} proto_msg_append_t;
+
+typedef struct {
+    uint64_t seq;                   //  required
+    const char *id;                 //  required
+    int64_t created_at_ms;          //  required
+    bool duplicate;
+} proto_append_reply_t;
+
+//  History of one room, oldest first. With after_seq: the first `limit`
+//  messages with seq > after_seq. Otherwise the newest `limit` messages with
+//  seq < before_seq (or of all, when before_seq is 0).
+typedef struct {
+    const char *room_id;            //  required
+    uint64_t after_seq;
+    uint64_t before_seq;
+    uint32_t limit;                 //  0: 50
+} proto_history_t;
+
+typedef struct {
+    proto_message_t *messages;      //  oldest first
+    uint32_t count;
+    bool more;                      //  more messages lie beyond the page in the asked direction
+} proto_history_reply_t;
+
+typedef struct {
+    int64_t now_ms;                 //  0: stored's clock
+    uint32_t max;                   //  0: stored's batch size
+} proto_ttl_sweep_t;
+
+typedef struct {
+    uint32_t deleted;
+    bool more;                      //  expired messages remain
+} proto_sweep_reply_t;
+
+typedef struct {
+    proto_connection_t connection;
+} proto_conn_put_t;
+
+typedef struct {
+    const char *conn_id;            //  required
+} proto_conn_del_t;
+
+//  Exactly one of gateway_id, user_id, room_id must be set.
+typedef struct {
+    const char *gateway_id;
+    const char *user_id;
+    const char *room_id;
+    uint32_t limit;                 //  0: PROTO_LIST_MAX
+} proto_conn_list_t;
+
+typedef struct {
+    proto_connection_t *connections;
+    uint32_t count;
+} proto_conn_list_reply_t;
+
+//  ---------------------------------------------------------------------------
+//  A message: the envelope and one body. Types with an empty body
+//  (PROTO_OK, PROTO_STORE_STATS) use none of the union.
+
+typedef struct {
+    uint16_t type;                          //  a proto_type_t
+    uint64_t request_id;
+    char trace_id [PROTO_TRACE_MAX + 1];    //  "" when none
+    int64_t sent_at_ms;                     //  0 when encoding: proto_encode fills in now
+    union {
+        proto_error_t error;
+        proto_stats_reply_t stats_reply;
+        proto_room_put_t room_put;
+        proto_room_get_t room_get;
+        proto_room_update_t room_update;
+        proto_room_reply_t room_reply;
+        proto_rooms_idle_t rooms_idle;
+        proto_room_list_t room_list;
+        proto_geo_search_t geo_search;
+        proto_geo_reply_t geo_reply;
+        proto_msg_append_t msg_append;
+        proto_append_reply_t append_reply;
+        proto_history_t history;
+        proto_history_reply_t history_reply;
+        proto_ttl_sweep_t ttl_sweep;
+        proto_sweep_reply_t sweep_reply;
+        proto_conn_put_t conn_put;
+        proto_conn_del_t conn_del;
+        proto_conn_list_t conn_list;
+        proto_conn_list_reply_t conn_list_reply;
+    };
+    //  Private: the zone that holds this struct and everything it points to
+    //  when it came from proto_decode.
+    msgpack_zone *_zone;
+} proto_msg_t;
+
+//  ---------------------------------------------------------------------------
+//  Encoding and decoding
+
+//  Encode msg into buf (appended; the caller owns and clears buf). Fills in
+//  sent_at_ms when it is 0. Returns 0, or -1 when msg breaks the contract
+//  (unknown type, a required field absent, a value out of range): an encoder
+//  never writes what the decoder would refuse.
+int
+    proto_encode (const proto_msg_t *msg, msgpack_sbuffer *buf);
+
+//  Decode one message from data. On success returns a message the caller
+//  owns and frees with proto_msg_destroy; it does not point into data. On
+//  failure returns NULL and writes the reason into why (at most why_size
+//  bytes, NUL-terminated), e.g. "body.latitude: 91 is outside [-90, 90]".
+//  Never reads outside data, whatever it holds.
+proto_msg_t *
+    proto_decode (const void *data, size_t size, char *why, size_t why_size);
+
+//  Read only the envelope's type and request id from a message whose body
+//  may be bad, so that an error reply can name the request it refuses.
+//  Returns 0, or -1 if even those cannot be read.
+int
+    proto_peek (const void *data, size_t size, uint16_t *type, uint64_t *request_id);
+
+//  Free a decoded message and set *msg_p to NULL. NULL is fine.
+void
+    proto_msg_destroy (proto_msg_t **msg_p);
+
+//  Records as stored in LMDB: the same maps as in message bodies. pack
+//  returns 0 or -1 as proto_encode. unpack fills *out with strings and
+//  arrays allocated from zone (which must outlive *out) and returns 0, or
+//  -1 with a reason in why.
+int proto_room_pack (msgpack_sbuffer *buf, const proto_room_t *room);
+int proto_room_unpack (const void *data, size_t size, msgpack_zone *zone,
+                       proto_room_t *out, char *why, size_t why_size);
+int proto_message_pack (msgpack_sbuffer *buf, const proto_message_t *message);
+int proto_message_unpack (const void *data, size_t size, msgpack_zone *zone,
+                          proto_message_t *out, char *why, size_t why_size);
+int proto_connection_pack (msgpack_sbuffer *buf, const proto_connection_t *connection);
+int proto_connection_unpack (const void *data, size_t size, msgpack_zone *zone,
+                             proto_connection_t *out, char *why, size_t why_size);
+
+//  The name of a type ("room-put", "error", ...), or NULL if unknown.
+const char *
+    proto_type_name (int type);
+
+//  The reply type that answers a request type, or 0 if type is no request.
+int
+    proto_reply_type (int type);
+
+//  Names of the enumerations as they travel ("public", "active", ...);
+//  NULL for 0 or unknown values.
+const char *proto_room_type_name (proto_room_type_t room_type);
+const char *proto_room_status_name (proto_room_status_t status);
+
+//  Self-test of this module.
+void
+    proto_test (bool verbose);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,1 @@
+/*  proto/route.c - being written; this placeholder lets CMake configure meanwhile. */

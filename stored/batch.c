@@ -1,0 +1,1 @@
+/*  stored/batch.c - being written; this placeholder lets CMake configure meanwhile. */

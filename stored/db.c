@@ -1,0 +1,1 @@
+/*  stored/db.c - being written; this placeholder lets CMake configure meanwhile. */

@@ -1,0 +1,1 @@
+/*  stored/main.c - being written; this placeholder lets CMake configure meanwhile. */

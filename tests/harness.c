@@ -1,0 +1,1 @@
+/*  tests/harness.c - being written; this placeholder lets CMake configure meanwhile. */
