@@ -1,1 +1,150 @@
-/*  proto/client.c - being written; this placeholder lets CMake configure meanwhile. */
+/*  =========================================================================
+    client.c - requests to a nearchat daemon over a ZeroMQ DEALER
+
+    One DEALER socket, one frame a request and one a reply. The DEALER
+    spreads nothing (it connects to one endpoint) and keeps order per peer;
+    replies may still come back out of order (stored answers reads before
+    the writes it is committing), hence the request_id matching.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <errno.h>
+#include "client.h"
+#include "clock.h"
+
+//  Enough for 8 clients x 64 in flight with room to spare; past it a send
+//  fails at once rather than queueing without bound.
+#define CLIENT_HWM  10000
+
+struct proto_client {
+    zsock_t *socket;            //  DEALER connected to the daemon
+    void *handle;               //  its libzmq socket, for zmq_poll and zmq_msg_*
+    uint64_t next_request_id;   //  ids this client hands out, from 1
+    msgpack_sbuffer buffer;     //  reused encoding buffer
+};
+
+proto_client_t *
+proto_client_new (const char *endpoint)
+{
+    assert (endpoint);
+    zsock_t *socket = zsock_new (ZMQ_DEALER);
+    if (!socket)
+        return NULL;
+    zsock_set_linger (socket, 0);
+    zsock_set_sndhwm (socket, CLIENT_HWM);
+    zsock_set_rcvhwm (socket, CLIENT_HWM);
+    //  Fail sends at once when the peer is gone rather than queueing for a
+    //  peer that may never come back.
+    zsock_set_immediate (socket, 1);
+    if (zsock_connect (socket, "%s", endpoint) != 0) {
+        zsock_destroy (&socket);
+        return NULL;
+    }
+    proto_client_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->socket = socket;
+    self->handle = zsock_resolve (socket);
+    self->next_request_id = 1;
+    msgpack_sbuffer_init (&self->buffer);
+    return self;
+}
+
+void
+proto_client_destroy (proto_client_t **self_p)
+{
+    assert (self_p);
+    proto_client_t *self = *self_p;
+    if (self) {
+        zsock_destroy (&self->socket);
+        msgpack_sbuffer_destroy (&self->buffer);
+        free (self);
+        *self_p = NULL;
+    }
+}
+
+int
+proto_client_send (proto_client_t *self, proto_msg_t *req)
+{
+    assert (self && req);
+    if (req->request_id == 0)
+        req->request_id = self->next_request_id++;
+    msgpack_sbuffer_clear (&self->buffer);
+    if (proto_encode (req, &self->buffer))
+        return -1;
+    //  With ZMQ_IMMEDIATE and no connected peer, a blocking send would wait
+    //  forever; a short wait covers the connect that is still under way.
+    int64_t deadline = clock_mono_ms () + 1000;
+    while (zmq_send (self->handle, self->buffer.data, self->buffer.size, ZMQ_DONTWAIT) < 0) {
+        if (errno != EAGAIN || clock_mono_ms () >= deadline)
+            return -1;
+        zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLOUT, 0 };
+        zmq_poll (&item, 1, 10);
+    }
+    return 0;
+}
+
+proto_msg_t *
+proto_client_recv (proto_client_t *self, int timeout_ms)
+{
+    assert (self);
+    zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLIN, 0 };
+    int rc = zmq_poll (&item, 1, timeout_ms);
+    if (rc < 0)
+        return NULL;            //  errno set by zmq_poll (EINTR)
+    if (rc == 0) {
+        errno = ETIMEDOUT;
+        return NULL;
+    }
+    //  The reply is the last frame; any before it would be routing frames
+    //  a REQ-style peer added.
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    for (;;) {
+        if (zmq_msg_recv (&frame, self->handle, 0) < 0) {
+            zmq_msg_close (&frame);
+            return NULL;
+        }
+        if (!zmq_msg_more (&frame))
+            break;
+    }
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *reply = proto_decode (zmq_msg_data (&frame), zmq_msg_size (&frame),
+                                       why, sizeof why);
+    zmq_msg_close (&frame);
+    if (!reply)
+        errno = EPROTO;
+    return reply;
+}
+
+proto_msg_t *
+proto_client_call (proto_client_t *self, proto_msg_t *req, int timeout_ms)
+{
+    assert (self && req);
+    if (proto_client_send (self, req)) {
+        errno = EAGAIN;
+        return NULL;
+    }
+    int64_t deadline = clock_mono_ms () + timeout_ms;
+    for (;;) {
+        int wait = timeout_ms < 0? -1: (int) (deadline - clock_mono_ms ());
+        if (timeout_ms >= 0 && wait < 0)
+            wait = 0;
+        proto_msg_t *reply = proto_client_recv (self, wait);
+        if (!reply) {
+            if (errno == EPROTO && (timeout_ms < 0 || clock_mono_ms () < deadline))
+                continue;       //  a garbled stray reply: keep waiting for ours
+            return NULL;
+        }
+        if (reply->request_id == req->request_id)
+            return reply;
+        proto_msg_destroy (&reply);     //  late answer to an earlier request
+    }
+}
+
+zsock_t *
+proto_client_socket (proto_client_t *self)
+{
+    assert (self);
+    return self->socket;
+}

@@ -18,10 +18,10 @@ extern "C" {
 #endif
 
 typedef enum {
-    LOG_DEBUG = 0,
-    LOG_INFO  = 1,
-    LOG_WARN  = 2,
-    LOG_ERROR = 3
+    LOG_LEVEL_DEBUG = 0,
+    LOG_LEVEL_INFO  = 1,
+    LOG_LEVEL_WARN  = 2,
+    LOG_LEVEL_ERROR = 3
 } log_level_t;
 
 //  Name the daemon that writes the lines and set the level. Call once at start.
@@ -41,10 +41,10 @@ void
     log_write (log_level_t level, const char *trace, const char *fmt, ...)
     __attribute__ ((format (printf, 3, 4)));
 
-#define log_debug(...)  log_write (LOG_DEBUG, NULL, __VA_ARGS__)
-#define log_info(...)   log_write (LOG_INFO, NULL, __VA_ARGS__)
-#define log_warn(...)   log_write (LOG_WARN, NULL, __VA_ARGS__)
-#define log_error(...)  log_write (LOG_ERROR, NULL, __VA_ARGS__)
+#define log_debug(...)  log_write (LOG_LEVEL_DEBUG, NULL, __VA_ARGS__)
+#define log_info(...)   log_write (LOG_LEVEL_INFO, NULL, __VA_ARGS__)
+#define log_warn(...)   log_write (LOG_LEVEL_WARN, NULL, __VA_ARGS__)
+#define log_error(...)  log_write (LOG_LEVEL_ERROR, NULL, __VA_ARGS__)
 
 #ifdef __cplusplus
 }

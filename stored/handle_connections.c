@@ -1,1 +1,170 @@
-/*  stored/handle_connections.c - being written; this placeholder lets CMake configure meanwhile. */
+/*  =========================================================================
+    handle_connections.c - connections: put, delete, list by gateway, user
+    or room, and stored's own statistics
+
+    Each connection record has an entry in byGateway and byUser, and in
+    byRoom while it is in a room; put and delete mend all three.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <string.h>
+#include "stored.h"
+
+//  The (index, key) pairs a connection is listed under; room only when set.
+static int
+s_connection_indexes (db_t *db, const proto_connection_t *connection,
+                      MDB_dbi dbis [3], const char *keys [3])
+{
+    int count = 0;
+    dbis [count] = db->connections_by_gateway;
+    keys [count++] = connection->gateway_id;
+    dbis [count] = db->connections_by_user;
+    keys [count++] = connection->user_id;
+    if (connection->room_id) {
+        dbis [count] = db->connections_by_room;
+        keys [count++] = connection->room_id;
+    }
+    return count;
+}
+
+//  Add (or, with remove, delete) a connection's index entries.
+static int
+s_index (db_t *db, MDB_txn *txn, const proto_connection_t *connection, bool remove)
+{
+    MDB_dbi dbis [3];
+    const char *keys [3];
+    int count = s_connection_indexes (db, connection, dbis, keys);
+    for (int i = 0; i < count; i++) {
+        db_key_t key;
+        MDB_val k = db_val (db_key_str (db_key_lstr (db_key_begin (&key), keys [i]),
+                                        connection->conn_id));
+        MDB_val empty = { 0, NULL };
+        int rc = remove? mdb_del (txn, dbis [i], &k, NULL): mdb_put (txn, dbis [i], &k, &empty, 0);
+        if (rc && !(remove && rc == MDB_NOTFOUND))
+            return rc;
+    }
+    return 0;
+}
+
+int
+handle_conn_put (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    const proto_connection_t *connection = &request->conn_put.connection;
+    proto_connection_t old;
+    int rc = db_connection_get (ctx->db, ctx->txn, connection->conn_id, ctx->zone, &old);
+    if (rc == 0)
+        rc = s_index (ctx->db, ctx->txn, &old, true);
+    else
+    if (rc == MDB_NOTFOUND || rc == EPROTO)
+        rc = 0;
+    if (rc)
+        return rc;
+    msgpack_sbuffer_clear (ctx->scratch);
+    if (proto_connection_pack (ctx->scratch, connection))
+        return reply_error (ctx, reply, 400, "connection does not encode");
+    db_key_t key;
+    MDB_val k = db_val (db_key_str (db_key_begin (&key), connection->conn_id));
+    MDB_val v = { ctx->scratch->size, ctx->scratch->data };
+    rc = mdb_put (ctx->txn, ctx->db->connections, &k, &v, 0);
+    if (rc == 0)
+        rc = s_index (ctx->db, ctx->txn, connection, false);
+    if (rc)
+        return rc;
+    reply->type = PROTO_OK;
+    return 0;
+}
+
+int
+handle_conn_del (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    const char *conn_id = request->conn_del.conn_id;
+    proto_connection_t old;
+    int rc = db_connection_get (ctx->db, ctx->txn, conn_id, ctx->zone, &old);
+    if (rc == MDB_NOTFOUND)
+        return reply_error (ctx, reply, 404, "no connection %s", conn_id);
+    if (rc == 0)
+        rc = s_index (ctx->db, ctx->txn, &old, true);
+    else
+    if (rc == EPROTO)
+        rc = 0;                 //  unreadable: its index entries stay orphaned, the record goes
+    if (rc)
+        return rc;
+    db_key_t key;
+    MDB_val k = db_val (db_key_str (db_key_begin (&key), conn_id));
+    rc = mdb_del (ctx->txn, ctx->db->connections, &k, NULL);
+    if (rc)
+        return rc;
+    reply->type = PROTO_OK;
+    return 0;
+}
+
+int
+handle_conn_list (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    const proto_conn_list_t *list = &request->conn_list;
+    uint32_t limit = list->limit? list->limit: PROTO_LIST_MAX;
+    MDB_dbi dbi = list->gateway_id? ctx->db->connections_by_gateway
+                : list->user_id?    ctx->db->connections_by_user
+                :                   ctx->db->connections_by_room;
+    const char *value = list->gateway_id? list->gateway_id
+                      : list->user_id?    list->user_id
+                      :                   list->room_id;
+    assert (value);             //  the decoder insists on exactly one
+    proto_connection_t *connections = msgpack_zone_malloc (ctx->zone, limit * sizeof *connections);
+    assert (connections);
+    uint32_t count = 0;
+    db_key_t prefix;
+    db_key_lstr (db_key_begin (&prefix), value);
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open (ctx->txn, dbi, &cursor);
+    if (rc)
+        return rc;
+    MDB_val k = db_val (&prefix), v;
+    for (rc = mdb_cursor_get (cursor, &k, &v, MDB_SET_RANGE);
+         rc == 0 && count < limit;
+         rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= prefix.size || memcmp (k.mv_data, prefix.bytes, prefix.size) != 0)
+            break;
+        char conn_id [PROTO_ID_MAX + 1];
+        size_t size = k.mv_size - prefix.size;
+        if (size > PROTO_ID_MAX)
+            continue;
+        memcpy (conn_id, (char *) k.mv_data + prefix.size, size);
+        conn_id [size] = 0;
+        if (db_connection_get (ctx->db, ctx->txn, conn_id, ctx->zone, &connections [count]) == 0)
+            count++;
+    }
+    mdb_cursor_close (cursor);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    reply->type = PROTO_CONN_LIST_REPLY;
+    reply->conn_list_reply.connections = connections;
+    reply->conn_list_reply.count = count;
+    return 0;
+}
+
+static uint64_t
+s_entries (MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_stat stat;
+    return mdb_stat (txn, dbi, &stat) == 0? stat.ms_entries: 0;
+}
+
+int
+handle_store_stats (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    (void) request;
+    proto_stats_reply_t *stats = &reply->stats_reply;
+    db_usage (ctx->db, &stats->map_used, &stats->map_size);
+    stats->rooms = s_entries (ctx->txn, ctx->db->rooms);
+    stats->active_rooms = s_entries (ctx->txn, ctx->db->rooms_by_activity);
+    stats->messages = s_entries (ctx->txn, ctx->db->messages);
+    stats->connections = s_entries (ctx->txn, ctx->db->connections);
+    stats->commits = ctx->commits;
+    stats->writes = ctx->writes;
+    stats->swept = ctx->swept;
+    stats->map_grows = ctx->db->map_grows;
+    reply->type = PROTO_STATS_REPLY;
+    return 0;
+}

@@ -1,1 +1,299 @@
-/*  stored/handle_messages.c - being written; this placeholder lets CMake configure meanwhile. */
+/*  =========================================================================
+    handle_messages.c - messages: append, history and the TTL sweep
+
+    A message lives under len|room id, seq: one room's messages are one run
+    of keys in seq order, so history is a cursor walk either way. Beside it:
+    byClientId (room, client id -> seq) makes a resend idempotent, and
+    byExpiry (expiry, room, seq) lets the sweep find what is due without
+    reading anything that is not.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <string.h>
+#include "stored.h"
+#include "clock.h"
+#include "ids.h"
+
+#define HISTORY_LIMIT   50
+
+static void
+s_message_key (db_key_t *key, const char *room_id, uint64_t seq)
+{
+    db_key_u64 (db_key_lstr (db_key_begin (key), room_id), seq);
+}
+
+static void
+s_client_id_key (db_key_t *key, const char *room_id, const char *client_id)
+{
+    db_key_str (db_key_lstr (db_key_begin (key), room_id), client_id);
+}
+
+static void
+s_expiry_key (db_key_t *key, int64_t expires_at_ms, const char *room_id, uint64_t seq)
+{
+    db_key_u64 (db_key_lstr (db_key_u64 (db_key_begin (key), (uint64_t) expires_at_ms),
+                             room_id), seq);
+}
+
+static int
+s_reply_appended (proto_msg_t *reply, const proto_message_t *message, bool duplicate)
+{
+    reply->type = PROTO_APPEND_REPLY;
+    reply->append_reply.seq = message->seq;
+    reply->append_reply.id = message->id;
+    reply->append_reply.created_at_ms = message->created_at_ms;
+    reply->append_reply.duplicate = duplicate;
+    return 0;
+}
+
+int
+handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    db_t *db = ctx->db;
+    proto_message_t message = request->msg_append.message;
+    proto_room_t room;
+    int rc = db_room_get (db, ctx->txn, message.room_id, ctx->zone, &room);
+    if (rc == MDB_NOTFOUND)
+        return reply_error (ctx, reply, 404, "no room %s", message.room_id);
+    if (rc == EPROTO)
+        return reply_error (ctx, reply, 500, "room %s is unreadable", message.room_id);
+    if (rc)
+        return rc;
+
+    db_key_t key;
+    MDB_val k, v;
+    //  A resend of a message already stored answers as the first did, even
+    //  after the room closed: the client is owed its acknowledgement.
+    if (message.client_id) {
+        s_client_id_key (&key, message.room_id, message.client_id);
+        k = db_val (&key);
+        rc = mdb_get (ctx->txn, db->messages_by_client_id, &k, &v);
+        if (rc == 0 && v.mv_size == 8) {
+            proto_message_t first;
+            rc = db_message_get (db, ctx->txn, message.room_id, db_read_u64 (v.mv_data),
+                                 ctx->zone, &first);
+            if (rc == 0)
+                return s_reply_appended (reply, &first, true);
+        }
+        if (rc && rc != MDB_NOTFOUND && rc != EPROTO)
+            return rc;
+    }
+    if (room.status != PROTO_STATUS_ACTIVE)
+        return reply_error (ctx, reply, 409, "room %s is closed", room.id);
+    if (message.seq == 0)
+        message.seq = room.last_seq + 1;
+    else {
+        s_message_key (&key, message.room_id, message.seq);
+        k = db_val (&key);
+        rc = mdb_get (ctx->txn, db->messages, &k, &v);
+        if (rc == 0)
+            return reply_error (ctx, reply, 409, "room %s has a message %llu already",
+                                room.id, (unsigned long long) message.seq);
+        if (rc != MDB_NOTFOUND)
+            return rc;
+    }
+    if (!message.id) {
+        char id [IDS_UUID_SIZE];
+        message.id = zone_strdup (ctx->zone, ids_uuid (id));
+    }
+    if (!message.expires_at_ms)
+        message.expires_at_ms = message.created_at_ms + ctx->config->message_ttl_s * 1000;
+
+    //  The message, then its two index entries.
+    msgpack_sbuffer_clear (ctx->scratch);
+    if (proto_message_pack (ctx->scratch, &message))
+        return reply_error (ctx, reply, 400, "message does not encode");
+    s_message_key (&key, message.room_id, message.seq);
+    k = db_val (&key);
+    v.mv_size = ctx->scratch->size;
+    v.mv_data = ctx->scratch->data;
+    rc = mdb_put (ctx->txn, db->messages, &k, &v, 0);
+    if (rc == 0 && message.client_id) {
+        uint8_t seq_bytes [8];
+        db_key_t seq_key;
+        memcpy (seq_bytes, db_key_u64 (db_key_begin (&seq_key), message.seq)->bytes, 8);
+        s_client_id_key (&key, message.room_id, message.client_id);
+        k = db_val (&key);
+        v.mv_size = 8;
+        v.mv_data = seq_bytes;
+        rc = mdb_put (ctx->txn, db->messages_by_client_id, &k, &v, 0);
+    }
+    if (rc == 0) {
+        s_expiry_key (&key, message.expires_at_ms, message.room_id, message.seq);
+        k = db_val (&key);
+        v.mv_size = 0;
+        v.mv_data = NULL;
+        rc = mdb_put (ctx->txn, db->messages_by_expiry, &k, &v, 0);
+    }
+    //  The room remembers its newest seq (where numbering continues after a
+    //  restart) and its last activity (what the reaper reads).
+    if (rc == 0 && (message.seq > room.last_seq || message.created_at_ms > room.last_activity_ms)) {
+        bool moved = message.created_at_ms > room.last_activity_ms;
+        if (moved)
+            rc = db_room_unindex (db, ctx->txn, &room);
+        if (message.seq > room.last_seq)
+            room.last_seq = message.seq;
+        if (moved)
+            room.last_activity_ms = message.created_at_ms;
+        if (rc == 0)
+            rc = db_room_put (db, ctx->txn, &room, ctx->scratch);
+        if (rc == 0 && moved)
+            rc = db_room_index (db, ctx->txn, &room);
+    }
+    return rc? rc: s_reply_appended (reply, &message, false);
+}
+
+int
+handle_history (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    const proto_history_t *history = &request->history;
+    uint32_t limit = history->limit? history->limit: HISTORY_LIMIT;
+    proto_room_t room;
+    int rc = db_room_get (ctx->db, ctx->txn, history->room_id, ctx->zone, &room);
+    if (rc == MDB_NOTFOUND)
+        return reply_error (ctx, reply, 404, "no room %s", history->room_id);
+    if (rc && rc != EPROTO)
+        return rc;
+
+    proto_message_t *messages = msgpack_zone_malloc (ctx->zone, limit * sizeof *messages);
+    assert (messages);
+    uint32_t count = 0;
+    bool more = false;
+    db_key_t prefix;
+    db_key_lstr (db_key_begin (&prefix), history->room_id);
+    MDB_cursor *cursor;
+    rc = mdb_cursor_open (ctx->txn, ctx->db->messages, &cursor);
+    if (rc)
+        return rc;
+    //  Whether a key belongs to this room: the length-prefixed id, then a seq.
+    #define IN_ROOM(k) ((k).mv_size == prefix.size + 8 \
+                     && memcmp ((k).mv_data, prefix.bytes, prefix.size) == 0)
+    db_key_t key;
+    MDB_val k, v;
+    char why [PROTO_WHY_MAX];
+    if (history->after_seq) {
+        //  Forward from after_seq + 1.
+        s_message_key (&key, history->room_id, history->after_seq + 1);
+        k = db_val (&key);
+        for (rc = mdb_cursor_get (cursor, &k, &v, MDB_SET_RANGE);
+             rc == 0 && IN_ROOM (k);
+             rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
+            if (count == limit) {
+                more = true;
+                break;
+            }
+            if (proto_message_unpack (v.mv_data, v.mv_size, ctx->zone, &messages [count],
+                                      why, sizeof why) == 0)
+                count++;
+        }
+    }
+    else {
+        //  Backward from before_seq - 1 (or the newest), then reversed.
+        uint64_t before = history->before_seq? history->before_seq: UINT64_MAX;
+        s_message_key (&key, history->room_id, before);
+        k = db_val (&key);
+        rc = mdb_cursor_get (cursor, &k, &v, MDB_SET_RANGE);
+        rc = rc == 0? mdb_cursor_get (cursor, &k, &v, MDB_PREV)
+                    : mdb_cursor_get (cursor, &k, &v, MDB_LAST);
+        for (; rc == 0 && IN_ROOM (k); rc = mdb_cursor_get (cursor, &k, &v, MDB_PREV)) {
+            if (count == limit) {
+                more = true;
+                break;
+            }
+            if (proto_message_unpack (v.mv_data, v.mv_size, ctx->zone, &messages [count],
+                                      why, sizeof why) == 0)
+                count++;
+        }
+        for (uint32_t i = 0; i < count / 2; i++) {
+            proto_message_t swap = messages [i];
+            messages [i] = messages [count - 1 - i];
+            messages [count - 1 - i] = swap;
+        }
+    }
+    #undef IN_ROOM
+    mdb_cursor_close (cursor);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    reply->type = PROTO_HISTORY_REPLY;
+    reply->history_reply.messages = messages;
+    reply->history_reply.count = count;
+    reply->history_reply.more = more;
+    return 0;
+}
+
+int
+messages_sweep (handler_ctx_t *ctx, int64_t now_ms, uint32_t max, uint32_t *deleted, bool *more)
+{
+    db_t *db = ctx->db;
+    *deleted = 0;
+    *more = false;
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open (ctx->txn, db->messages_by_expiry, &cursor);
+    if (rc)
+        return rc;
+    MDB_val k, v;
+    //  byExpiry sorts by expiry: everything due is at the front.
+    for (rc = mdb_cursor_get (cursor, &k, &v, MDB_FIRST);
+         rc == 0;
+         rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
+        const uint8_t *bytes = k.mv_data;
+        if (k.mv_size < 8 + 1 + 8 || db_read_u64 (bytes) > (uint64_t) now_ms)
+            break;
+        if (*deleted == max) {
+            *more = true;
+            break;
+        }
+        //  Key: expiry u64, len|room id, seq u64.
+        size_t id_size = bytes [8];
+        if (k.mv_size != 8 + 1 + id_size + 8) {
+            rc = mdb_cursor_del (cursor, 0);        //  not ours: drop it
+            if (rc)
+                break;
+            continue;
+        }
+        char room_id [PROTO_ID_MAX + 1];
+        memcpy (room_id, bytes + 9, id_size);
+        room_id [id_size] = 0;
+        uint64_t seq = db_read_u64 (bytes + 9 + id_size);
+        proto_message_t message;
+        rc = db_message_get (db, ctx->txn, room_id, seq, ctx->zone, &message);
+        if (rc == 0 && message.client_id) {
+            db_key_t key;
+            s_client_id_key (&key, room_id, message.client_id);
+            MDB_val client_key = db_val (&key);
+            rc = mdb_del (ctx->txn, db->messages_by_client_id, &client_key, NULL);
+        }
+        if (rc == 0 || rc == MDB_NOTFOUND || rc == EPROTO) {
+            db_key_t key;
+            s_message_key (&key, room_id, seq);
+            MDB_val message_key = db_val (&key);
+            rc = mdb_del (ctx->txn, db->messages, &message_key, NULL);
+        }
+        if (rc == 0 || rc == MDB_NOTFOUND)
+            rc = mdb_cursor_del (cursor, 0);
+        if (rc)
+            break;
+        (*deleted)++;
+    }
+    mdb_cursor_close (cursor);
+    ctx->swept += *deleted;
+    return rc == MDB_NOTFOUND? 0: rc;
+}
+
+int
+handle_ttl_sweep (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    int64_t now_ms = request->ttl_sweep.now_ms? request->ttl_sweep.now_ms: clock_now_ms ();
+    uint32_t max = request->ttl_sweep.max? request->ttl_sweep.max
+                                         : (uint32_t) ctx->config->sweep_batch;
+    uint32_t deleted;
+    bool more;
+    int rc = messages_sweep (ctx, now_ms, max, &deleted, &more);
+    if (rc)
+        return rc;
+    reply->type = PROTO_SWEEP_REPLY;
+    reply->sweep_reply.deleted = deleted;
+    reply->sweep_reply.more = more;
+    return 0;
+}

@@ -1,0 +1,173 @@
+/*  =========================================================================
+    stored.h - the storage daemon's shared state and internal interfaces
+
+    stored is the only process that opens the LMDB environment, and within
+    it one thread does everything: reads are answered as they arrive, writes
+    are gathered into one transaction per turn of the loop (group commit)
+    and answered after that transaction is durable. One thread means no
+    locks, and LMDB's single-writer rule holds by construction.
+
+    The databases and their key layouts (every integer in a key is big-endian
+    so that keys sort in numeric order; a length-prefixed string is one byte
+    of length then the bytes, so a prefix can never run into its neighbour):
+
+      CHAT_ROOMS_TABLE (ChatRooms)
+          room id -> proto_room_pack(room)
+      MESSAGES_TABLE (Messages)
+          len|room id, seq u64 -> proto_message_pack(message)
+      CONNECTIONS_TABLE (Connections)
+          conn id -> proto_connection_pack(connection)
+
+    and the indexes, named after the table they serve:
+
+      <rooms>.byCell       cell u64, room id -> geo_entry_t (only ACTIVE rooms)
+      <rooms>.byActivity   last activity ms u64, room id -> "" (only ACTIVE rooms)
+      <messages>.byClientId  len|room id, client id -> seq u64
+      <messages>.byExpiry    expires ms u64, len|room id, seq u64 -> ""
+      <connections>.byGateway  len|gateway id, conn id -> ""
+      <connections>.byUser     len|user id, conn id -> ""
+      <connections>.byRoom     len|room id, conn id -> ""
+      nearchat.meta        "maxRadius" -> u32, the largest radius ever indexed
+
+    Invariant: an index entry exists exactly when its record does and the
+    record has the indexed value; every handler that writes a record mends
+    its index entries in the same transaction.
+    =========================================================================
+*/
+
+#ifndef NEARCHAT_STORED_H_INCLUDED
+#define NEARCHAT_STORED_H_INCLUDED
+
+#include <lmdb.h>
+#include <czmq.h>
+#include "proto.h"
+
+//  ---------------------------------------------------------------------------
+//  Settings
+
+typedef struct {
+    const char *endpoint;           //  ROUTER bind endpoint
+    const char *data_dir;
+    const char *rooms_table;
+    const char *connections_table;
+    const char *messages_table;
+    int64_t message_ttl_s;
+    int64_t sweep_interval_ms;
+    int64_t sweep_batch;
+    int64_t map_size_mb;            //  initial map size
+    int64_t batch_max;              //  most writes in one commit
+} stored_config_t;
+
+//  ---------------------------------------------------------------------------
+//  The environment and its databases (db.c)
+
+typedef struct {
+    MDB_env *env;
+    MDB_dbi rooms, messages, connections;
+    MDB_dbi rooms_by_cell, rooms_by_activity;
+    MDB_dbi messages_by_client_id, messages_by_expiry;
+    MDB_dbi connections_by_gateway, connections_by_user, connections_by_room;
+    MDB_dbi meta;
+    uint32_t max_radius_m;          //  cached nearchat.meta maxRadius
+    uint64_t map_grows;
+} db_t;
+
+//  What the geo index keeps beside each room, so a search can filter
+//  candidates without reading their records. Native byte order: an LMDB
+//  file is not portable across architectures anyway.
+typedef struct {
+    double latitude;
+    double longitude;
+    uint32_t radius_m;
+    uint8_t room_type;
+} __attribute__ ((packed)) geo_entry_t;
+
+//  Longest key: a length byte, two ids and a u64.
+#define DB_KEY_MAX  (1 + PROTO_ID_MAX + PROTO_ID_MAX + 16)
+
+typedef struct {
+    uint8_t bytes [DB_KEY_MAX];
+    size_t size;
+} db_key_t;
+
+int  db_open (db_t *db, const stored_config_t *config);
+void db_close (db_t *db);
+//  Double the map. No transaction
+//  may be open in this process. Returns 0 or an LMDB error.
+int  db_grow (db_t *db);
+//  Bytes of the map in use and its size.
+void db_usage (db_t *db, uint64_t *used, uint64_t *size);
+
+//  Key builders: each resets key and appends its parts.
+db_key_t *db_key_begin (db_key_t *key);
+db_key_t *db_key_u64 (db_key_t *key, uint64_t value);
+db_key_t *db_key_str (db_key_t *key, const char *text);     //  raw bytes
+db_key_t *db_key_lstr (db_key_t *key, const char *text);    //  length-prefixed
+uint64_t  db_read_u64 (const void *bytes);
+MDB_val   db_val (const db_key_t *key);
+
+//  Records: get and unpack into zone (MDB_NOTFOUND when absent, EPROTO
+//  when the stored bytes do not decode), pack and put.
+int db_room_get (db_t *db, MDB_txn *txn, const char *room_id, msgpack_zone *zone,
+                 proto_room_t *room);
+int db_room_put (db_t *db, MDB_txn *txn, const proto_room_t *room, msgpack_sbuffer *buf);
+int db_message_get (db_t *db, MDB_txn *txn, const char *room_id, uint64_t seq,
+                    msgpack_zone *zone, proto_message_t *message);
+int db_connection_get (db_t *db, MDB_txn *txn, const char *conn_id, msgpack_zone *zone,
+                       proto_connection_t *connection);
+
+//  Room indexes: add or remove one room's entries in byCell and byActivity.
+int db_room_index (db_t *db, MDB_txn *txn, const proto_room_t *room);
+int db_room_unindex (db_t *db, MDB_txn *txn, const proto_room_t *room);
+
+//  ---------------------------------------------------------------------------
+//  Handlers (handle_*.c)
+
+//  What a handler works with. Replies point into zone, which lives until
+//  the reply is encoded.
+typedef struct {
+    db_t *db;
+    const stored_config_t *config;
+    MDB_txn *txn;               //  write txn for writes, read txn for reads
+    msgpack_zone *zone;
+    msgpack_sbuffer *scratch;   //  for packing records
+    uint64_t swept;             //  messages deleted by TTL since start
+    uint64_t commits, writes;   //  for stats
+} handler_ctx_t;
+
+//  A handler fills reply (type and body) for request. It returns 0 when
+//  reply holds the answer, error replies included, or an LMDB error code
+//  when the transaction failed under it (the batch is then retried).
+//  A write handler checks everything before it writes anything, so an
+//  error reply leaves the transaction as it found it.
+typedef int (handler_fn) (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply);
+
+handler_fn handle_room_put, handle_room_get, handle_room_update;
+handler_fn handle_rooms_idle, handle_geo_search;
+handler_fn handle_msg_append, handle_history, handle_ttl_sweep;
+handler_fn handle_conn_put, handle_conn_del, handle_conn_list;
+handler_fn handle_store_stats;
+
+//  Make reply an error with status and a formatted reason (in ctx->zone).
+int reply_error (handler_ctx_t *ctx, proto_msg_t *reply, uint16_t status, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+//  A copy of text in ctx->zone.
+const char *zone_strdup (msgpack_zone *zone, const char *text);
+
+//  Delete up to max expired messages (expires_at <= now_ms) in txn.
+//  Returns 0 or an LMDB error; sets *deleted and *more.
+int messages_sweep (handler_ctx_t *ctx, int64_t now_ms, uint32_t max,
+                    uint32_t *deleted, bool *more);
+
+//  ---------------------------------------------------------------------------
+//  The loop (batch.c)
+
+typedef struct batch batch_t;
+
+batch_t *batch_new (db_t *db, const stored_config_t *config, zsock_t *router);
+void batch_destroy (batch_t **self_p);
+//  Serve the ROUTER until zsys_interrupted or terminated is set.
+void batch_run (batch_t *self, volatile int *terminated);
+
+#endif
