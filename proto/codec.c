@@ -199,7 +199,7 @@ static const field_t s_append_reply_fields [] = {
 };
 static const field_t s_history_fields [] = {
     FIELD (proto_history_t, room_id, "roomId", K_ID, REQ, 0, 0),
-    FIELD (proto_history_t, after_seq, "afterSeq", K_U64, OPT, 0, 0),
+    FIELD (proto_history_t, from_seq, "fromSeq", K_U64, OPT, 0, 0),
     FIELD (proto_history_t, before_seq, "beforeSeq", K_U64, OPT, 0, 0),
     FIELD (proto_history_t, limit, "limit", K_U32, OPT, 0, PROTO_LIST_MAX),
 };

@@ -250,12 +250,13 @@ typedef struct {
     bool duplicate;
 } proto_append_reply_t;
 
-//  History of one room, oldest first. With after_seq: the first `limit`
-//  messages with seq > after_seq. Otherwise the newest `limit` messages with
-//  seq < before_seq (or of all, when before_seq is 0).
+//  History of one room, oldest first. With from_seq: the first `limit`
+//  messages with seq >= from_seq (seqs start at 1, so from_seq 1 is the
+//  beginning and a client's "since N" is from_seq N + 1). Otherwise the
+//  newest `limit` messages with seq < before_seq (or of all, when 0).
 typedef struct {
     const char *room_id;            //  required
-    uint64_t after_seq;
+    uint64_t from_seq;
     uint64_t before_seq;
     uint32_t limit;                 //  0: 50
 } proto_history_t;

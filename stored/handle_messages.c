@@ -172,9 +172,9 @@ handle_history (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *rep
     db_key_t key;
     MDB_val k, v;
     char why [PROTO_WHY_MAX];
-    if (history->after_seq) {
-        //  Forward from after_seq + 1.
-        s_message_key (&key, history->room_id, history->after_seq + 1);
+    if (history->from_seq) {
+        //  Forward from from_seq.
+        s_message_key (&key, history->room_id, history->from_seq);
         k = db_val (&key);
         for (rc = mdb_cursor_get (cursor, &k, &v, MDB_SET_RANGE);
              rc == 0 && IN_ROOM (k);
