@@ -113,6 +113,8 @@ batch_new (db_t *db, const stored_config_t *config, zsock_t *router)
     self->ctx.config = config;
     self->ctx.zone = &self->zone;
     self->ctx.scratch = &self->scratch;
+    self->ctx.room_cache = calloc (ROOM_CACHE_SLOTS, sizeof *self->ctx.room_cache);
+    assert (self->ctx.room_cache);
     self->next_sweep_ms = clock_mono_ms () + config->sweep_interval_ms;
     return self;
 }
@@ -127,6 +129,7 @@ batch_destroy (batch_t **self_p)
     for (int64_t i = 0; i < self->config->batch_max; i++)
         msgpack_sbuffer_destroy (&self->pending [i].reply);
     free (self->pending);
+    free (self->ctx.room_cache);
     msgpack_zone_destroy (&self->zone);
     msgpack_sbuffer_destroy (&self->scratch);
     msgpack_sbuffer_destroy (&self->out);
@@ -200,12 +203,20 @@ s_apply_batch (batch_t *self)
     for (size_t i = 0; i < self->pending_count && rc == 0; i++) {
         pending_t *pending = &self->pending [i];
         proto_msg_t reply = { 0 };
-        rc = s_routes [pending->request->type].handler (&self->ctx, pending->request, &reply);
+        //  Appends keep their rooms in the batch's cache; anything else
+        //  sees and changes rooms in the database, so write the cache first.
+        if (pending->request->type != PROTO_MSG_APPEND)
+            rc = rooms_flush (&self->ctx);
+        if (rc == 0)
+            rc = s_routes [pending->request->type].handler (&self->ctx, pending->request, &reply);
         if (rc == 0)
             s_encode_reply (&pending->reply, pending->request, 0, &reply);
     }
+    if (rc == 0)
+        rc = rooms_flush (&self->ctx);
     self->ctx.txn = NULL;
     if (rc) {
+        rooms_forget (&self->ctx);
         mdb_txn_abort (txn);
         return rc;
     }
@@ -228,6 +239,10 @@ s_apply_each (batch_t *self)
                 self->ctx.txn = txn;
                 rc = s_routes [pending->request->type].handler (&self->ctx, pending->request,
                                                                  &reply);
+                if (rc == 0)
+                    rc = rooms_flush (&self->ctx);
+                else
+                    rooms_forget (&self->ctx);
                 self->ctx.txn = NULL;
                 if (rc == 0)
                     s_encode_reply (&pending->reply, pending->request, 0, &reply);

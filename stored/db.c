@@ -257,10 +257,31 @@ s_cell_key (db_key_t *key, const proto_room_t *room)
                 room->id);
 }
 
+//  byActivity keys hold the second of the last activity, not the ms: a
+//  room that is chatting moves its key once a second at most, not once a
+//  message. rooms_idle reads the exact time from the record.
 static void
-s_activity_key (db_key_t *key, const proto_room_t *room)
+s_activity_key (db_key_t *key, int64_t last_activity_ms, const char *room_id)
 {
-    db_key_str (db_key_u64 (db_key_begin (key), (uint64_t) room->last_activity_ms), room->id);
+    uint64_t second = (uint64_t) last_activity_ms / DB_ACTIVITY_BUCKET_MS * DB_ACTIVITY_BUCKET_MS;
+    db_key_str (db_key_u64 (db_key_begin (key), second), room_id);
+}
+
+int
+db_room_activity_moved (db_t *db, MDB_txn *txn, const char *room_id, int64_t old_ms,
+                        int64_t new_ms)
+{
+    if (old_ms / DB_ACTIVITY_BUCKET_MS == new_ms / DB_ACTIVITY_BUCKET_MS)
+        return 0;
+    db_key_t key;
+    s_activity_key (&key, old_ms, room_id);
+    MDB_val k = db_val (&key), empty = { 0, NULL };
+    int rc = mdb_del (txn, db->rooms_by_activity, &k, NULL);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    s_activity_key (&key, new_ms, room_id);
+    k = db_val (&key);
+    return mdb_put (txn, db->rooms_by_activity, &k, &empty, 0);
 }
 
 int
@@ -277,7 +298,7 @@ db_room_index (db_t *db, MDB_txn *txn, const proto_room_t *room)
     int rc = mdb_put (txn, db->rooms_by_cell, &k, &v, 0);
     if (rc)
         return rc;
-    s_activity_key (&key, room);
+    s_activity_key (&key, room->last_activity_ms, room->id);
     k = db_val (&key);
     MDB_val empty = { 0, NULL };
     rc = mdb_put (txn, db->rooms_by_activity, &k, &empty, 0);
@@ -311,7 +332,7 @@ db_room_unindex (db_t *db, MDB_txn *txn, const proto_room_t *room)
     int rc = mdb_del (txn, db->rooms_by_cell, &k, NULL);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
-    s_activity_key (&key, room);
+    s_activity_key (&key, room->last_activity_ms, room->id);
     k = db_val (&key);
     rc = mdb_del (txn, db->rooms_by_activity, &k, NULL);
     return rc == MDB_NOTFOUND? 0: rc;

@@ -14,6 +14,7 @@
 #include "stored.h"
 #include "clock.h"
 #include "ids.h"
+#include "route.h"
 
 #define HISTORY_LIMIT   50
 
@@ -36,6 +37,64 @@ s_expiry_key (db_key_t *key, int64_t expires_at_ms, const char *room_id, uint64_
                              room_id), seq);
 }
 
+//  The batch's copy of a room: found, or read from the database and kept.
+//  Returns 0 with *cached set, or MDB_NOTFOUND, EPROTO, an LMDB error.
+static int
+s_room_cached (handler_ctx_t *ctx, const char *room_id, cached_room_t **cached)
+{
+    if (ctx->room_cache_count >= ROOM_CACHE_SLOTS / 2) {
+        int rc = rooms_flush (ctx);     //  keep the table sparse
+        if (rc)
+            return rc;
+    }
+    size_t slot = route_hash (room_id, strlen (room_id), 0) % ROOM_CACHE_SLOTS;
+    while (ctx->room_cache [slot].used) {
+        if (strcmp (ctx->room_cache [slot].room.id, room_id) == 0) {
+            *cached = &ctx->room_cache [slot];
+            return 0;
+        }
+        slot = (slot + 1) % ROOM_CACHE_SLOTS;
+    }
+    cached_room_t *entry = &ctx->room_cache [slot];
+    int rc = db_room_get (ctx->db, ctx->txn, room_id, ctx->zone, &entry->room);
+    if (rc)
+        return rc;
+    entry->used = true;
+    entry->dirty = false;
+    entry->stored_activity_ms = entry->room.last_activity_ms;
+    ctx->room_cache_count++;
+    *cached = entry;
+    return 0;
+}
+
+int
+rooms_flush (handler_ctx_t *ctx)
+{
+    int rc = 0;
+    for (size_t slot = 0; slot < ROOM_CACHE_SLOTS && ctx->room_cache_count; slot++) {
+        cached_room_t *entry = &ctx->room_cache [slot];
+        if (!entry->used)
+            continue;
+        if (entry->dirty && rc == 0) {
+            rc = db_room_put (ctx->db, ctx->txn, &entry->room, ctx->scratch);
+            if (rc == 0 && entry->room.status == PROTO_STATUS_ACTIVE)
+                rc = db_room_activity_moved (ctx->db, ctx->txn, entry->room.id,
+                                             entry->stored_activity_ms,
+                                             entry->room.last_activity_ms);
+        }
+        entry->used = false;
+        ctx->room_cache_count--;
+    }
+    return rc;
+}
+
+void
+rooms_forget (handler_ctx_t *ctx)
+{
+    memset (ctx->room_cache, 0, ROOM_CACHE_SLOTS * sizeof *ctx->room_cache);
+    ctx->room_cache_count = 0;
+}
+
 static int
 s_reply_appended (proto_msg_t *reply, const proto_message_t *message, bool duplicate)
 {
@@ -52,8 +111,8 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
 {
     db_t *db = ctx->db;
     proto_message_t message = request->msg_append.message;
-    proto_room_t room;
-    int rc = db_room_get (db, ctx->txn, message.room_id, ctx->zone, &room);
+    cached_room_t *cached;
+    int rc = s_room_cached (ctx, message.room_id, &cached);
     if (rc == MDB_NOTFOUND)
         return reply_error (ctx, reply, 404, "no room %s", message.room_id);
     if (rc == EPROTO)
@@ -79,17 +138,18 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         if (rc && rc != MDB_NOTFOUND && rc != EPROTO)
             return rc;
     }
-    if (room.status != PROTO_STATUS_ACTIVE)
-        return reply_error (ctx, reply, 409, "room %s is closed", room.id);
+    proto_room_t *room = &cached->room;
+    if (room->status != PROTO_STATUS_ACTIVE)
+        return reply_error (ctx, reply, 409, "room %s is closed", room->id);
     if (message.seq == 0)
-        message.seq = room.last_seq + 1;
+        message.seq = room->last_seq + 1;
     else {
         s_message_key (&key, message.room_id, message.seq);
         k = db_val (&key);
         rc = mdb_get (ctx->txn, db->messages, &k, &v);
         if (rc == 0)
             return reply_error (ctx, reply, 409, "room %s has a message %llu already",
-                                room.id, (unsigned long long) message.seq);
+                                room->id, (unsigned long long) message.seq);
         if (rc != MDB_NOTFOUND)
             return rc;
     }
@@ -127,19 +187,15 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         rc = mdb_put (ctx->txn, db->messages_by_expiry, &k, &v, 0);
     }
     //  The room remembers its newest seq (where numbering continues after a
-    //  restart) and its last activity (what the reaper reads).
-    if (rc == 0 && (message.seq > room.last_seq || message.created_at_ms > room.last_activity_ms)) {
-        bool moved = message.created_at_ms > room.last_activity_ms;
-        if (moved)
-            rc = db_room_unindex (db, ctx->txn, &room);
-        if (message.seq > room.last_seq)
-            room.last_seq = message.seq;
-        if (moved)
-            room.last_activity_ms = message.created_at_ms;
-        if (rc == 0)
-            rc = db_room_put (db, ctx->txn, &room, ctx->scratch);
-        if (rc == 0 && moved)
-            rc = db_room_index (db, ctx->txn, &room);
+    //  restart) and its last activity (what the reaper reads); written when
+    //  the batch flushes its rooms.
+    if (rc == 0 && message.seq > room->last_seq) {
+        room->last_seq = message.seq;
+        cached->dirty = true;
+    }
+    if (rc == 0 && message.created_at_ms > room->last_activity_ms) {
+        room->last_activity_ms = message.created_at_ms;
+        cached->dirty = true;
     }
     return rc? rc: s_reply_appended (reply, &message, false);
 }

@@ -146,34 +146,63 @@ handle_room_update (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
     return rc? rc: s_reply_room (reply, &room, true);
 }
 
+static int
+s_activity_compare (const void *a, const void *b)
+{
+    const proto_room_t *left = a, *right = b;
+    if (left->last_activity_ms != right->last_activity_ms)
+        return left->last_activity_ms < right->last_activity_ms? -1: 1;
+    return strcmp (left->id, right->id);
+}
+
 int
 handle_rooms_idle (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
 {
     uint32_t limit = request->rooms_idle.limit? request->rooms_idle.limit: ROOMS_IDLE_LIMIT;
-    proto_room_t *rooms = msgpack_zone_malloc (ctx->zone, limit * sizeof *rooms);
+    uint32_t capacity = limit + 16, count = 0;
+    proto_room_t *rooms = msgpack_zone_malloc (ctx->zone, capacity * sizeof *rooms);
     assert (rooms);
-    uint32_t count = 0;
     MDB_cursor *cursor;
     int rc = mdb_cursor_open (ctx->txn, ctx->db->rooms_by_activity, &cursor);
     if (rc)
         return rc;
     MDB_val k, v;
-    //  byActivity sorts by last activity, oldest first: read until the cutoff.
+    //  byActivity sorts by the second of last activity: read whole seconds up
+    //  to the cutoff, keep the rooms whose exact time is before it, then
+    //  sort by that time. A second is finished before the limit applies, so
+    //  the rooms kept are the oldest.
+    uint64_t stop_at_second = UINT64_MAX;
     for (rc = mdb_cursor_get (cursor, &k, &v, MDB_FIRST);
-         rc == 0 && count < limit;
+         rc == 0;
          rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size <= 8 || db_read_u64 (k.mv_data) >= (uint64_t) request->rooms_idle.before_ms)
+        if (k.mv_size <= 8)
+            continue;
+        uint64_t second = db_read_u64 (k.mv_data);
+        if (second >= (uint64_t) request->rooms_idle.before_ms || second > stop_at_second)
             break;
         char room_id [PROTO_ID_MAX + 1];
         size_t length = k.mv_size - 8 > PROTO_ID_MAX? PROTO_ID_MAX: k.mv_size - 8;
         memcpy (room_id, (char *) k.mv_data + 8, length);
         room_id [length] = 0;
-        if (db_room_get (ctx->db, ctx->txn, room_id, ctx->zone, &rooms [count]) == 0)
+        if (count == capacity) {
+            proto_room_t *grown = msgpack_zone_malloc (ctx->zone, 2 * capacity * sizeof *rooms);
+            assert (grown);
+            memcpy (grown, rooms, count * sizeof *rooms);
+            rooms = grown;
+            capacity *= 2;
+        }
+        if (db_room_get (ctx->db, ctx->txn, room_id, ctx->zone, &rooms [count]) == 0
+        &&  rooms [count].last_activity_ms < request->rooms_idle.before_ms)
             count++;
+        if (count >= limit)
+            stop_at_second = second;
     }
     mdb_cursor_close (cursor);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
+    qsort (rooms, count, sizeof *rooms, s_activity_compare);
+    if (count > limit)
+        count = limit;
     reply->type = PROTO_ROOM_LIST;
     reply->room_list.rooms = rooms;
     reply->room_list.count = count;

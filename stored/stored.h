@@ -21,7 +21,8 @@
     and the indexes, named after the table they serve:
 
       <rooms>.byCell       cell u64, room id -> geo_entry_t (only ACTIVE rooms)
-      <rooms>.byActivity   last activity ms u64, room id -> "" (only ACTIVE rooms)
+      <rooms>.byActivity   last activity u64 (ms, rounded down to the
+                           second), room id -> "" (only ACTIVE rooms)
       <messages>.byClientId  len|room id, client id -> seq u64
       <messages>.byExpiry    expires ms u64, len|room id, seq u64 -> ""
       <connections>.byGateway  len|gateway id, conn id -> ""
@@ -119,9 +120,24 @@ int db_connection_get (db_t *db, MDB_txn *txn, const char *conn_id, msgpack_zone
 //  Room indexes: add or remove one room's entries in byCell and byActivity.
 int db_room_index (db_t *db, MDB_txn *txn, const proto_room_t *room);
 int db_room_unindex (db_t *db, MDB_txn *txn, const proto_room_t *room);
+//  An ACTIVE room's last activity went from old_ms to new_ms: move its
+//  byActivity entry if its second changed (and do nothing else).
+int db_room_activity_moved (db_t *db, MDB_txn *txn, const char *room_id, int64_t old_ms,
+                            int64_t new_ms);
+#define DB_ACTIVITY_BUCKET_MS 1000
 
 //  ---------------------------------------------------------------------------
 //  Handlers (handle_*.c)
+
+//  Rooms that appends of the current batch changed: each is read once and
+//  written once a batch rather than once a message (a chatty room takes
+//  hundreds of messages in one batch). Open addressing on the id's hash.
+#define ROOM_CACHE_SLOTS 512
+typedef struct {
+    proto_room_t room;              //  as the batch left it (strings in the zone)
+    int64_t stored_activity_ms;     //  last activity as in the database
+    bool used, dirty;
+} cached_room_t;
 
 //  What a handler works with. Replies point into zone, which lives until
 //  the reply is encoded.
@@ -133,6 +149,8 @@ typedef struct {
     msgpack_sbuffer *scratch;   //  for packing records
     uint64_t swept;             //  messages deleted by TTL since start
     uint64_t commits, writes;   //  for stats
+    cached_room_t *room_cache;  //  ROOM_CACHE_SLOTS entries
+    size_t room_cache_count;
 } handler_ctx_t;
 
 //  A handler fills reply (type and body) for request. It returns 0 when
@@ -154,6 +172,13 @@ int reply_error (handler_ctx_t *ctx, proto_msg_t *reply, uint16_t status, const 
 
 //  A copy of text in ctx->zone.
 const char *zone_strdup (msgpack_zone *zone, const char *text);
+
+//  Write every room the batch's appends changed and empty the cache. Must
+//  run before any other handler reads or writes rooms in the same
+//  transaction, and before the commit. Returns 0 or an LMDB error.
+int rooms_flush (handler_ctx_t *ctx);
+//  Forget the cache without writing (the transaction was aborted).
+void rooms_forget (handler_ctx_t *ctx);
 
 //  Delete up to max expired messages (expires_at <= now_ms) in txn.
 //  Returns 0 or an LMDB error; sets *deleted and *more.
