@@ -1,0 +1,184 @@
+/*  =========================================================================
+    samples.c - one message of every type, full or minimal, for the codec
+    tests and the fuzz seeds
+    =========================================================================
+*/
+
+#include <string.h>
+#include "samples.h"
+
+static const char *s_people [] = { "alice", "bob", "ca\xc3\xa9tan" };
+
+static proto_room_t
+s_room (bool full)
+{
+    proto_room_t room = {
+        .id = "7f0c6e1e-5b1f-4c1e-9f3a-2d8e4b6a1c00", .latitude = 48.8566,
+        .longitude = -2.3522, .radius_m = 500, .creator = "alice",
+        .created_at_ms = 1700000000000, .last_activity_ms = 1700000001234,
+        .status = PROTO_STATUS_ACTIVE, .room_type = PROTO_ROOM_PUBLIC, .max_participants = 20 };
+    if (full) {
+        room.road_name = "Route nationale 7";
+        room.participants = s_people;
+        room.participant_count = 3;
+        room.last_seq = 42;
+        room.status = PROTO_STATUS_CLOSED;
+        room.room_type = PROTO_ROOM_PRIVATE;
+    }
+    return room;
+}
+
+static proto_message_t
+s_message (bool full, int i)
+{
+    static const char *ids [] = { "m-0", "m-1", "m-2" };
+    proto_message_t message = {
+        .room_id = "room-1", .user_id = "alice", .text = "hello\nthere \xf0\x9f\x9a\x97",
+        .created_at_ms = 1700000000000 + i };
+    if (full) {
+        message.id = ids [i % 3];
+        message.client_id = "client-msg-1";
+        message.seq = (uint64_t) i + 1;
+        message.user_name = "Alice";
+        message.user_icon = "\xf0\x9f\x98\x80";
+        message.user_color = "#ff8800";
+        message.expires_at_ms = 1702592000000;
+    }
+    return message;
+}
+
+static proto_connection_t
+s_connection (bool full)
+{
+    proto_connection_t connection = { .conn_id = "c-1", .gateway_id = "gw-1",
+                                      .user_id = "alice", .connected_at_ms = 1 };
+    if (full) {
+        connection.room_id = "room-1";
+        connection.user_name = "Alice";
+        connection.user_icon = "icon";
+        connection.user_color = "blue";
+    }
+    return connection;
+}
+
+bool
+samples_message (int type, bool full, proto_msg_t *msg)
+{
+    static proto_room_t rooms [2];
+    static proto_geo_hit_t hits [2];
+    static proto_message_t messages [3];
+    static proto_connection_t connections [2];
+    memset (msg, 0, sizeof *msg);
+    msg->type = (uint16_t) type;
+    msg->request_id = full? 0xfffffffffffffULL: 1;
+    msg->sent_at_ms = 1700000000000;
+    if (full)
+        strcpy (msg->trace_id, "0123456789abcdef0123456789abcdef");
+    for (int i = 0; i < 2; i++) {
+        rooms [i] = s_room (i == 1);
+        hits [i] = (proto_geo_hit_t) { s_room (i == 0), 12.5 * i };
+        connections [i] = s_connection (i == 1);
+    }
+    for (int i = 0; i < 3; i++)
+        messages [i] = s_message (i != 1, i);
+    switch (type) {
+        case PROTO_ERROR:
+            msg->error = (proto_error_t) { 404, full? "no room\there": "x" };
+            return true;
+        case PROTO_OK: case PROTO_STORE_STATS:
+            return true;
+        case PROTO_STATS_REPLY:
+            if (full)
+                msg->stats_reply = (proto_stats_reply_t) { 1 << 26, 1 << 20, 10, 9, 100, 3, 5,
+                                                           50, 2, 1 };
+            return true;
+        case PROTO_ROOM_PUT:
+            msg->room_put = (proto_room_put_t) { s_room (full), full };
+            return true;
+        case PROTO_ROOM_GET:
+            msg->room_get.room_id = "room-1";
+            return true;
+        case PROTO_ROOM_UPDATE:
+            msg->room_update.room_id = "room-1";
+            if (full)
+                msg->room_update = (proto_room_update_t) {
+                    "room-1", PROTO_STATUS_ACTIVE, "alice", 1700000000000, "bob", "carol",
+                    PROTO_STATUS_CLOSED, 1700000009999 };
+            return true;
+        case PROTO_ROOM_REPLY:
+            msg->room_reply = (proto_room_reply_t) { s_room (full), full };
+            return true;
+        case PROTO_ROOMS_IDLE:
+            msg->rooms_idle = (proto_rooms_idle_t) { 1700000000000, full? 100: 0 };
+            return true;
+        case PROTO_ROOM_LIST:
+            if (full)
+                msg->room_list = (proto_room_list_t) { rooms, 2 };
+            return true;
+        case PROTO_GEO_SEARCH:
+            msg->geo_search = (proto_geo_search_t) { -89.5, 179.99,
+                                                     full? PROTO_ROOM_PRIVATE: 0, full? 10: 0 };
+            return true;
+        case PROTO_GEO_REPLY:
+            if (full)
+                msg->geo_reply = (proto_geo_reply_t) { hits, 2 };
+            return true;
+        case PROTO_MSG_APPEND:
+            msg->msg_append.message = s_message (full, 0);
+            return true;
+        case PROTO_APPEND_REPLY:
+            msg->append_reply = (proto_append_reply_t) { 7, "m-7", 1700000000000, full };
+            return true;
+        case PROTO_HISTORY:
+            msg->history = (proto_history_t) { "room-1", full? 5: 0, full? 9: 0, full? 3: 0 };
+            return true;
+        case PROTO_HISTORY_REPLY:
+            if (full)
+                msg->history_reply = (proto_history_reply_t) { messages, 3, true };
+            return true;
+        case PROTO_TTL_SWEEP:
+            if (full)
+                msg->ttl_sweep = (proto_ttl_sweep_t) { 1700000000000, 500 };
+            return true;
+        case PROTO_SWEEP_REPLY:
+            if (full)
+                msg->sweep_reply = (proto_sweep_reply_t) { 500, true };
+            return true;
+        case PROTO_CONN_PUT:
+            msg->conn_put.connection = s_connection (full);
+            return true;
+        case PROTO_CONN_DEL:
+            msg->conn_del.conn_id = "c-1";
+            return true;
+        case PROTO_CONN_LIST:
+            if (full)
+                msg->conn_list = (proto_conn_list_t) { NULL, "alice", NULL, 10 };
+            else
+                msg->conn_list.gateway_id = "gw-1";
+            return true;
+        case PROTO_CONN_LIST_REPLY:
+            if (full)
+                msg->conn_list_reply = (proto_conn_list_reply_t) { connections, 2 };
+            return true;
+        default:
+            return false;
+    }
+}
+
+proto_room_t
+samples_room (bool full)
+{
+    return s_room (full);
+}
+
+proto_message_t
+samples_record_message (bool full)
+{
+    return s_message (full, 1);
+}
+
+proto_connection_t
+samples_connection (bool full)
+{
+    return s_connection (full);
+}
