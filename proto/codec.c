@@ -718,7 +718,8 @@ s_unpack_string (const field_t *field, const msgpack_object *object, const char 
     char *copy = msgpack_zone_malloc (zone, length + 1);
     if (!copy)
         return s_fail (why, why_size, path, field->key, "out of memory");
-    memcpy (copy, object->via.str.ptr, length);
+    if (length)                         //  an empty str may have no pointer at all
+        memcpy (copy, object->via.str.ptr, length);
     copy [length] = 0;
     *out = copy;
     return 0;
@@ -944,7 +945,8 @@ proto_decode (const void *data, size_t size, char *why, size_t why_size)
         memset (msg, 0, sizeof *msg);
         msg->type = (uint16_t) part [1].via.u64;
         msg->request_id = part [2].via.u64;
-        memcpy (msg->trace_id, part [3].via.str.ptr, part [3].via.str.size);
+        if (part [3].via.str.size)      //  an empty str may have no pointer at all
+            memcpy (msg->trace_id, part [3].via.str.ptr, part [3].via.str.size);
         msg->sent_at_ms = (int64_t) part [4].via.u64;
         if (s_unpack_layout (&s_types [msg->type].body, &part [5], (void *) s_body_of (msg),
                              unpacked.zone, "body", why, why_size))

@@ -39,7 +39,7 @@ static config_option_t s_options [] = {
       "most writes committed in one transaction", &s_config.batch_max },
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
-    { NULL }
+    { .name = NULL }
 };
 
 int
