@@ -233,6 +233,71 @@ static const field_t s_conn_list_reply_fields [] = {
           PROTO_LIST_MAX, &s_connection),
 };
 
+static const field_t s_shard_hello_fields [] = {
+    FIELD (proto_shard_hello_t, shard_id, "shardId", K_ID, REQ, 0, 0),
+    FIELD (proto_shard_hello_t, heartbeat_ms, "heartbeatMs", K_U32, REQ, 1, 60000),
+    FIELD (proto_shard_hello_t, rooms, "rooms", K_U32, OPT, 0, 4294967295.0),
+};
+static const field_t s_shard_welcome_fields [] = {
+    FIELD (proto_shard_welcome_t, gateway_id, "gatewayId", K_ID, REQ, 0, 0),
+    LIST (proto_shard_welcome_t, shards, shard_count, "shards", K_ID_LIST, PROTO_LIST_MAX, NULL),
+};
+static const field_t s_room_join_fields [] = {
+    FIELD (proto_room_join_t, room_id, "roomId", K_ID, REQ, 0, 0),
+    FIELD (proto_room_join_t, user_id, "userId", K_ID, REQ, 0, 0),
+    FIELD (proto_room_join_t, conn_id, "connId", K_ID, OPT, 0, 0),
+    FIELD (proto_room_join_t, gateway_id, "gatewayId", K_ID, OPT, 0, 0),
+    FIELD (proto_room_join_t, user_name, "userName", K_PROFILE, OPT, 0, 0),
+    FIELD (proto_room_join_t, user_icon, "userIcon", K_PROFILE, OPT, 0, 0),
+    FIELD (proto_room_join_t, user_color, "userColor", K_PROFILE, OPT, 0, 0),
+    FIELD (proto_room_join_t, since_seq, "sinceSeq", K_U64, OPT, 0, 0),
+};
+static const field_t s_join_reply_fields [] = {
+    RECORD (proto_join_reply_t, room, "room", s_room),
+    LIST (proto_join_reply_t, messages, count, "messages", K_RECORD_LIST, PROTO_LIST_MAX,
+          &s_message),
+};
+static const field_t s_room_leave_fields [] = {
+    FIELD (proto_room_leave_t, room_id, "roomId", K_ID, REQ, 0, 0),
+    FIELD (proto_room_leave_t, user_id, "userId", K_ID, REQ, 0, 0),
+    FIELD (proto_room_leave_t, conn_id, "connId", K_ID, OPT, 0, 0),
+    FIELD (proto_room_leave_t, user_name, "userName", K_PROFILE, OPT, 0, 0),
+};
+static const field_t s_typing_fields [] = {
+    FIELD (proto_typing_t, room_id, "roomId", K_ID, REQ, 0, 0),
+    FIELD (proto_typing_t, user_id, "userId", K_ID, REQ, 0, 0),
+    FIELD (proto_typing_t, user_name, "userName", K_PROFILE, OPT, 0, 0),
+};
+static const field_t s_info_reply_fields [] = {
+    RECORD (proto_info_reply_t, room, "room", s_room),
+    LIST (proto_info_reply_t, online, online_count, "online", K_ID_LIST, PROTO_LIST_MAX, NULL),
+};
+static const field_t s_room_close_fields [] = {
+    FIELD (proto_room_close_t, room_id, "roomId", K_ID, REQ, 0, 0),
+    FIELD (proto_room_close_t, user_id, "userId", K_ID, OPT, 0, 0),
+    FIELD (proto_room_close_t, idle_before_ms, "idleBefore", K_TIME, OPT, 0, 0),
+};
+static const field_t s_event_joined_fields [] = {
+    RECORD (proto_event_joined_t, room, "room", s_room),
+    FIELD (proto_event_joined_t, user_id, "userId", K_ID, REQ, 0, 0),
+    FIELD (proto_event_joined_t, user_name, "userName", K_PROFILE, OPT, 0, 0),
+    FIELD (proto_event_joined_t, user_icon, "userIcon", K_PROFILE, OPT, 0, 0),
+    FIELD (proto_event_joined_t, user_color, "userColor", K_PROFILE, OPT, 0, 0),
+    FIELD (proto_event_joined_t, except_conn, "exceptConn", K_ID, OPT, 0, 0),
+};
+static const field_t s_event_left_fields [] = {
+    RECORD (proto_event_left_t, room, "room", s_room),
+    FIELD (proto_event_left_t, user_id, "userId", K_ID, REQ, 0, 0),
+    FIELD (proto_event_left_t, user_name, "userName", K_PROFILE, OPT, 0, 0),
+};
+
+static const char *
+s_room_join_check (const void *value)
+{
+    const proto_room_join_t *join = value;
+    return join->conn_id && !join->gateway_id? "a socket's join needs its gatewayId": NULL;
+}
+
 static const char *
 s_conn_list_check (const void *value)
 {
@@ -288,6 +353,36 @@ static const struct {
                                                      s_conn_list_check), PROTO_CONN_LIST_REPLY },
     [PROTO_CONN_LIST_REPLY] = { "conn-list-reply", LAYOUT ("body", proto_conn_list_reply_t,
                                                            s_conn_list_reply_fields, NULL), 0 },
+    [PROTO_SHARD_HELLO]     = { "shard-hello", LAYOUT ("body", proto_shard_hello_t,
+                                                       s_shard_hello_fields, NULL), PROTO_SHARD_WELCOME },
+    [PROTO_SHARD_WELCOME]   = { "shard-welcome", LAYOUT ("body", proto_shard_welcome_t,
+                                                         s_shard_welcome_fields, NULL), 0 },
+    [PROTO_ROOM_JOIN]       = { "room-join", LAYOUT ("body", proto_room_join_t, s_room_join_fields,
+                                                     s_room_join_check), PROTO_JOIN_REPLY },
+    [PROTO_JOIN_REPLY]      = { "join-reply", LAYOUT ("body", proto_join_reply_t,
+                                                      s_join_reply_fields, NULL), 0 },
+    [PROTO_ROOM_LEAVE]      = { "room-leave", LAYOUT ("body", proto_room_leave_t,
+                                                      s_room_leave_fields, NULL), PROTO_ROOM_REPLY },
+    [PROTO_ROOM_SEND]       = { "room-send", LAYOUT ("body", proto_carried_message_t,
+                                                     s_msg_append_fields, NULL), PROTO_APPEND_REPLY },
+    [PROTO_ROOM_TYPING]     = { "room-typing", LAYOUT ("body", proto_typing_t,
+                                                       s_typing_fields, NULL), PROTO_OK },
+    [PROTO_ROOM_INFO]       = { "room-info", LAYOUT ("body", proto_room_ref_t,
+                                                     s_room_get_fields, NULL), PROTO_INFO_REPLY },
+    [PROTO_INFO_REPLY]      = { "info-reply", LAYOUT ("body", proto_info_reply_t,
+                                                      s_info_reply_fields, NULL), 0 },
+    [PROTO_ROOM_CLOSE]      = { "room-close", LAYOUT ("body", proto_room_close_t,
+                                                      s_room_close_fields, NULL), PROTO_ROOM_REPLY },
+    [PROTO_EVENT_JOINED]    = { "event-joined", LAYOUT ("body", proto_event_joined_t,
+                                                        s_event_joined_fields, NULL), 0 },
+    [PROTO_EVENT_LEFT]      = { "event-left", LAYOUT ("body", proto_event_left_t,
+                                                      s_event_left_fields, NULL), 0 },
+    [PROTO_EVENT_MESSAGE]   = { "event-message", LAYOUT ("body", proto_carried_message_t,
+                                                         s_msg_append_fields, NULL), 0 },
+    [PROTO_EVENT_TYPING]    = { "event-typing", LAYOUT ("body", proto_typing_t,
+                                                        s_typing_fields, NULL), 0 },
+    [PROTO_EVENT_CLOSED]    = { "event-closed", LAYOUT ("body", proto_room_ref_t,
+                                                        s_room_get_fields, NULL), 0 },
 };
 
 static const char *s_room_type_names [] = { NULL, "public", "private" };

@@ -95,6 +95,24 @@ typedef enum {
     PROTO_CONN_LIST         = 42,   //  stored: connections by gateway, user or room
     PROTO_CONN_LIST_REPLY   = 43,
 
+    PROTO_SHARD_HELLO       = 50,   //  roomd -> gateway: register, then heartbeat
+    PROTO_SHARD_WELCOME     = 51,   //  <- hello: the gateway's id and live shard set
+
+    PROTO_ROOM_JOIN         = 60,   //  roomd: a user, maybe with a socket, joins
+    PROTO_JOIN_REPLY        = 61,
+    PROTO_ROOM_LEAVE        = 62,   //  roomd: a user, or one of its sockets, leaves -> room reply
+    PROTO_ROOM_SEND         = 63,   //  roomd: a chat message -> append reply, once durable
+    PROTO_ROOM_TYPING       = 64,   //  roomd: a participant types -> ok
+    PROTO_ROOM_INFO         = 65,   //  roomd: a room and who is online
+    PROTO_INFO_REPLY        = 66,
+    PROTO_ROOM_CLOSE        = 67,   //  roomd: the creator or the reaper closes -> room reply
+
+    PROTO_EVENT_JOINED      = 80,   //  roomd -> every gateway: events of one room,
+    PROTO_EVENT_LEFT        = 81,   //  request_id 0, no reply; each gateway writes
+    PROTO_EVENT_MESSAGE     = 82,   //  them to its own sockets in that room
+    PROTO_EVENT_TYPING      = 83,
+    PROTO_EVENT_CLOSED      = 84,
+
     PROTO_TYPE_LIMIT        = 200   //  every type is below this
 } proto_type_t;
 
@@ -299,6 +317,112 @@ typedef struct {
 } proto_conn_list_reply_t;
 
 //  ---------------------------------------------------------------------------
+//  Shards and gateways. A roomd connects a DEALER to each gateway's backend
+//  ROUTER and sends shard-hello at once and then every heartbeat; the
+//  gateway answers each with shard-welcome. A shard silent for three
+//  heartbeats is dropped from the gateway's live set, and rooms are routed
+//  over that set (route.h), so every gateway agrees once they have heard
+//  the same shards.
+
+typedef struct {
+    const char *shard_id;           //  required, unique among live shards
+    uint32_t heartbeat_ms;          //  required, how often hellos come, 1..60000
+    uint32_t rooms;                 //  rooms the shard holds in memory
+} proto_shard_hello_t;
+
+typedef struct {
+    const char *gateway_id;         //  required
+    const char **shards;            //  the gateway's live shard set, sorted
+    uint32_t shard_count;           //  0..PROTO_LIST_MAX
+} proto_shard_welcome_t;
+
+//  ---------------------------------------------------------------------------
+//  Requests a gateway (or the reaper, through a gateway) makes of the shard
+//  that owns a room. Each may be answered with an error: 400 (bad or full),
+//  403 (not allowed), 404 (no such room, or closed), 503 (stored is down).
+
+//  Join a room. With conn_id, a socket joins too: it receives the room's
+//  events from then on and its join reply carries the history it missed.
+//  Without, a user becomes a participant only (POST /rooms/join).
+typedef struct {
+    const char *room_id;            //  required
+    const char *user_id;            //  required
+    const char *conn_id;            //  optional: the socket that joins
+    const char *gateway_id;         //  required with conn_id: where the socket is
+    const char *user_name;          //  optional profile, shown to the others
+    const char *user_icon;
+    const char *user_color;
+    uint64_t since_seq;             //  history after this seq; 0: the most recent
+} proto_room_join_t;
+
+typedef struct {
+    proto_room_t room;              //  as it is after the join
+    proto_message_t *messages;      //  history for the socket, oldest first
+    uint32_t count;
+} proto_join_reply_t;
+
+//  Leave a room. Without conn_id the user stops being a participant. With
+//  conn_id one socket left the room (it closed, or joined another room):
+//  the user stops being a participant only if that was their last socket
+//  in the room. Either way the others hear user-left when the user goes.
+typedef struct {
+    const char *room_id;            //  required
+    const char *user_id;            //  required
+    const char *conn_id;            //  optional
+    const char *user_name;          //  optional, for user-left
+} proto_room_leave_t;
+
+//  A participant types: the others hear it, at most once a throttle period.
+//  Also the body of event-typing.
+typedef struct {
+    const char *room_id;            //  required
+    const char *user_id;            //  required
+    const char *user_name;          //  optional
+} proto_typing_t;
+
+//  A room by id: the body of room-info and event-closed.
+typedef proto_room_get_t proto_room_ref_t;
+
+typedef struct {
+    proto_room_t room;
+    const char **online;            //  user ids with a socket in the room now
+    uint32_t online_count;          //  0..PROTO_LIST_MAX
+} proto_info_reply_t;
+
+//  Close a room: by its creator (user_id set: anyone else gets 403), or by
+//  the reaper (idle_before_ms set: a room active since then is not closed,
+//  409). Members hear room-closed.
+typedef struct {
+    const char *room_id;            //  required
+    const char *user_id;            //  optional: must be the creator
+    int64_t idle_before_ms;         //  optional: only if idle since before this
+} proto_room_close_t;
+
+//  A chat message: the body of room-send (gateway -> roomd; seq and id are
+//  left to stored) and of event-message (roomd -> gateways, as stored).
+typedef proto_msg_append_t proto_carried_message_t;
+
+//  ---------------------------------------------------------------------------
+//  Events (roomd -> gateways). A gateway writes each to its sockets in the
+//  room: joined and message to all of them (joined but the except_conn),
+//  typing to those of other users, left and closed to all.
+
+typedef struct {
+    proto_room_t room;              //  as it is after the join
+    const char *user_id;            //  required: who joined
+    const char *user_name;
+    const char *user_icon;
+    const char *user_color;
+    const char *except_conn;        //  the joining socket: it hears of it in its join reply
+} proto_event_joined_t;
+
+typedef struct {
+    proto_room_t room;              //  as it is after the leave
+    const char *user_id;            //  required: who left
+    const char *user_name;
+} proto_event_left_t;
+
+//  ---------------------------------------------------------------------------
 //  A message: the envelope and one body. Types with an empty body
 //  (PROTO_OK, PROTO_STORE_STATS) use none of the union.
 
@@ -328,6 +452,21 @@ typedef struct {
         proto_conn_del_t conn_del;
         proto_conn_list_t conn_list;
         proto_conn_list_reply_t conn_list_reply;
+        proto_shard_hello_t shard_hello;
+        proto_shard_welcome_t shard_welcome;
+        proto_room_join_t room_join;
+        proto_join_reply_t join_reply;
+        proto_room_leave_t room_leave;
+        proto_carried_message_t room_send;
+        proto_typing_t room_typing;
+        proto_room_ref_t room_info;
+        proto_info_reply_t info_reply;
+        proto_room_close_t room_close;
+        proto_event_joined_t event_joined;
+        proto_event_left_t event_left;
+        proto_carried_message_t event_message;
+        proto_typing_t event_typing;
+        proto_room_ref_t event_closed;
     };
     //  Private: the zone that holds this struct and everything it points to
     //  when it came from proto_decode.

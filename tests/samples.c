@@ -160,6 +160,66 @@ samples_message (int type, bool full, proto_msg_t *msg)
             if (full)
                 msg->conn_list_reply = (proto_conn_list_reply_t) { connections, 2 };
             return true;
+        case PROTO_SHARD_HELLO:
+            msg->shard_hello = (proto_shard_hello_t) { "shard-1", 1000, full? 12: 0 };
+            return true;
+        case PROTO_SHARD_WELCOME:
+            msg->shard_welcome.gateway_id = "gw-1";
+            if (full) {
+                static const char *shards [] = { "shard-1", "shard-2" };
+                msg->shard_welcome.shards = shards;
+                msg->shard_welcome.shard_count = 2;
+            }
+            return true;
+        case PROTO_ROOM_JOIN:
+            msg->room_join = (proto_room_join_t) { .room_id = "room-1", .user_id = "bob" };
+            if (full)
+                msg->room_join = (proto_room_join_t) { "room-1", "bob", "c-1", "gw-1", "Bob",
+                                                       "icon", "#00ff00", 41 };
+            return true;
+        case PROTO_JOIN_REPLY:
+            msg->join_reply.room = s_room (full);
+            if (full) {
+                msg->join_reply.messages = messages;
+                msg->join_reply.count = 3;
+            }
+            return true;
+        case PROTO_ROOM_LEAVE:
+            msg->room_leave = (proto_room_leave_t) { "room-1", "bob", full? "c-1": NULL,
+                                                     full? "Bob": NULL };
+            return true;
+        case PROTO_ROOM_SEND: case PROTO_EVENT_MESSAGE:
+            msg->room_send.message = s_message (full, 0);
+            return true;
+        case PROTO_ROOM_TYPING: case PROTO_EVENT_TYPING:
+            msg->room_typing = (proto_typing_t) { "room-1", "bob", full? "Bob": NULL };
+            return true;
+        case PROTO_ROOM_INFO: case PROTO_EVENT_CLOSED:
+            msg->room_info.room_id = "room-1";
+            return true;
+        case PROTO_INFO_REPLY:
+            msg->info_reply.room = s_room (full);
+            if (full) {
+                msg->info_reply.online = s_people;
+                msg->info_reply.online_count = 3;
+            }
+            return true;
+        case PROTO_ROOM_CLOSE:
+            msg->room_close = (proto_room_close_t) { "room-1", full? "alice": NULL,
+                                                     full? 1700000000000: 0 };
+            return true;
+        case PROTO_EVENT_JOINED:
+            msg->event_joined = (proto_event_joined_t) { .room = s_room (full), .user_id = "bob" };
+            if (full) {
+                msg->event_joined.user_name = "Bob";
+                msg->event_joined.user_icon = "";
+                msg->event_joined.user_color = "red";
+                msg->event_joined.except_conn = "c-1";
+            }
+            return true;
+        case PROTO_EVENT_LEFT:
+            msg->event_left = (proto_event_left_t) { s_room (full), "bob", full? "Bob": NULL };
+            return true;
         default:
             return false;
     }
