@@ -1,0 +1,451 @@
+/*  =========================================================================
+    handle_rooms.c - what a shard does with each request for a room
+
+    Each request becomes an op that runs in steps: checks against the room
+    as held here, then a call to stored, then (in the continuation) the
+    reply and the event. An event goes out only after stored has made the
+    change durable, and before the reply, so a gateway that sees the reply
+    has already seen the event (they travel on one link, in order).
+
+    Ordering that the clients see:
+      - a joining socket is sent its history from a read made after its
+        join was committed; any message committed later reaches the gateway
+        as an event after the join reply, so the socket misses nothing and
+        sees nothing twice;
+      - new messages fan out in the order stored answers their appends,
+        which is the order of their seq.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <string.h>
+#include "roomd.h"
+#include "clock.h"
+#include "log.h"
+
+//  ---------------------------------------------------------------------------
+//  Helpers
+
+//  Answer an error reply from stored, or none (stored unreachable), as the
+//  gateway's answer. closed_is_gone: a 409 "closed" means 404 to a client.
+static void
+s_fail_from_store (roomd_t *self, op_t **op_p, const proto_msg_t *reply, bool closed_is_gone)
+{
+    if (!reply)
+        op_fail (self, op_p, 503, "stored is unreachable");
+    else
+    if (reply->type == PROTO_ERROR && reply->error.status == 409 && closed_is_gone)
+        op_fail (self, op_p, 404, "room %s is closed", (*op_p)->room_id);
+    else
+    if (reply->type == PROTO_ERROR)
+        op_fail (self, op_p, reply->error.status, "%s", reply->error.reason);
+    else
+        op_fail (self, op_p, 500, "stored answered with a %s", proto_type_name (reply->type));
+}
+
+//  Keep a deep copy of room in op, for a later step.
+static void
+s_keep_room (op_t *op, const proto_room_t *room)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    int rc = proto_room_pack (&buffer, room);
+    assert (rc == 0);
+    if (!op->zone)
+        op->zone = msgpack_zone_new (1024);
+    assert (op->zone);
+    char why [PROTO_WHY_MAX];
+    rc = proto_room_unpack (buffer.data, buffer.size, op->zone, &op->result_room, why, sizeof why);
+    assert (rc == 0);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+//  The room as stored answered it: the copy here follows.
+static void
+s_room_changed (roomd_t *self, op_t *op, const proto_room_t *record)
+{
+    room_t *room = rooms_find (self, op->room_id);
+    if (room && room->state == ROOM_READY)
+        room_set_record (room, record);
+}
+
+static void
+s_reply_room (roomd_t *self, op_t **op_p, const proto_room_t *room, bool changed)
+{
+    proto_msg_t reply = { .type = PROTO_ROOM_REPLY,
+                          .room_reply = { .room = *room, .changed = changed } };
+    op_finish (self, op_p, &reply);
+}
+
+//  ---------------------------------------------------------------------------
+//  join
+
+static void
+s_join_history (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    proto_msg_t answer = { .type = PROTO_JOIN_REPLY,
+                           .join_reply = { .room = op->result_room } };
+    if (reply && reply->type == PROTO_HISTORY_REPLY) {
+        answer.join_reply.messages = reply->history_reply.messages;
+        answer.join_reply.count = reply->history_reply.count;
+    }
+    else        //  joined all the same: the history can be read again later
+        log_write (LOG_LEVEL_WARN, op->request->trace_id, "no history for a join to room %s",
+                   op->room_id);
+    op_finish (self, &op, &answer);
+}
+
+static void
+s_join_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    if (!reply || reply->type != PROTO_ROOM_REPLY) {
+        s_fail_from_store (self, &op, reply, true);
+        return;
+    }
+    const proto_room_join_t *join = &op->request->room_join;
+    const proto_room_t *record = &reply->room_reply.room;
+    s_room_changed (self, op, record);
+    room_t *room = rooms_find (self, op->room_id);
+    bool joined = join->conn_id
+                ? room && room_add_member (room, join->conn_id, join->gateway_id, join->user_id)
+                : !op->was_member;
+    if (joined) {
+        proto_msg_t event = { .type = PROTO_EVENT_JOINED, .event_joined = {
+            .room = *record, .user_id = join->user_id, .user_name = join->user_name,
+            .user_icon = join->user_icon, .user_color = join->user_color,
+            .except_conn = join->conn_id } };
+        memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
+        fanout_to_gateways (self, &event);
+    }
+    if (!join->conn_id) {
+        proto_msg_t answer = { .type = PROTO_JOIN_REPLY, .join_reply = { .room = *record } };
+        op_finish (self, &op, &answer);
+        return;
+    }
+    //  The history is read after the join's commit: see the file's header.
+    s_keep_room (op, record);
+    proto_msg_t call = { .type = PROTO_HISTORY, .history = { .room_id = op->room_id } };
+    if (join->since_seq) {
+        call.history.from_seq = join->since_seq + 1;
+        call.history.limit = PROTO_LIST_MAX;
+    }
+    else
+        call.history.limit = (uint32_t) self->config->history_on_join;
+    store_call (self, op, &call, s_join_history);
+}
+
+static void
+s_join (roomd_t *self, room_t *room, op_t *op)
+{
+    const proto_room_join_t *join = &op->request->room_join;
+    if (room->record.status != PROTO_STATUS_ACTIVE) {
+        op_fail (self, &op, 404, "room %s is closed", room->id);
+        return;
+    }
+    op->was_member = room_is_participant (room, join->user_id);
+    proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
+        .room_id = room->id, .if_status = PROTO_STATUS_ACTIVE,
+        .add_participant = join->user_id, .touch_ms = clock_now_ms () } };
+    store_call (self, op, &call, s_join_updated);
+}
+
+//  ---------------------------------------------------------------------------
+//  leave
+
+static void
+s_leave_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    if (!reply || reply->type != PROTO_ROOM_REPLY) {
+        s_fail_from_store (self, &op, reply, false);
+        return;
+    }
+    const proto_room_leave_t *leave = &op->request->room_leave;
+    const proto_room_t *record = &reply->room_reply.room;
+    s_room_changed (self, op, record);
+    if (reply->room_reply.changed) {
+        proto_msg_t event = { .type = PROTO_EVENT_LEFT, .event_left = {
+            .room = *record, .user_id = leave->user_id, .user_name = leave->user_name } };
+        memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
+        fanout_to_gateways (self, &event);
+    }
+    s_reply_room (self, &op, record, reply->room_reply.changed);
+}
+
+static void
+s_leave (roomd_t *self, room_t *room, op_t *op)
+{
+    const proto_room_leave_t *leave = &op->request->room_leave;
+    if (leave->conn_id) {
+        //  One socket went; the user stays while another of theirs is here.
+        room_remove_member (room, leave->conn_id);
+        if (room_user_online (room, leave->user_id)) {
+            s_reply_room (self, &op, &room->record, false);
+            return;
+        }
+    }
+    else
+        room_remove_user (room, leave->user_id);
+    if (!room_is_participant (room, leave->user_id)) {
+        s_reply_room (self, &op, &room->record, false);
+        return;
+    }
+    proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
+        .room_id = room->id, .remove_participant = leave->user_id } };
+    store_call (self, op, &call, s_leave_updated);
+}
+
+//  ---------------------------------------------------------------------------
+//  send
+
+static void
+s_sent (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    if (!reply || reply->type != PROTO_APPEND_REPLY) {
+        s_fail_from_store (self, &op, reply, true);
+        return;
+    }
+    const proto_append_reply_t *appended = &reply->append_reply;
+    //  A resend of a stored message is acknowledged again, not delivered again.
+    if (!appended->duplicate) {
+        proto_msg_t event = { .type = PROTO_EVENT_MESSAGE,
+                              .event_message.message = op->request->room_send.message };
+        proto_message_t *message = &event.event_message.message;
+        message->seq = appended->seq;
+        message->id = appended->id;
+        message->created_at_ms = appended->created_at_ms;
+        memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
+        fanout_to_gateways (self, &event);
+        room_t *room = rooms_find (self, op->room_id);
+        if (room && room->state == ROOM_READY) {
+            if (appended->seq > room->record.last_seq)
+                room->record.last_seq = appended->seq;
+            if (appended->created_at_ms > room->record.last_activity_ms)
+                room->record.last_activity_ms = appended->created_at_ms;
+        }
+    }
+    op_finish (self, &op, reply);
+}
+
+static void
+s_send (roomd_t *self, room_t *room, op_t *op)
+{
+    const proto_message_t *message = &op->request->room_send.message;
+    if (room->record.status != PROTO_STATUS_ACTIVE) {
+        op_fail (self, &op, 404, "room %s is closed", room->id);
+        return;
+    }
+    if (!room_is_participant (room, message->user_id)) {
+        op_fail (self, &op, 403, "only participants may send messages in this room");
+        return;
+    }
+    proto_msg_t call = { .type = PROTO_MSG_APPEND, .msg_append.message = *message };
+    //  stored numbers the message and names it; a client's seq or id is not ours to keep.
+    call.msg_append.message.seq = 0;
+    call.msg_append.message.id = NULL;
+    call.msg_append.message.expires_at_ms = 0;
+    store_call (self, op, &call, s_sent);
+}
+
+//  ---------------------------------------------------------------------------
+//  typing, info
+
+static void
+s_typing (roomd_t *self, room_t *room, op_t *op)
+{
+    const proto_typing_t *typing = &op->request->room_typing;
+    if (room->record.status != PROTO_STATUS_ACTIVE) {
+        op_fail (self, &op, 404, "room %s is closed", room->id);
+        return;
+    }
+    if (!room_is_participant (room, typing->user_id)) {
+        op_fail (self, &op, 403, "only participants may type in this room");
+        return;
+    }
+    if (room_typing_allowed (room, typing->user_id, clock_mono_ms (),
+                             self->config->typing_throttle_ms)) {
+        proto_msg_t event = { .type = PROTO_EVENT_TYPING, .event_typing = *typing };
+        memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
+        fanout_to_gateways (self, &event);
+    }
+    proto_msg_t ok = { .type = PROTO_OK };
+    op_finish (self, &op, &ok);
+}
+
+static void
+s_info (roomd_t *self, room_t *room, op_t *op)
+{
+    const char *online [PROTO_LIST_MAX];
+    proto_msg_t reply = { .type = PROTO_INFO_REPLY, .info_reply = { .room = room->record } };
+    reply.info_reply.online = online;
+    reply.info_reply.online_count = room_online (room, online, PROTO_LIST_MAX);
+    op_finish (self, &op, &reply);
+}
+
+//  ---------------------------------------------------------------------------
+//  close
+
+static void
+s_closed (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    if (!reply || reply->type != PROTO_ROOM_REPLY) {
+        s_fail_from_store (self, &op, reply, false);
+        return;
+    }
+    const proto_room_t *record = &reply->room_reply.room;
+    s_room_changed (self, op, record);
+    room_t *room = rooms_find (self, op->room_id);
+    if (room)
+        while (room->member_count)
+            room_remove_member (room, room->members [0].conn_id);
+    proto_msg_t event = { .type = PROTO_EVENT_CLOSED, .event_closed.room_id = op->room_id };
+    memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
+    fanout_to_gateways (self, &event);
+    log_write (LOG_LEVEL_INFO, op->request->trace_id, "room %s closed%s", op->room_id,
+               op->request->room_close.idle_before_ms? " for idleness": "");
+    s_reply_room (self, &op, record, true);
+}
+
+static void
+s_close (roomd_t *self, room_t *room, op_t *op)
+{
+    const proto_room_close_t *close = &op->request->room_close;
+    if (room->record.status != PROTO_STATUS_ACTIVE) {
+        op_fail (self, &op, 404, "room %s is closed", room->id);
+        return;
+    }
+    if (close->user_id && strcmp (close->user_id, room->record.creator) != 0) {
+        op_fail (self, &op, 403, "only the room's creator may close it");
+        return;
+    }
+    //  The same conditions again in stored, where they hold atomically.
+    proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
+        .room_id = room->id, .if_status = PROTO_STATUS_ACTIVE, .if_creator = close->user_id,
+        .if_idle_before_ms = close->idle_before_ms, .set_status = PROTO_STATUS_CLOSED } };
+    store_call (self, op, &call, s_closed);
+}
+
+//  ---------------------------------------------------------------------------
+//  Dispatch and loading
+
+void
+handle_request (roomd_t *self, room_t *room, op_t *op)
+{
+    assert (room->state == ROOM_READY);
+    switch (op->request->type) {
+        case PROTO_ROOM_JOIN:   s_join (self, room, op); break;
+        case PROTO_ROOM_LEAVE:  s_leave (self, room, op); break;
+        case PROTO_ROOM_SEND:   s_send (self, room, op); break;
+        case PROTO_ROOM_TYPING: s_typing (self, room, op); break;
+        case PROTO_ROOM_INFO:   s_info (self, room, op); break;
+        case PROTO_ROOM_CLOSE:  s_close (self, room, op); break;
+        default:
+            op_fail (self, &op, 400, "roomd does not serve %s", proto_type_name (op->request->type));
+    }
+}
+
+//  Run or refuse the requests that waited for a room to load. With status 0
+//  the room is READY and they run in order; otherwise each gets the error
+//  and the room leaves the table.
+static void
+s_loaded (roomd_t *self, room_t *room, uint16_t status, const char *reason)
+{
+    op_t *queued = room->queue_head;
+    room->queue_head = room->queue_tail = NULL;
+    if (status)
+        rooms_remove (self, &room);
+    while (queued) {
+        op_t *op = queued;
+        queued = op->queued_next;
+        op->queued_next = NULL;
+        if (status)
+            op_fail (self, &op, status, "%s", reason);
+        else {
+            //  An earlier request may have closed the room: look again each time.
+            room_t *again = rooms_find (self, op->room_id);
+            if (again && again->state == ROOM_READY)
+                handle_request (self, again, op);
+            else
+                op_fail (self, &op, 503, "room %s could not be loaded", op->room_id);
+        }
+    }
+}
+
+static void
+s_load_members (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    room_t *room = rooms_find (self, op->room_id);
+    assert (room && room->state == ROOM_LOADING);
+    if (reply && reply->type == PROTO_CONN_LIST_REPLY) {
+        for (uint32_t i = 0; i < reply->conn_list_reply.count; i++) {
+            const proto_connection_t *connection = &reply->conn_list_reply.connections [i];
+            if (connection->room_id && strcmp (connection->room_id, room->id) == 0)
+                room_add_member (room, connection->conn_id, connection->gateway_id,
+                                 connection->user_id);
+        }
+        log_debug ("room %s loaded with %zu sockets", room->id, room->member_count);
+    }
+    else        //  the room works without them; only `online` is short
+        log_warn ("room %s loaded without its sockets: stored did not list them", room->id);
+    room_set_record (room, &op->result_room);
+    op_finish (self, &op, NULL);
+    s_loaded (self, room, 0, NULL);
+}
+
+static void
+s_load_record (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    room_t *room = rooms_find (self, op->room_id);
+    assert (room && room->state == ROOM_LOADING);
+    if (!reply || reply->type != PROTO_ROOM_REPLY) {
+        uint16_t status = !reply? 503: reply->type == PROTO_ERROR? reply->error.status: 500;
+        char reason [PROTO_REASON_MAX];
+        snprintf (reason, sizeof reason, "%s", !reply? "stored is unreachable"
+                  : reply->type == PROTO_ERROR? reply->error.reason: "stored answered oddly");
+        op_finish (self, &op, NULL);
+        s_loaded (self, room, status, reason);
+        return;
+    }
+    s_keep_room (op, &reply->room_reply.room);
+    proto_msg_t call = { .type = PROTO_CONN_LIST, .conn_list = { .room_id = room->id } };
+    store_call (self, op, &call, s_load_members);
+}
+
+static const char *
+s_room_id_of (const proto_msg_t *request)
+{
+    switch (request->type) {
+        case PROTO_ROOM_JOIN:   return request->room_join.room_id;
+        case PROTO_ROOM_LEAVE:  return request->room_leave.room_id;
+        case PROTO_ROOM_SEND:   return request->room_send.message.room_id;
+        case PROTO_ROOM_TYPING: return request->room_typing.room_id;
+        case PROTO_ROOM_INFO:   return request->room_info.room_id;
+        case PROTO_ROOM_CLOSE:  return request->room_close.room_id;
+        default:                return NULL;
+    }
+}
+
+void
+handle_dispatch (roomd_t *self, proto_msg_t *request, link_t *link)
+{
+    const char *room_id = s_room_id_of (request);
+    assert (room_id);                   //  links.c lets only room requests through
+    op_t *op = op_new (room_id, request, link);
+    room_t *room = rooms_find (self, room_id);
+    if (!room) {
+        //  Not held here: read it from stored (a restart, or a room that
+        //  became ours), keeping this request and any that follow in order.
+        room = rooms_add (self, room_id);
+        op_t *load = op_new (room_id, NULL, NULL);
+        proto_msg_t call = { .type = PROTO_ROOM_GET, .room_get = { .room_id = room->id } };
+        room->queue_head = room->queue_tail = op;
+        store_call (self, load, &call, s_load_record);
+        return;
+    }
+    room->used_ms = clock_mono_ms ();
+    if (room->state == ROOM_LOADING) {
+        room->queue_tail->queued_next = op;
+        room->queue_tail = op;
+        return;
+    }
+    handle_request (self, room, op);
+}

@@ -1,0 +1,178 @@
+/*  =========================================================================
+    links.c - roomd's links to the gateways
+
+    A shard finds its gateways, not the other way round: it connects a
+    DEALER to each gateway's backend ROUTER and says shard-hello there at
+    once and every heartbeat. A gateway that hears it routes rooms to it; a
+    gateway that stops hearing it (roomd died) routes them elsewhere. Each
+    welcome carries the gateway's live shard set, from which roomd learns
+    which rooms it no longer owns.
+
+    Requests from a gateway are answered on the link they came by; events go
+    to every link, one message a gateway, and each gateway writes them to
+    its own sockets in the room.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <string.h>
+#include "roomd.h"
+#include "clock.h"
+#include "log.h"
+
+//  Enough queued messages for a burst; past it, sends to that gateway fail
+//  (and are counted) rather than grow memory.
+#define LINK_HWM    100000
+
+int
+links_open (roomd_t *self)
+{
+    char endpoints [4096];
+    snprintf (endpoints, sizeof endpoints, "%s", self->config->gateway_endpoints);
+    char *save = NULL;
+    for (char *endpoint = strtok_r (endpoints, ", ", &save); endpoint;
+         endpoint = strtok_r (NULL, ", ", &save)) {
+        if (self->link_count == LINKS_MAX) {
+            log_error ("more than %d gateway endpoints", LINKS_MAX);
+            return -1;
+        }
+        link_t *link = &self->links [self->link_count];
+        memset (link, 0, sizeof *link);
+        link->socket = zsock_new (ZMQ_DEALER);
+        assert (link->socket);
+        zsock_set_linger (link->socket, 0);
+        zsock_set_sndhwm (link->socket, LINK_HWM);
+        zsock_set_rcvhwm (link->socket, LINK_HWM);
+        //  Nothing is queued for a gateway that is not connected: its
+        //  sockets are gone with it, so events for them are moot.
+        zsock_set_immediate (link->socket, 1);
+        //  Detect a dead gateway (and reconnect to a new one) quickly.
+        zsock_set_heartbeat_ivl (link->socket, 1000);
+        zsock_set_heartbeat_timeout (link->socket, 3000);
+        if (zsock_connect (link->socket, "%s", endpoint)) {
+            log_error ("cannot connect to gateway %s", endpoint);
+            zsock_destroy (&link->socket);
+            return -1;
+        }
+        snprintf (link->endpoint, sizeof link->endpoint, "%s", endpoint);
+        self->link_count++;
+        log_info ("linked to gateway %s", endpoint);
+    }
+    return self->link_count? 0: -1;
+}
+
+void
+links_close (roomd_t *self)
+{
+    for (size_t i = 0; i < self->link_count; i++)
+        zsock_destroy (&self->links [i].socket);
+    self->link_count = 0;
+}
+
+void
+link_send (roomd_t *self, link_t *link, const proto_msg_t *msg)
+{
+    msgpack_sbuffer_clear (&self->buffer);
+    if (proto_encode (msg, &self->buffer)) {
+        log_error ("a %s does not encode", proto_type_name (msg->type));
+        return;
+    }
+    if (zmq_send (zsock_resolve (link->socket), self->buffer.data, self->buffer.size,
+                  ZMQ_DONTWAIT) < 0)
+        log_debug ("gateway %s missed a %s: %s", link->endpoint, proto_type_name (msg->type),
+                   zmq_strerror (zmq_errno ()));
+}
+
+void
+fanout_to_gateways (roomd_t *self, const proto_msg_t *event)
+{
+    msgpack_sbuffer_clear (&self->buffer);
+    if (proto_encode (event, &self->buffer)) {
+        log_error ("a %s does not encode", proto_type_name (event->type));
+        return;
+    }
+    for (size_t i = 0; i < self->link_count; i++)
+        zmq_send (zsock_resolve (self->links [i].socket), self->buffer.data, self->buffer.size,
+                  ZMQ_DONTWAIT);
+    self->events++;
+}
+
+void
+links_hello (roomd_t *self)
+{
+    proto_msg_t hello = { .type = PROTO_SHARD_HELLO, .shard_hello = {
+        .shard_id = self->config->shard_id, .heartbeat_ms = (uint32_t) self->config->heartbeat_ms,
+        .rooms = (uint32_t) rooms_count (self) } };
+    for (size_t i = 0; i < self->link_count; i++)
+        link_send (self, &self->links [i], &hello);
+}
+
+//  The gateway's view of the live shards: drop the rooms that are no
+//  longer ours, so that a room that comes back later is read afresh.
+static void
+s_welcomed (roomd_t *self, link_t *link, const proto_shard_welcome_t *welcome)
+{
+    if (strcmp (link->gateway_id, welcome->gateway_id) != 0) {
+        log_info ("gateway %s at %s knows %u shards", welcome->gateway_id, link->endpoint,
+                  welcome->shard_count);
+        snprintf (link->gateway_id, sizeof link->gateway_id, "%s", welcome->gateway_id);
+    }
+    link->welcomed_ms = clock_mono_ms ();
+    rooms_evict (self, welcome->shards, welcome->shard_count);
+}
+
+static bool
+s_is_room_request (int type)
+{
+    return type == PROTO_ROOM_JOIN || type == PROTO_ROOM_LEAVE || type == PROTO_ROOM_SEND
+        || type == PROTO_ROOM_TYPING || type == PROTO_ROOM_INFO || type == PROTO_ROOM_CLOSE;
+}
+
+bool
+link_receive (roomd_t *self, link_t *link)
+{
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, zsock_resolve (link->socket), ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&frame);
+        return false;
+    }
+    const void *data = zmq_msg_data (&frame);
+    size_t size = zmq_msg_size (&frame);
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *msg = proto_decode (data, size, why, sizeof why);
+    if (!msg) {
+        //  Answer what we can: a request id read past a bad body.
+        uint16_t type;
+        uint64_t request_id = 0;
+        if (proto_peek (data, size, &type, &request_id) == 0 && request_id) {
+            proto_msg_t error = { .type = PROTO_ERROR, .request_id = request_id,
+                                  .error = { 400, why } };
+            link_send (self, link, &error);
+        }
+        log_warn ("refused a message from gateway %s: %s", link->endpoint, why);
+    }
+    else
+    if (msg->type == PROTO_SHARD_WELCOME) {
+        s_welcomed (self, link, &msg->shard_welcome);
+        proto_msg_destroy (&msg);
+    }
+    else
+    if (s_is_room_request (msg->type)) {
+        self->requests++;
+        handle_dispatch (self, msg, link);
+    }
+    else {
+        if (msg->request_id) {
+            proto_msg_t error = { .type = PROTO_ERROR, .request_id = msg->request_id,
+                                  .error = { 400, "roomd does not serve this type" } };
+            memcpy (error.trace_id, msg->trace_id, sizeof error.trace_id);
+            link_send (self, link, &error);
+        }
+        log_warn ("gateway %s sent a %s, which roomd does not serve", link->endpoint,
+                  proto_type_name (msg->type));
+        proto_msg_destroy (&msg);
+    }
+    zmq_msg_close (&frame);
+    return true;
+}

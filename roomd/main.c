@@ -1,0 +1,120 @@
+/*  =========================================================================
+    roomd - a room shard
+
+    One process a shard, one thread a process: it links to every gateway,
+    registers there with a heartbeat, serves the requests the gateways route
+    to it for the rooms it owns, and fans their events back out. See
+    roomd.h for its state, handle_rooms.c for what each request does.
+    =========================================================================
+*/
+
+#include <signal.h>
+#include <unistd.h>
+#include "roomd.h"
+#include "clock.h"
+#include "config.h"
+#include "log.h"
+
+//  Messages read from one socket before the others get a turn.
+#define DRAIN_MAX   256
+
+static roomd_config_t s_config;
+static log_level_t s_log_level;
+
+static config_option_t s_options [] = {
+    { "SHARD_ID", CONFIG_STRING, "auto", 0, PROTO_ID_MAX,
+      "this shard's id, unique among live shards; auto: hostname-pid", &s_config.shard_id },
+    { "GATEWAY_ENDPOINTS", CONFIG_STRING, "tcp://127.0.0.1:5556", 0, 4000,
+      "the gateways' backend endpoints, comma-separated", &s_config.gateway_endpoints },
+    { "STORED_ENDPOINT", CONFIG_STRING, "tcp://127.0.0.1:5555", 0, 256,
+      "ZeroMQ endpoint of stored", &s_config.stored_endpoint },
+    { "HEARTBEAT_MS", CONFIG_INT, "1000", 50, 60000,
+      "how often the shard says hello to each gateway", &s_config.heartbeat_ms },
+    { "REQUEST_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,
+      "how long a call to stored may take", &s_config.request_timeout_ms },
+    { "TYPING_THROTTLE_MS", CONFIG_INT, "1000", 0, 60000,
+      "at most one typing event per user and room this often", &s_config.typing_throttle_ms },
+    { "HISTORY_ON_JOIN", CONFIG_INT, "50", 0, PROTO_LIST_MAX,
+      "messages a joining socket is sent", &s_config.history_on_join },
+    { "ROOM_EVICT_S", CONFIG_INT, "300", 1, 86400,
+      "a room with no sockets, unused this long, leaves memory", &s_config.room_idle_evict_s },
+    { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
+      "debug, info, warn or error", &s_log_level },
+    { .name = NULL }
+};
+
+static void
+s_run (roomd_t *self)
+{
+    zmq_pollitem_t items [LINKS_MAX + 1];
+    size_t count = 0;
+    for (; count < self->link_count; count++)
+        items [count] = (zmq_pollitem_t) { zsock_resolve (self->links [count].socket), 0,
+                                           ZMQ_POLLIN, 0 };
+    items [count++] = (zmq_pollitem_t) { zsock_resolve (self->store), 0, ZMQ_POLLIN, 0 };
+
+    links_hello (self);
+    int64_t next_hello = clock_mono_ms () + self->config->heartbeat_ms;
+    while (!zsys_interrupted) {
+        int64_t wait = next_hello - clock_mono_ms ();
+        int64_t deadline = store_next_deadline (self);
+        if (deadline >= 0 && deadline < wait)
+            wait = deadline;
+        if (zmq_poll (items, (int) count, wait < 0? 0: (long) wait) < 0)
+            continue;                   //  EINTR: zsys_interrupted decides
+        //  Replies from stored first: they finish work already begun.
+        for (int i = 0; i < DRAIN_MAX && store_receive (self); i++)
+            ;
+        for (size_t link = 0; link < self->link_count; link++)
+            for (int i = 0; i < DRAIN_MAX && link_receive (self, &self->links [link]); i++)
+                ;
+        store_expire (self);
+        if (clock_mono_ms () >= next_hello) {
+            links_hello (self);
+            next_hello = clock_mono_ms () + self->config->heartbeat_ms;
+        }
+    }
+}
+
+int
+main (int argc, char *argv [])
+{
+    config_load ("roomd", "roomd: a nearchat room shard, owning the live state of its rooms.",
+                 s_options, argc, argv);
+    char shard_id [PROTO_ID_MAX + 1];
+    if (strcmp (s_config.shard_id, "auto") == 0) {
+        //  In a container the pid is 1 and the hostname the container's,
+        //  so a restarted shard keeps its id (and its rooms); on a shared
+        //  host the pid tells shards apart.
+        char host [PROTO_ID_MAX - 8] = "roomd";
+        gethostname (host, sizeof host);
+        host [sizeof host - 1] = 0;
+        snprintf (shard_id, sizeof shard_id, "%s-%d", host, (int) getpid ());
+        s_config.shard_id = shard_id;
+    }
+    log_init ("roomd", s_log_level);
+    zsys_set_logstream (NULL);
+    zsys_init ();
+    zsys_set_io_threads (1);
+
+    roomd_t self = { .config = &s_config };
+    msgpack_sbuffer_init (&self.buffer);
+    self.rooms = rooms_new ();
+    if (store_open (&self) || links_open (&self)) {
+        links_close (&self);
+        store_close (&self);
+        zhashx_destroy (&self.rooms);
+        msgpack_sbuffer_destroy (&self.buffer);
+        return 1;
+    }
+    log_info ("shard %s serving, stored at %s", s_config.shard_id, s_config.stored_endpoint);
+    s_run (&self);
+
+    store_abandon (&self);
+    links_close (&self);
+    store_close (&self);
+    zhashx_destroy (&self.rooms);
+    msgpack_sbuffer_destroy (&self.buffer);
+    log_info ("stopped");
+    return 0;
+}

@@ -1,0 +1,199 @@
+/*  =========================================================================
+    roomd.h - a room shard's state and internal interfaces
+
+    roomd is a single-threaded actor that owns the live state of the rooms
+    that hash to it (route.h): each room's record as stored last wrote it,
+    the sockets that are in it (members), and typing throttles. It changes
+    rooms and appends messages through stored, and only once stored has
+    answered does it reply and fan the event out: one ZeroMQ message per
+    gateway per event.
+
+    Its peers:
+      - every gateway (GATEWAY_ENDPOINTS): a DEALER a gateway, on which
+        roomd says shard-hello every heartbeat, takes requests and sends
+        replies and events (links.c);
+      - stored: a DEALER on which requests go out with a continuation each
+        and come back in any order, matched by request id (store.c).
+
+    Invariants:
+      - a room is in the table in one of two states: LOADING (its record
+        and members are being read from stored; requests wait in its
+        queue, in order) or READY (requests run at once);
+      - roomd writes a room only through stored's conditional room-update,
+        so stored stays the source of truth; the copy here is replaced by
+        every room stored sends back;
+      - nothing in this process blocks: every wait is a pending operation
+        with a deadline.
+    =========================================================================
+*/
+
+#ifndef NEARCHAT_ROOMD_H_INCLUDED
+#define NEARCHAT_ROOMD_H_INCLUDED
+
+#include <czmq.h>
+#include "proto.h"
+
+typedef struct roomd roomd_t;
+typedef struct room room_t;
+typedef struct link link_t;
+typedef struct op op_t;
+
+//  ---------------------------------------------------------------------------
+//  Settings
+
+typedef struct {
+    const char *shard_id;
+    const char *gateway_endpoints;      //  comma-separated
+    const char *stored_endpoint;
+    int64_t heartbeat_ms;
+    int64_t request_timeout_ms;         //  for each call to stored
+    int64_t typing_throttle_ms;
+    int64_t history_on_join;            //  messages a joining socket is sent
+    int64_t room_idle_evict_s;          //  a room unused this long leaves memory
+} roomd_config_t;
+
+//  ---------------------------------------------------------------------------
+//  Gateway links (links.c)
+
+#define LINKS_MAX 16
+
+struct link {
+    zsock_t *socket;                    //  DEALER connected to one gateway's backend
+    char endpoint [256];
+    char gateway_id [PROTO_ID_MAX + 1]; //  from its last welcome, "" before
+    int64_t welcomed_ms;                //  monotonic time of its last welcome
+};
+
+//  Connect one link per endpoint. Returns 0, or -1 if an endpoint is bad.
+int  links_open (roomd_t *self);
+void links_close (roomd_t *self);
+//  Say shard-hello on every link.
+void links_hello (roomd_t *self);
+//  Send msg on one link (a reply), or on every link (an event). A gateway
+//  that is not there loses the message: events are not queued for it.
+void link_send (roomd_t *self, link_t *link, const proto_msg_t *msg);
+void fanout_to_gateways (roomd_t *self, const proto_msg_t *event);
+//  Read one message from link, if there is one, and act on it. Returns
+//  false when there was none.
+bool link_receive (roomd_t *self, link_t *link);
+
+//  ---------------------------------------------------------------------------
+//  Calls to stored (store.c)
+
+//  What to do when stored answers a call: reply is NULL when the call timed
+//  out or could not be sent (then the caller answers 503). The callee owns
+//  nothing; op is freed by whoever finishes it (op_finish).
+typedef void (op_done_fn) (roomd_t *self, op_t *op, proto_msg_t *reply);
+
+//  One request from a gateway being served, and the call to stored it is
+//  waiting on (at most one at a time).
+struct op {
+    char room_id [PROTO_ID_MAX + 1];    //  the room it is about
+    proto_msg_t *request;               //  the gateway's request (owned; NULL for roomd's own)
+    link_t *link;                       //  where the reply goes
+    op_done_fn *done;                   //  continuation of the current call
+    uint64_t call_id;                   //  request id of that call, 0 if none
+    int64_t deadline_ms;                //  monotonic, of that call
+    proto_room_t result_room;           //  a room to carry between steps
+    msgpack_zone *zone;                 //  holds result_room's strings
+    bool was_member;                    //  state before the call, for what comes after
+    op_t *prev, *next;                  //  the list of calls in flight, oldest first
+    op_t *queued_next;                  //  a LOADING room's queue
+};
+
+int  store_open (roomd_t *self);
+void store_close (roomd_t *self);
+//  Send call (its request_id is set here) for op; done runs on the reply.
+void store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done);
+//  Read one reply from stored, if there is one, and run its continuation.
+//  Returns false when there was none.
+bool store_receive (roomd_t *self);
+//  Run the continuations of calls past their deadline, with NULL.
+void store_expire (roomd_t *self);
+//  Run the continuation of every call in flight with NULL (at shutdown).
+void store_abandon (roomd_t *self);
+//  Milliseconds until the oldest call's deadline, or -1 if none.
+int64_t store_next_deadline (roomd_t *self);
+
+//  New op about room_id for request from link (request is taken over; both
+//  NULL for an operation of roomd's own).
+op_t *op_new (const char *room_id, proto_msg_t *request, link_t *link);
+//  Answer op's request with reply (NULL: nothing to send) and free op.
+void op_finish (roomd_t *self, op_t **op_p, proto_msg_t *reply);
+//  Answer op's request with an error and free op.
+void op_fail (roomd_t *self, op_t **op_p, uint16_t status, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+//  ---------------------------------------------------------------------------
+//  Rooms (rooms.c)
+
+typedef enum { ROOM_LOADING, ROOM_READY } room_state_t;
+
+//  A socket in a room.
+typedef struct {
+    char *conn_id, *gateway_id, *user_id;
+} member_t;
+
+struct room {
+    char id [PROTO_ID_MAX + 1];
+    room_state_t state;
+    proto_room_t record;                //  as stored last sent it (READY)
+    msgpack_zone *zone;                 //  holds record's strings
+    member_t *members;
+    size_t member_count, member_max;
+    struct { char *user_id; int64_t at_ms; } *typing;   //  last typing event per user
+    size_t typing_count;
+    op_t *queue_head, *queue_tail;      //  requests waiting for LOADING to end
+    int64_t used_ms;                    //  monotonic time of the last request
+};
+
+//  The table of rooms, by id; it frees the rooms it holds.
+zhashx_t *rooms_new (void);
+room_t *rooms_find (roomd_t *self, const char *room_id);
+room_t *rooms_add (roomd_t *self, const char *room_id);
+void    rooms_remove (roomd_t *self, room_t **room_p);
+size_t  rooms_count (roomd_t *self);
+//  Drop rooms this shard no longer owns under shards[], and rooms with no
+//  members unused for room_idle_evict_s.
+void    rooms_evict (roomd_t *self, const char *const *shards, size_t shard_count);
+
+//  Replace the room's record with a deep copy of record.
+void room_set_record (room_t *room, const proto_room_t *record);
+bool room_is_participant (const room_t *room, const char *user_id);
+//  Add a socket (no change if present); remove one socket, or every socket
+//  of a user. Return true when something changed.
+bool room_add_member (room_t *room, const char *conn_id, const char *gateway_id,
+                      const char *user_id);
+bool room_remove_member (room_t *room, const char *conn_id);
+void room_remove_user (room_t *room, const char *user_id);
+bool room_user_online (const room_t *room, const char *user_id);
+//  Distinct user ids with a socket in the room, into ids (at most max).
+uint32_t room_online (const room_t *room, const char **ids, uint32_t max);
+//  True if user may emit a typing event now (and remember that they did).
+bool room_typing_allowed (room_t *room, const char *user_id, int64_t now_ms, int64_t throttle_ms);
+
+//  ---------------------------------------------------------------------------
+//  Handlers (handle_rooms.c): serve one request for a READY room; each
+//  finishes op itself, now or from a continuation.
+
+void handle_request (roomd_t *self, room_t *room, op_t *op);
+//  A request from link (taken over): find or load its room, then serve it.
+void handle_dispatch (roomd_t *self, proto_msg_t *request, link_t *link);
+
+//  ---------------------------------------------------------------------------
+//  The actor
+
+struct roomd {
+    const roomd_config_t *config;
+    link_t links [LINKS_MAX];
+    size_t link_count;
+    zsock_t *store;                     //  DEALER to stored
+    uint64_t next_call_id;
+    op_t *calls_head, *calls_tail;      //  calls in flight, by deadline
+    zhashx_t *calls;                    //  the same, by request id (key: &op->call_id)
+    zhashx_t *rooms;                    //  room id -> room_t
+    msgpack_sbuffer buffer;             //  for encoding
+    uint64_t events, requests;          //  counters, for the logs
+};
+
+#endif

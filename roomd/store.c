@@ -1,0 +1,224 @@
+/*  =========================================================================
+    store.c - roomd's calls to stored, and the operations that wait on them
+
+    roomd never waits for stored: a call goes out on a DEALER with a fresh
+    request id and a continuation, and the loop moves on. stored answers
+    reads at once and writes after their commit, so replies come back out of
+    order; they are matched by request id. Calls in flight also sit in a
+    list in the order they were sent; all share one timeout, so the list is
+    in deadline order too and expiry only ever looks at its head.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <string.h>
+#include "roomd.h"
+#include "clock.h"
+#include "log.h"
+
+#define STORE_HWM   100000
+
+//  Calls in flight by request id: the key is the op's own call_id.
+static size_t
+s_id_hash (const void *key)
+{
+    uint64_t id = *(const uint64_t *) key;
+    return (size_t) (id * 0x9e3779b97f4a7c15ULL);
+}
+
+static int
+s_id_compare (const void *a, const void *b)
+{
+    uint64_t left = *(const uint64_t *) a, right = *(const uint64_t *) b;
+    return left < right? -1: left > right;
+}
+
+int
+store_open (roomd_t *self)
+{
+    self->store = zsock_new (ZMQ_DEALER);
+    assert (self->store);
+    zsock_set_linger (self->store, 0);
+    zsock_set_sndhwm (self->store, STORE_HWM);
+    zsock_set_rcvhwm (self->store, STORE_HWM);
+    //  A call to a stored that is not there fails at once (503) rather
+    //  than waiting in a queue for its timeout.
+    zsock_set_immediate (self->store, 1);
+    if (zsock_connect (self->store, "%s", self->config->stored_endpoint)) {
+        log_error ("cannot connect to stored at %s", self->config->stored_endpoint);
+        return -1;
+    }
+    self->calls = zhashx_new ();
+    assert (self->calls);
+    zhashx_set_key_hasher (self->calls, s_id_hash);
+    zhashx_set_key_comparator (self->calls, s_id_compare);
+    zhashx_set_key_duplicator (self->calls, NULL);
+    zhashx_set_key_destructor (self->calls, NULL);
+    self->next_call_id = 1;
+    return 0;
+}
+
+void
+store_close (roomd_t *self)
+{
+    zhashx_destroy (&self->calls);
+    zsock_destroy (&self->store);
+}
+
+//  ---------------------------------------------------------------------------
+//  Operations
+
+op_t *
+op_new (const char *room_id, proto_msg_t *request, link_t *link)
+{
+    op_t *op = calloc (1, sizeof *op);
+    assert (op);
+    snprintf (op->room_id, sizeof op->room_id, "%s", room_id);
+    op->request = request;
+    op->link = link;
+    return op;
+}
+
+static void
+s_unlink_call (roomd_t *self, op_t *op)
+{
+    zhashx_delete (self->calls, &op->call_id);
+    if (op->prev)
+        op->prev->next = op->next;
+    else
+        self->calls_head = op->next;
+    if (op->next)
+        op->next->prev = op->prev;
+    else
+        self->calls_tail = op->prev;
+    op->prev = op->next = NULL;
+    op->call_id = 0;
+}
+
+void
+op_finish (roomd_t *self, op_t **op_p, proto_msg_t *reply)
+{
+    assert (op_p && *op_p);
+    op_t *op = *op_p;
+    assert (op->call_id == 0);          //  no call may outlive its op
+    if (reply && op->link && op->request && op->request->request_id) {
+        reply->request_id = op->request->request_id;
+        memcpy (reply->trace_id, op->request->trace_id, sizeof reply->trace_id);
+        link_send (self, op->link, reply);
+    }
+    proto_msg_destroy (&op->request);
+    if (op->zone)
+        msgpack_zone_free (op->zone);
+    free (op);
+    *op_p = NULL;
+}
+
+void
+op_fail (roomd_t *self, op_t **op_p, uint16_t status, const char *fmt, ...)
+{
+    char reason [PROTO_REASON_MAX];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (reason, sizeof reason, fmt, args);
+    va_end (args);
+    const proto_msg_t *request = (*op_p)->request;
+    log_write (status >= 500? LOG_LEVEL_WARN: LOG_LEVEL_DEBUG, request? request->trace_id: NULL,
+               "%s of room %s refused (%u): %s", request? proto_type_name (request->type): "load",
+               (*op_p)->room_id, status, reason);
+    proto_msg_t error = { .type = PROTO_ERROR, .error = { status, reason } };
+    op_finish (self, op_p, &error);
+}
+
+//  ---------------------------------------------------------------------------
+//  Calls
+
+void
+store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done)
+{
+    assert (op->call_id == 0);
+    call->request_id = self->next_call_id++;
+    if (op->request)
+        memcpy (call->trace_id, op->request->trace_id, sizeof call->trace_id);
+    msgpack_sbuffer_clear (&self->buffer);
+    if (proto_encode (call, &self->buffer)
+    ||  zmq_send (zsock_resolve (self->store), self->buffer.data, self->buffer.size,
+                  ZMQ_DONTWAIT) < 0) {
+        log_warn ("cannot send %s to stored: %s", proto_type_name (call->type),
+                  zmq_strerror (zmq_errno ()));
+        done (self, op, NULL);
+        return;
+    }
+    op->call_id = call->request_id;
+    op->done = done;
+    op->deadline_ms = clock_mono_ms () + self->config->request_timeout_ms;
+    op->prev = self->calls_tail;
+    op->next = NULL;
+    if (self->calls_tail)
+        self->calls_tail->next = op;
+    else
+        self->calls_head = op;
+    self->calls_tail = op;
+    zhashx_insert (self->calls, &op->call_id, op);
+}
+
+bool
+store_receive (roomd_t *self)
+{
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, zsock_resolve (self->store), ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&frame);
+        return false;
+    }
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *reply = proto_decode (zmq_msg_data (&frame), zmq_msg_size (&frame),
+                                       why, sizeof why);
+    zmq_msg_close (&frame);
+    if (!reply) {
+        log_error ("stored sent what does not decode: %s", why);
+        return true;                    //  its call will time out
+    }
+    op_t *op = zhashx_lookup (self->calls, &reply->request_id);
+    if (!op) {
+        log_debug ("a late %s from stored", proto_type_name (reply->type));
+        proto_msg_destroy (&reply);
+        return true;
+    }
+    s_unlink_call (self, op);
+    op->done (self, op, reply);
+    proto_msg_destroy (&reply);
+    return true;
+}
+
+void
+store_expire (roomd_t *self)
+{
+    int64_t now = clock_mono_ms ();
+    while (self->calls_head && self->calls_head->deadline_ms <= now) {
+        op_t *op = self->calls_head;
+        log_warn ("stored did not answer in %lld ms", (long long) self->config->request_timeout_ms);
+        s_unlink_call (self, op);
+        op->done (self, op, NULL);
+    }
+}
+
+void
+store_abandon (roomd_t *self)
+{
+    while (self->calls_head) {
+        op_t *op = self->calls_head;
+        s_unlink_call (self, op);
+        op->done (self, op, NULL);
+    }
+}
+
+int64_t
+store_next_deadline (roomd_t *self)
+{
+    if (!self->calls_head)
+        return -1;
+    int64_t wait = self->calls_head->deadline_ms - clock_mono_ms ();
+    return wait < 0? 0: wait;
+}
