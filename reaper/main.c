@@ -1,0 +1,161 @@
+/*  =========================================================================
+    reaper - closes the rooms nobody has used for a while
+
+    Every REAPER_INTERVAL_S it asks stored for the active rooms whose last
+    activity is older than ROOM_IDLE_TIMEOUT_S and closes each through a
+    gateway, which routes the close to the shard that owns the room: the
+    shard closes it in stored (only if it is still idle: the condition is
+    checked again there, atomically, so a room that woke up in between stays
+    open) and its members hear room-closed.
+
+    The reaper holds no state; any number may run, and one that dies loses
+    nothing. Calls are one at a time: a sweep is small and rare work.
+    =========================================================================
+*/
+
+#include <errno.h>
+#include <string.h>
+#include "client.h"
+#include "clock.h"
+#include "config.h"
+#include "ids.h"
+#include "log.h"
+
+#define CALL_TIMEOUT_MS 5000
+
+static struct {
+    const char *stored_endpoint;
+    const char *gateway_endpoints;
+    int64_t idle_timeout_s;
+    int64_t interval_s;
+    int64_t batch;
+} s_config;
+static log_level_t s_log_level;
+
+static config_option_t s_options [] = {
+    { "STORED_ENDPOINT", CONFIG_STRING, "tcp://127.0.0.1:5555", 0, 256,
+      "ZeroMQ endpoint of stored", &s_config.stored_endpoint },
+    { "GATEWAY_ENDPOINTS", CONFIG_STRING, "tcp://127.0.0.1:5556", 0, 4000,
+      "gateways' backend endpoints (comma-separated); closes go through the first that answers",
+      &s_config.gateway_endpoints },
+    { "ROOM_IDLE_TIMEOUT_S", CONFIG_INT, "1800", 1, 365LL * 86400,
+      "a room idle for longer than this is closed", &s_config.idle_timeout_s },
+    { "REAPER_INTERVAL_S", CONFIG_INT, "60", 1, 86400,
+      "how often idle rooms are looked for", &s_config.interval_s },
+    { "REAPER_BATCH", CONFIG_INT, "100", 1, PROTO_LIST_MAX,
+      "idle rooms read from stored at a time", &s_config.batch },
+    { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
+      "debug, info, warn or error", &s_log_level },
+    { .name = NULL }
+};
+
+#define GATEWAYS_MAX 16
+
+static proto_client_t *s_stored;
+static proto_client_t *s_gateways [GATEWAYS_MAX];
+static size_t s_gateway_count;
+
+static uint64_t s_sweeps, s_closed;
+
+//  Close one room through the first gateway that answers. Returns true if
+//  the room is closed now (by us or before us).
+static bool
+s_close (const proto_room_t *room, int64_t idle_before_ms)
+{
+    for (size_t i = 0; i < s_gateway_count; i++) {
+        char trace [IDS_TRACE_SIZE];
+        proto_msg_t request = { .type = PROTO_ROOM_CLOSE, .room_close = {
+            .room_id = room->id, .idle_before_ms = idle_before_ms } };
+        snprintf (request.trace_id, sizeof request.trace_id, "%s", ids_trace (trace));
+        proto_msg_t *reply = proto_client_call (s_gateways [i], &request, CALL_TIMEOUT_MS);
+        if (!reply)
+            continue;                   //  that gateway is away: try the next
+        bool closed = reply->type == PROTO_ROOM_REPLY;
+        uint16_t status = reply->type == PROTO_ERROR? reply->error.status: 0;
+        if (closed)
+            log_write (LOG_LEVEL_INFO, request.trace_id, "closed room %s, idle since %lld",
+                       room->id, (long long) room->last_activity_ms);
+        else
+        if (status == 409 || status == 404)
+            log_write (LOG_LEVEL_DEBUG, request.trace_id, "room %s was not closed: %s",
+                       room->id, reply->error.reason);
+        else
+            log_write (LOG_LEVEL_WARN, request.trace_id, "closing room %s failed: %s",
+                       room->id, status? reply->error.reason: "odd reply");
+        proto_msg_destroy (&reply);
+        if (status != 503)
+            return closed || status == 404;
+    }
+    return false;
+}
+
+//  One sweep: every room idle since the cutoff, a batch at a time. A room
+//  that could not be closed (every gateway away) is left for the next
+//  sweep; the batch loop stops when a batch closes nothing, so it ends.
+static void
+s_sweep (void)
+{
+    int64_t cutoff = clock_now_ms () - s_config.idle_timeout_s * 1000;
+    for (;;) {
+        proto_msg_t request = { .type = PROTO_ROOMS_IDLE, .rooms_idle = {
+            .before_ms = cutoff, .limit = (uint32_t) s_config.batch } };
+        proto_msg_t *reply = proto_client_call (s_stored, &request, CALL_TIMEOUT_MS);
+        if (!reply || reply->type != PROTO_ROOM_LIST) {
+            log_warn ("stored did not list idle rooms: %s",
+                      reply? reply->error.reason: "no answer");
+            proto_msg_destroy (&reply);
+            return;
+        }
+        uint32_t count = reply->room_list.count, closed = 0;
+        for (uint32_t i = 0; i < count && !zsys_interrupted; i++)
+            closed += s_close (&reply->room_list.rooms [i], cutoff);
+        proto_msg_destroy (&reply);
+        s_closed += closed;
+        if (count < (uint32_t) s_config.batch || closed == 0 || zsys_interrupted)
+            return;
+    }
+}
+
+int
+main (int argc, char *argv [])
+{
+    config_load ("reaper", "reaper: closes nearchat's idle rooms.", s_options, argc, argv);
+    log_init ("reaper", s_log_level);
+    zsys_set_logstream (NULL);
+    zsys_init ();
+    zsys_set_io_threads (1);
+
+    s_stored = proto_client_new (s_config.stored_endpoint);
+    char endpoints [4096];
+    snprintf (endpoints, sizeof endpoints, "%s", s_config.gateway_endpoints);
+    char *save = NULL;
+    for (char *endpoint = strtok_r (endpoints, ", ", &save); endpoint;
+         endpoint = strtok_r (NULL, ", ", &save))
+        if (s_gateway_count < GATEWAYS_MAX
+        && (s_gateways [s_gateway_count] = proto_client_new (endpoint)))
+            s_gateway_count++;
+    if (!s_stored || !s_gateway_count) {
+        log_error ("bad endpoint in STORED_ENDPOINT or GATEWAY_ENDPOINTS");
+        return 2;
+    }
+    log_info ("closing rooms idle for %llds, every %llds",
+              (long long) s_config.idle_timeout_s, (long long) s_config.interval_s);
+
+    int64_t next_sweep = clock_mono_ms ();
+    while (!zsys_interrupted) {
+        if (clock_mono_ms () >= next_sweep) {
+            s_sweep ();
+            s_sweeps++;
+            next_sweep = clock_mono_ms () + s_config.interval_s * 1000;
+        }
+        //  Short naps, so that a signal stops us at once.
+        int64_t nap = next_sweep - clock_mono_ms ();
+        zclock_sleep ((int) (nap < 0? 0: nap > 100? 100: nap));
+    }
+    for (size_t i = 0; i < s_gateway_count; i++)
+        proto_client_destroy (&s_gateways [i]);
+    proto_client_destroy (&s_stored);
+    log_info ("stopped after %llu sweeps, %llu rooms closed",
+              (unsigned long long) s_sweeps, (unsigned long long) s_closed);
+    return 0;
+}
