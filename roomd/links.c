@@ -19,6 +19,7 @@
 #include "roomd.h"
 #include "clock.h"
 #include "log.h"
+#include "route.h"
 
 //  Enough queued messages for a burst; past it, sends to that gateway fail
 //  (and are counted) rather than grow memory.
@@ -118,7 +119,16 @@ s_welcomed (roomd_t *self, link_t *link, const proto_shard_welcome_t *welcome)
         snprintf (link->gateway_id, sizeof link->gateway_id, "%s", welcome->gateway_id);
     }
     link->welcomed_ms = clock_mono_ms ();
-    rooms_evict (self, welcome->shards, welcome->shard_count);
+    //  Walking every room costs; do it when the shard set changed, and
+    //  otherwise now and then for the rooms that went idle.
+    uint64_t digest = welcome->shard_count;
+    for (uint32_t i = 0; i < welcome->shard_count; i++)
+        digest = route_hash (welcome->shards [i], strlen (welcome->shards [i]), digest);
+    if (digest != link->shard_digest || link->welcomed_ms >= link->evicted_ms + 10000) {
+        rooms_evict (self, welcome->shards, welcome->shard_count);
+        link->shard_digest = digest;
+        link->evicted_ms = link->welcomed_ms;
+    }
 }
 
 static bool

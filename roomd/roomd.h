@@ -62,6 +62,8 @@ struct link {
     char endpoint [256];
     char gateway_id [PROTO_ID_MAX + 1]; //  from its last welcome, "" before
     int64_t welcomed_ms;                //  monotonic time of its last welcome
+    uint64_t shard_digest;              //  of the shard set it last told us
+    int64_t evicted_ms;                 //  when its set last drove an eviction
 };
 
 //  Connect one link per endpoint. Returns 0, or -1 if an endpoint is bad.

@@ -76,6 +76,13 @@ void
 rooms_evict (roomd_t *self, const char *const *shards, size_t shard_count)
 {
     int64_t idle_before = clock_mono_ms () - self->config->room_idle_evict_s * 1000;
+    //  A set without us is a gateway that has not heard our hello yet, not
+    //  a verdict on our rooms: judge ownership only by a set we are in.
+    bool listed = false;
+    for (size_t i = 0; i < shard_count && !listed; i++)
+        listed = strcmp (shards [i], self->config->shard_id) == 0;
+    if (!listed)
+        shard_count = 0;
     zlistx_t *evicted = zlistx_new ();
     for (room_t *room = zhashx_first (self->rooms); room; room = zhashx_next (self->rooms)) {
         if (room->state != ROOM_READY)
