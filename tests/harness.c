@@ -209,6 +209,33 @@ harness_start (harness_daemon_t *daemon)
     return rc;
 }
 
+void
+harness_daemon_init (harness_daemon_t *daemon, const char *binary)
+{
+    static int count;
+    memset (daemon, 0, sizeof *daemon);
+    daemon->binary = binary;
+    snprintf (daemon->log_path, sizeof daemon->log_path, "%s/%s-%d.log", s_dir, binary, count++);
+}
+
+int
+harness_spawn (harness_daemon_t *daemon)
+{
+    const char *env [20] = { "LOG_LEVEL=debug" };
+    int count = 1;
+    for (int i = 0; daemon->env [i] && count < 19; i++)
+        env [count++] = daemon->env [i];
+    int log_fd = open (daemon->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+    daemon->pid = s_spawn (daemon->binary, env, NULL, log_fd);
+    close (log_fd);
+    if (daemon->pid < 0) {
+        daemon->pid = 0;
+        return -1;
+    }
+    s_remember (daemon);
+    return 0;
+}
+
 int
 harness_stop (harness_daemon_t *daemon)
 {

@@ -56,6 +56,11 @@ void harness_stored_init (harness_daemon_t *daemon);
 //  Start it and wait until it answers store-stats (10 s at most). Returns
 //  0, or -1 (its log is printed).
 int harness_start (harness_daemon_t *daemon);
+//  Set up any other daemon (not started): its log under the test's directory.
+void harness_daemon_init (harness_daemon_t *daemon, const char *binary);
+//  Start it with its env only and return at once (the caller knows how to
+//  tell that it is ready). Returns 0, or -1 if it could not be started.
+int harness_spawn (harness_daemon_t *daemon);
 //  Stop it with SIGTERM (SIGKILL after 5 s) and reap it; returns its exit status.
 int harness_stop (harness_daemon_t *daemon);
 //  kill -9 and reap.
