@@ -1,0 +1,706 @@
+/*  =========================================================================
+    backend.c - the gateway's ZeroMQ actor
+
+    One thread owns every ZeroMQ socket that leaves the process, because
+    ZeroMQ sockets are not thread-safe:
+
+      - a ROUTER bound to GATEWAY_BACKEND_ENDPOINT. roomd shards connect
+        DEALERs to it and register with a heartbeat (shards.c), and send
+        their replies and events here. Other peers (the reaper) may send
+        room requests here too: they are forwarded like a worker's and the
+        reply goes back to that peer.
+      - a DEALER to stored, with ZMQ_IMMEDIATE so that a send fails at once
+        when stored is down (the caller gets 503 instead of a timeout).
+      - an inproc ROUTER that civetweb's worker threads reach through a
+        DEALER each (calls.c).
+
+    A request from a worker or a peer is decoded (to read its room),
+    given an id of ours, and sent to stored or to the room's shard; the
+    pending table maps our id back to who asked and what they called it.
+    Replies to workers carry the worker's id in a frame of their own, so
+    the reply's bytes are passed on untouched.
+
+    Invariants:
+      - only this thread touches router, stored, inproc, the shard table
+        (shards.c) and the pending table;
+      - every pending entry is answered exactly once: by its reply, by a
+        503 when its send fails or its shard goes, or by a 503 when it has
+        waited REQUEST_TIMEOUT_MS (the list is in deadline order, since
+        every entry waits the same time);
+      - a socket's join reply is applied to the room index (sockets.c) on
+        this thread before any later message from the same shard is read,
+        so the joiner misses no event that follows its join.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+#include <czmq.h>
+#include "backend.h"
+#include "clock.h"
+#include "log.h"
+
+#define PEER_HWM            100000      //  per shard link, each way
+#define STORED_HWM          100000
+#define DRAIN_MAX           256         //  messages read from one socket before the others' turn
+
+typedef enum {
+    FROM_WORKER,                        //  a worker waits: answer on inproc
+    FROM_PEER,                          //  a peer of the ROUTER waits: answer there
+    FROM_POST                           //  nobody waits: log failures
+} origin_t;
+
+typedef struct pending pending_t;
+struct pending {
+    uint64_t id;                        //  our request id (the table's key)
+    origin_t origin;
+    ident_t from;                       //  the worker's or peer's identity
+    uint64_t request_id;                //  what the asker called it
+    bool to_stored;                     //  else to_shard
+    ident_t to_shard;                   //  the shard it went to, whose reply we accept
+    char shard_id [PROTO_ID_MAX + 1];
+    int64_t deadline_ms;                //  monotonic
+    uint16_t type;
+    char trace [PROTO_TRACE_MAX + 1];
+    proto_msg_t *join;                  //  a socket's room-join, kept for its reply
+    pending_t *prev, *next;             //  in deadline order
+};
+
+static struct {
+    pthread_t thread;
+    bool started;
+    atomic_bool stopping;               //  the thread should end
+    atomic_bool cancelled;              //  calls should give up (shutdown)
+    zsock_t *router, *stored, *inproc;
+    void *router_h, *stored_h, *inproc_h;
+    zhashx_t *pending;                  //  our id -> pending_t
+    pending_t *head, *tail;
+    uint64_t next_id;
+    msgpack_sbuffer buffer;
+} s_self;
+
+//  ---------------------------------------------------------------------------
+//  Sending
+
+//  Send parts as one message, without blocking. Returns 0 or -1 (errno).
+int
+backend_send_parts (void *handle, const void *const *data, const size_t *size, int count)
+{
+    for (int i = 0; i < count; i++)
+        if (zmq_send (handle, data [i], size [i],
+                      ZMQ_DONTWAIT | (i + 1 < count? ZMQ_SNDMORE: 0)) < 0)
+            return -1;      //  the first part fails or none: ZeroMQ sends whole messages
+    return 0;
+}
+
+static int
+s_encode (const proto_msg_t *msg)
+{
+    msgpack_sbuffer_clear (&s_self.buffer);
+    return proto_encode (msg, &s_self.buffer);
+}
+
+//  Answer whoever asked with the encoded reply in data (its request id
+//  is ours or theirs; a worker reads its id from the frame before).
+static void
+s_answer (const pending_t *pending, const void *data, size_t size)
+{
+    if (pending->origin == FROM_WORKER) {
+        const void *parts [] = { pending->from.data, &pending->request_id, data };
+        size_t sizes [] = { pending->from.size, sizeof pending->request_id, size };
+        if (backend_send_parts (s_self.inproc_h, parts, sizes, 3))
+            log_write (LOG_LEVEL_DEBUG, pending->trace, "a worker left before its %s was answered",
+                       proto_type_name (pending->type));
+    }
+    else
+    if (pending->origin == FROM_PEER) {
+        const void *parts [] = { pending->from.data, data };
+        size_t sizes [] = { pending->from.size, size };
+        if (backend_send_parts (s_self.router_h, parts, sizes, 2))
+            log_write (LOG_LEVEL_DEBUG, pending->trace, "a peer left before its %s was answered",
+                       proto_type_name (pending->type));
+    }
+}
+
+//  Answer an asker with an error of our own.
+static void
+s_answer_error (const pending_t *pending, uint16_t status, const char *reason)
+{
+    if (pending->origin == FROM_POST) {
+        log_write (LOG_LEVEL_WARN, pending->trace, "a %s was lost: %s",
+                   proto_type_name (pending->type), reason);
+        return;
+    }
+    proto_msg_t error = { .type = PROTO_ERROR, .error = { status, reason } };
+    error.request_id = pending->origin == FROM_PEER? pending->request_id: 0;
+    snprintf (error.trace_id, sizeof error.trace_id, "%s", pending->trace);
+    if (s_encode (&error) == 0)
+        s_answer (pending, s_self.buffer.data, s_self.buffer.size);
+}
+
+//  ---------------------------------------------------------------------------
+//  The pending table
+
+static size_t
+s_id_hash (const void *key)
+{
+    return (size_t) (*(const uint64_t *) key * 0x9e3779b97f4a7c15ULL);
+}
+
+static int
+s_id_compare (const void *a, const void *b)
+{
+    uint64_t left = *(const uint64_t *) a, right = *(const uint64_t *) b;
+    return left < right? -1: left > right;
+}
+
+static pending_t *
+s_pending_new (origin_t origin, const ident_t *from, const proto_msg_t *request)
+{
+    pending_t *pending = calloc (1, sizeof *pending);
+    assert (pending);
+    pending->id = ++s_self.next_id;
+    pending->origin = origin;
+    if (from)
+        pending->from = *from;
+    pending->request_id = request->request_id;
+    pending->type = request->type;
+    pending->deadline_ms = clock_mono_ms () + gateway_config.request_timeout_ms;
+    snprintf (pending->trace, sizeof pending->trace, "%s", request->trace_id);
+    pending->prev = s_self.tail;
+    if (s_self.tail)
+        s_self.tail->next = pending;
+    else
+        s_self.head = pending;
+    s_self.tail = pending;
+    zhashx_insert (s_self.pending, &pending->id, pending);
+    return pending;
+}
+
+static void
+s_pending_remove (pending_t **pending_p)
+{
+    pending_t *pending = *pending_p;
+    zhashx_delete (s_self.pending, &pending->id);
+    if (pending->prev)
+        pending->prev->next = pending->next;
+    else
+        s_self.head = pending->next;
+    if (pending->next)
+        pending->next->prev = pending->prev;
+    else
+        s_self.tail = pending->prev;
+    proto_msg_destroy (&pending->join);
+    free (pending);
+    *pending_p = NULL;
+}
+
+static void
+s_pending_fail (pending_t **pending_p, uint16_t status, const char *reason)
+{
+    s_answer_error (*pending_p, status, reason);
+    s_pending_remove (pending_p);
+}
+
+void
+backend_fail_shard (const char *shard_id, const char *why)
+{
+    pending_t *pending = s_self.head;
+    while (pending) {
+        pending_t *next = pending->next;
+        if (!pending->to_stored && strcmp (pending->shard_id, shard_id) == 0) {
+            char reason [PROTO_REASON_MAX];
+            snprintf (reason, sizeof reason, "room shard %s %s", shard_id, why);
+            s_pending_fail (&pending, 503, reason);
+        }
+        pending = next;
+    }
+}
+
+static void
+s_pending_expire (void)
+{
+    int64_t now = clock_mono_ms ();
+    while (s_self.head && s_self.head->deadline_ms <= now) {
+        pending_t *pending = s_self.head;
+        char reason [PROTO_REASON_MAX];
+        snprintf (reason, sizeof reason, "%s did not answer within %lld ms",
+                  pending->to_stored? "stored": pending->shard_id,
+                  (long long) gateway_config.request_timeout_ms);
+        log_write (LOG_LEVEL_WARN, pending->trace, "%s: %s", proto_type_name (pending->type),
+                   reason);
+        s_pending_fail (&pending, 503, reason);
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Requests
+
+static bool
+s_is_stored_type (int type)
+{
+    return type == PROTO_ROOM_PUT || type == PROTO_ROOM_GET || type == PROTO_GEO_SEARCH
+        || type == PROTO_HISTORY || type == PROTO_CONN_PUT || type == PROTO_CONN_DEL
+        || type == PROTO_CONN_LIST || type == PROTO_STORE_STATS;
+}
+
+//  The room a room request is about, or NULL if it is no room request.
+static const char *
+s_room_of (const proto_msg_t *msg)
+{
+    switch (msg->type) {
+        case PROTO_ROOM_JOIN:   return msg->room_join.room_id;
+        case PROTO_ROOM_LEAVE:  return msg->room_leave.room_id;
+        case PROTO_ROOM_SEND:   return msg->room_send.message.room_id;
+        case PROTO_ROOM_TYPING: return msg->room_typing.room_id;
+        case PROTO_ROOM_INFO:   return msg->room_info.room_id;
+        case PROTO_ROOM_CLOSE:  return msg->room_close.room_id;
+        default:                return NULL;
+    }
+}
+
+//  Send request (taken) on to stored or its room's shard, under an id of
+//  ours; or answer the asker at once when that cannot be done.
+static void
+s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
+{
+    pending_t *pending = s_pending_new (origin, from, request);
+    const char *room_id = s_room_of (request);
+    const shard_t *shard = NULL;
+    if (s_is_stored_type (request->type) && origin != FROM_PEER)
+        pending->to_stored = true;
+    else
+    if (room_id) {
+        shard = shards_owner (room_id);
+        if (!shard) {
+            log_write (LOG_LEVEL_WARN, request->trace_id, "%s for room %s: no shard is live",
+                       proto_type_name (request->type), room_id);
+            s_pending_fail (&pending, 503, "no room shard is available");
+            proto_msg_destroy (&request);
+            return;
+        }
+        pending->to_shard = shard->identity;
+        memcpy (pending->shard_id, shard->id, sizeof pending->shard_id);
+    }
+    else {
+        char reason [PROTO_REASON_MAX];
+        snprintf (reason, sizeof reason, "the gateway's backend does not route %s",
+                  proto_type_name (request->type));
+        s_pending_fail (&pending, 400, reason);
+        proto_msg_destroy (&request);
+        return;
+    }
+    request->request_id = pending->id;
+    if (s_encode (request)) {
+        //  It decoded, so it encodes: this would be a bug in proto.
+        log_write (LOG_LEVEL_ERROR, request->trace_id, "a %s does not encode again",
+                   proto_type_name (request->type));
+        s_pending_fail (&pending, 500, "the request could not be passed on");
+        proto_msg_destroy (&request);
+        return;
+    }
+    int rc;
+    if (pending->to_stored)
+        rc = zmq_send (s_self.stored_h, s_self.buffer.data, s_self.buffer.size, ZMQ_DONTWAIT) < 0;
+    else {
+        const void *parts [] = { shard->identity.data, s_self.buffer.data };
+        size_t sizes [] = { shard->identity.size, s_self.buffer.size };
+        rc = backend_send_parts (s_self.router_h, parts, sizes, 2);
+    }
+    if (rc) {
+        char reason [PROTO_REASON_MAX];
+        snprintf (reason, sizeof reason, "%s%s is unreachable",
+                  pending->to_stored? "stored": "room shard ", pending->to_stored? "": shard->id);
+        log_write (LOG_LEVEL_WARN, request->trace_id, "%s: %s", proto_type_name (request->type),
+                   reason);
+        s_pending_fail (&pending, 503, reason);
+        proto_msg_destroy (&request);
+        return;
+    }
+    log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s -> %s", proto_type_name (request->type),
+               pending->to_stored? "stored": shard->id);
+    //  A socket's join is finished here when its reply comes (see the header).
+    if (request->type == PROTO_ROOM_JOIN && request->room_join.conn_id && origin == FROM_WORKER)
+        pending->join = request;
+    else
+        proto_msg_destroy (&request);
+}
+
+//  A reply from stored (from == NULL) or from a peer of the ROUTER.
+static void
+s_reply (const void *data, size_t size, const ident_t *from)
+{
+    uint16_t type;
+    uint64_t id;
+    if (proto_peek (data, size, &type, &id) || id == 0) {
+        log_warn ("a reply from %s has no request id", from? "a shard": "stored");
+        return;
+    }
+    pending_t *pending = zhashx_lookup (s_self.pending, &id);
+    if (!pending) {
+        log_debug ("a late %s from %s", proto_type_name (type), from? "a shard": "stored");
+        return;
+    }
+    //  Only whoever we asked may answer.
+    if (from? pending->to_stored || pending->to_shard.size != from->size
+                || memcmp (pending->to_shard.data, from->data, from->size) != 0
+             : !pending->to_stored) {
+        log_warn ("a %s answered a request it was not sent", proto_type_name (type));
+        return;
+    }
+    if (pending->join || pending->origin != FROM_WORKER) {
+        char why [PROTO_WHY_MAX];
+        proto_msg_t *reply = proto_decode (data, size, why, sizeof why);
+        if (!reply) {
+            log_write (LOG_LEVEL_WARN, pending->trace, "a garbled %s: %s",
+                       proto_type_name (type), why);
+            s_pending_fail (&pending, 500, "the room shard answered with a garbled reply");
+            return;
+        }
+        if (pending->join && reply->type == PROTO_JOIN_REPLY)
+            sockets_join_done (&pending->join->room_join, &reply->join_reply);
+        if (pending->origin == FROM_PEER) {
+            reply->request_id = pending->request_id;
+            if (s_encode (reply) == 0)
+                s_answer (pending, s_self.buffer.data, s_self.buffer.size);
+        }
+        else
+        if (pending->origin == FROM_POST && reply->type == PROTO_ERROR)
+            log_write (LOG_LEVEL_WARN, pending->trace, "%s failed: %u %s",
+                       proto_type_name (pending->type), reply->error.status, reply->error.reason);
+        if (pending->origin == FROM_WORKER)
+            s_answer (pending, data, size);
+        proto_msg_destroy (&reply);
+    }
+    else
+        s_answer (pending, data, size);
+    s_pending_remove (&pending);
+}
+
+//  ---------------------------------------------------------------------------
+//  Reading the sockets
+
+bool
+backend_recv (void *handle, parts_t *parts)
+{
+    parts->count = 0;
+    for (;;) {
+        zmq_msg_t scratch, *part = parts->count < BACKEND_PARTS_MAX? &parts->part [parts->count]: &scratch;
+        zmq_msg_init (part);
+        if (zmq_msg_recv (part, handle, parts->count? 0: ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close (part);
+            return parts->count > 0;
+        }
+        bool more = zmq_msg_more (part);
+        if (part == &scratch)
+            zmq_msg_close (part);
+        else
+            parts->count++;
+        if (!more)
+            return true;
+    }
+}
+
+void
+backend_parts_close (parts_t *parts)
+{
+    for (int i = 0; i < parts->count; i++)
+        zmq_msg_close (&parts->part [i]);
+    parts->count = 0;
+}
+
+static bool
+s_ident (zmq_msg_t *part, ident_t *ident)
+{
+    size_t size = zmq_msg_size (part);
+    if (size == 0 || size > sizeof ident->data)
+        return false;
+    ident->size = size;
+    memcpy (ident->data, zmq_msg_data (part), size);
+    return true;
+}
+
+//  Refuse a message that would not decode: answer its request id if it
+//  has one, so the sender does not wait for its timeout.
+static void
+s_refuse (void *handle, const ident_t *from, const void *data, size_t size, const char *why,
+          bool to_worker)
+{
+    uint16_t type;
+    uint64_t id = 0;
+    if (proto_peek (data, size, &type, &id) == 0 && id) {
+        proto_msg_t error = { .type = PROTO_ERROR, .request_id = to_worker? 0: id,
+                              .error = { 400, why } };
+        if (s_encode (&error) == 0) {
+            const void *parts [] = { from->data, &id, s_self.buffer.data };
+            size_t sizes [] = { from->size, sizeof id, s_self.buffer.size };
+            if (to_worker)
+                backend_send_parts (handle, parts, sizes, 3);
+            else {
+                parts [1] = s_self.buffer.data;
+                sizes [1] = s_self.buffer.size;
+                backend_send_parts (handle, parts, sizes, 2);
+            }
+        }
+    }
+}
+
+static bool
+s_from_workers (void)
+{
+    parts_t parts;
+    if (!backend_recv (s_self.inproc_h, &parts))
+        return false;
+    ident_t from;
+    if (parts.count == 2 && s_ident (&parts.part [0], &from)) {
+        const void *data = zmq_msg_data (&parts.part [1]);
+        size_t size = zmq_msg_size (&parts.part [1]);
+        char why [PROTO_WHY_MAX];
+        proto_msg_t *request = proto_decode (data, size, why, sizeof why);
+        if (request)
+            s_forward (request, request->request_id? FROM_WORKER: FROM_POST, &from);
+        else {
+            log_error ("a worker's request does not decode: %s", why);
+            s_refuse (s_self.inproc_h, &from, data, size, why, true);
+        }
+    }
+    backend_parts_close (&parts);
+    return true;
+}
+
+static bool
+s_is_event (int type)
+{
+    return type >= PROTO_EVENT_JOINED && type <= PROTO_EVENT_CLOSED;
+}
+
+static bool
+s_from_peers (void)
+{
+    parts_t parts;
+    if (!backend_recv (s_self.router_h, &parts))
+        return false;
+    ident_t from;
+    if (parts.count != 2 || !s_ident (&parts.part [0], &from)) {
+        log_warn ("a peer sent a message of %d frames; one is expected", parts.count - 1);
+        backend_parts_close (&parts);
+        return true;
+    }
+    const void *data = zmq_msg_data (&parts.part [1]);
+    size_t size = zmq_msg_size (&parts.part [1]);
+    uint16_t type;
+    uint64_t id;
+    if (proto_peek (data, size, &type, &id)) {
+        log_warn ("a peer sent something that is no proto message (%zu bytes)", size);
+        backend_parts_close (&parts);
+        return true;
+    }
+    bool is_request = proto_reply_type (type) != 0;
+    if (!is_request && !s_is_event (type)) {
+        s_reply (data, size, &from);
+        backend_parts_close (&parts);
+        return true;
+    }
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *msg = proto_decode (data, size, why, sizeof why);
+    if (!msg) {
+        log_warn ("refused a %s from a peer: %s", proto_type_name (type)? proto_type_name (type):
+                  "message", why);
+        s_refuse (s_self.router_h, &from, data, size, why, false);
+    }
+    else
+    if (msg->type == PROTO_SHARD_HELLO) {
+        shards_hello (s_self.router_h, &s_self.buffer, &from, &msg->shard_hello);
+        proto_msg_destroy (&msg);
+    }
+    else
+    if (s_is_event (msg->type)) {
+        atomic_fetch_add (&gateway_metrics.events, 1);
+        sockets_deliver (msg);
+        proto_msg_destroy (&msg);
+    }
+    else
+    if (s_room_of (msg) && msg->request_id)
+        s_forward (msg, FROM_PEER, &from);
+    else {
+        log_warn ("a peer sent a %s, which the gateway's backend does not serve",
+                  proto_type_name (msg->type));
+        if (msg->request_id) {
+            proto_msg_t error = { .type = PROTO_ERROR, .request_id = msg->request_id,
+                                  .error = { 400, "the gateway's backend serves only room requests" } };
+            memcpy (error.trace_id, msg->trace_id, sizeof error.trace_id);
+            if (s_encode (&error) == 0) {
+                const void *out [] = { from.data, s_self.buffer.data };
+                size_t sizes [] = { from.size, s_self.buffer.size };
+                backend_send_parts (s_self.router_h, out, sizes, 2);
+            }
+        }
+        proto_msg_destroy (&msg);
+    }
+    backend_parts_close (&parts);
+    return true;
+}
+
+static bool
+s_from_stored (void)
+{
+    parts_t parts;
+    if (!backend_recv (s_self.stored_h, &parts))
+        return false;
+    //  The reply is the last frame.
+    if (parts.count > 0)
+        s_reply (zmq_msg_data (&parts.part [parts.count - 1]),
+                 zmq_msg_size (&parts.part [parts.count - 1]), NULL);
+    backend_parts_close (&parts);
+    return true;
+}
+
+//  ---------------------------------------------------------------------------
+//  The thread
+
+static void *
+s_run (void *arg)
+{
+    (void) arg;
+    zmq_pollitem_t items [] = {
+        { s_self.router_h, 0, ZMQ_POLLIN, 0 },
+        { s_self.stored_h, 0, ZMQ_POLLIN, 0 },
+        { s_self.inproc_h, 0, ZMQ_POLLIN, 0 },
+    };
+    while (!atomic_load (&s_self.stopping)) {
+        int64_t wait = BACKEND_WAKE_MS;
+        if (s_self.head) {
+            int64_t until = s_self.head->deadline_ms - clock_mono_ms ();
+            if (until < wait)
+                wait = until < 0? 0: until;
+        }
+        if (zmq_poll (items, 3, (long) wait) < 0 && zmq_errno () == ETERM)
+            break;
+        //  Peers first: their replies and events finish work already begun.
+        for (int i = 0; i < DRAIN_MAX && s_from_peers (); i++)
+            ;
+        for (int i = 0; i < DRAIN_MAX && s_from_stored (); i++)
+            ;
+        for (int i = 0; i < DRAIN_MAX && s_from_workers (); i++)
+            ;
+        s_pending_expire ();
+        shards_check ();
+    }
+    //  What workers posted last (a closing socket's leave) still goes out.
+    for (int i = 0; i < DRAIN_MAX && s_from_workers (); i++)
+        ;
+    //  Nobody will answer what is still pending.
+    while (s_self.head) {
+        pending_t *pending = s_self.head;
+        s_pending_fail (&pending, 503, "the gateway is stopping");
+    }
+    return NULL;
+}
+
+zsock_t *
+backend_socket (int type, int hwm)
+{
+    zsock_t *socket = zsock_new (type);
+    if (!socket) {
+        log_error ("cannot make a ZeroMQ socket: %s", zmq_strerror (zmq_errno ()));
+        return NULL;
+    }
+    zsock_set_linger (socket, 0);
+    zsock_set_sndhwm (socket, hwm);
+    zsock_set_rcvhwm (socket, hwm);
+    return socket;
+}
+
+int
+backend_start (void)
+{
+    assert (!s_self.started);
+    msgpack_sbuffer_init (&s_self.buffer);
+    s_self.pending = zhashx_new ();
+    assert (s_self.pending);
+    zhashx_set_key_hasher (s_self.pending, s_id_hash);
+    zhashx_set_key_comparator (s_self.pending, s_id_compare);
+    zhashx_set_key_duplicator (s_self.pending, NULL);
+    zhashx_set_key_destructor (s_self.pending, NULL);
+
+    s_self.router = backend_socket (ZMQ_ROUTER, PEER_HWM);
+    s_self.stored = backend_socket (ZMQ_DEALER, STORED_HWM);
+    s_self.inproc = backend_socket (ZMQ_ROUTER, PEER_HWM);
+    if (!s_self.router || !s_self.stored || !s_self.inproc)
+        return -1;
+    //  A send to a peer that is gone fails (and is answered 503) rather
+    //  than vanishing.
+    zsock_set_router_mandatory (s_self.router, 1);
+    zsock_set_immediate (s_self.stored, 1);
+    zsock_set_heartbeat_ivl (s_self.stored, 1000);
+    zsock_set_heartbeat_timeout (s_self.stored, 3000);
+    zsock_set_router_mandatory (s_self.inproc, 1);
+    if (zsock_bind (s_self.router, "%s", gateway_config.backend_endpoint) < 0) {
+        log_error ("cannot bind the shard backend to %s: %s", gateway_config.backend_endpoint,
+                   zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    if (zsock_connect (s_self.stored, "%s", gateway_config.stored_endpoint)) {
+        log_error ("bad STORED_ENDPOINT %s", gateway_config.stored_endpoint);
+        return -1;
+    }
+    if (zsock_bind (s_self.inproc, BACKEND_INPROC) < 0) {
+        log_error ("cannot bind %s: %s", BACKEND_INPROC, zmq_strerror (zmq_errno ()));
+        return -1;
+    }
+    s_self.router_h = zsock_resolve (s_self.router);
+    s_self.stored_h = zsock_resolve (s_self.stored);
+    s_self.inproc_h = zsock_resolve (s_self.inproc);
+    //  With ZMQ_IMMEDIATE the socket is writable once stored's link is up:
+    //  wait a moment for it, so the first requests do not fail for a
+    //  connect still under way. A stored that is down is not fatal.
+    zmq_pollitem_t item = { s_self.stored_h, 0, ZMQ_POLLOUT, 0 };
+    if (zmq_poll (&item, 1, 1000) <= 0)
+        log_warn ("stored at %s does not answer yet", gateway_config.stored_endpoint);
+    shards_reset ();
+    atomic_store (&s_self.stopping, false);
+    atomic_store (&s_self.cancelled, false);
+    if (pthread_create (&s_self.thread, NULL, s_run, NULL)) {
+        log_error ("cannot start the backend thread");
+        return -1;
+    }
+    s_self.started = true;
+    return 0;
+}
+
+void
+backend_stop (void)
+{
+    atomic_store (&s_self.cancelled, true);
+    atomic_store (&s_self.stopping, true);
+    if (s_self.started) {
+        pthread_join (s_self.thread, NULL);
+        s_self.started = false;
+    }
+    backend_thread_exit ();
+    //  A moment for the last posts (conn-del of the sockets that just
+    //  closed) to leave; zsys_shutdown waits for them at exit.
+    if (s_self.router)
+        zsock_set_linger (s_self.router, 500);
+    if (s_self.stored)
+        zsock_set_linger (s_self.stored, 500);
+    zsock_destroy (&s_self.router);
+    zsock_destroy (&s_self.stored);
+    zsock_destroy (&s_self.inproc);
+    zhashx_destroy (&s_self.pending);
+    msgpack_sbuffer_destroy (&s_self.buffer);
+}
+
+void
+backend_interrupt (void)
+{
+    atomic_store (&s_self.cancelled, true);
+}
+
+bool
+backend_cancelled (void)
+{
+    return atomic_load (&s_self.cancelled);
+}

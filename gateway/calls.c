@@ -1,0 +1,148 @@
+/*  =========================================================================
+    calls.c - the workers' side of the backend: a DEALER per thread
+
+    civetweb's worker threads call the backend from their request and
+    WebSocket handlers. ZeroMQ sockets are not thread-safe, so each thread
+    has a DEALER of its own to the backend's inproc ROUTER, made on first
+    use and closed when the thread ends (civetweb's exit_thread callback).
+    The threads are long-lived, so a socket is made once per thread, not
+    once per call.
+
+    A call sends the request with an id of this thread's and waits for
+    the reply that carries it (the backend sends a worker's id in a frame
+    before the reply); a reply to an earlier call that timed out is
+    dropped. A post sends with request id 0 and waits for nothing.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <errno.h>
+#include <string.h>
+#include "backend.h"
+#include "clock.h"
+#include "log.h"
+
+//  A worker has at most one call in flight, and a few posts.
+#define WORKER_HWM  1000
+
+typedef struct {
+    zsock_t *socket;
+    void *handle;
+    uint64_t next_id;
+    msgpack_sbuffer buffer;
+} worker_t;
+
+static __thread worker_t *s_worker;
+
+static worker_t *
+s_worker_get (void)
+{
+    if (!s_worker) {
+        worker_t *worker = calloc (1, sizeof *worker);
+        assert (worker);
+        worker->socket = backend_socket (ZMQ_DEALER, WORKER_HWM);
+        if (!worker->socket || zsock_connect (worker->socket, BACKEND_INPROC)) {
+            zsock_destroy (&worker->socket);
+            free (worker);
+            return NULL;        //  the caller answers 503; a later call tries again
+        }
+        worker->handle = zsock_resolve (worker->socket);
+        msgpack_sbuffer_init (&worker->buffer);
+        s_worker = worker;
+    }
+    return s_worker;
+}
+
+void
+backend_thread_exit (void)
+{
+    if (s_worker) {
+        zsock_destroy (&s_worker->socket);
+        msgpack_sbuffer_destroy (&s_worker->buffer);
+        free (s_worker);
+        s_worker = NULL;
+    }
+}
+
+static int
+s_worker_send (worker_t *worker, const proto_msg_t *request)
+{
+    msgpack_sbuffer_clear (&worker->buffer);
+    if (proto_encode (request, &worker->buffer)) {
+        log_write (LOG_LEVEL_ERROR, request->trace_id, "a %s does not encode",
+                   proto_type_name (request->type));
+        errno = EINVAL;
+        return -1;
+    }
+    if (zmq_send (worker->handle, worker->buffer.data, worker->buffer.size, ZMQ_DONTWAIT) < 0) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return 0;
+}
+
+proto_msg_t *
+backend_call (proto_msg_t *request, int timeout_ms)
+{
+    assert (request);
+    worker_t *worker = s_worker_get ();
+    if (!worker || backend_cancelled ()) {
+        errno = ECANCELED;
+        return NULL;
+    }
+    request->request_id = ++worker->next_id;
+    if (s_worker_send (worker, request))
+        return NULL;
+    int64_t deadline = clock_mono_ms () + timeout_ms;
+    for (;;) {
+        //  Short slices, so that a stopping gateway does not wait out a call.
+        int64_t wait = deadline - clock_mono_ms ();
+        if (wait > BACKEND_WAKE_MS)
+            wait = BACKEND_WAKE_MS;
+        zmq_pollitem_t item = { worker->handle, 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, (long) (wait < 0? 0: wait));
+        if (backend_cancelled ()) {
+            errno = ECANCELED;
+            return NULL;
+        }
+        if (rc > 0) {
+            parts_t parts;
+            if (backend_recv (worker->handle, &parts)) {
+                proto_msg_t *reply = NULL;
+                uint64_t id = 0;
+                if (parts.count == 2 && zmq_msg_size (&parts.part [0]) == sizeof id)
+                    memcpy (&id, zmq_msg_data (&parts.part [0]), sizeof id);
+                if (id == request->request_id) {
+                    char why [PROTO_WHY_MAX];
+                    reply = proto_decode (zmq_msg_data (&parts.part [1]),
+                                          zmq_msg_size (&parts.part [1]), why, sizeof why);
+                    if (reply)
+                        reply->request_id = id;
+                    else {
+                        log_write (LOG_LEVEL_WARN, request->trace_id, "a garbled reply to %s: %s",
+                                   proto_type_name (request->type), why);
+                        errno = EPROTO;
+                    }
+                    backend_parts_close (&parts);
+                    return reply;
+                }
+                backend_parts_close (&parts);     //  the late answer to an earlier call
+            }
+        }
+        if (clock_mono_ms () >= deadline) {
+            errno = ETIMEDOUT;
+            return NULL;
+        }
+    }
+}
+
+int
+backend_post (proto_msg_t *request)
+{
+    assert (request);
+    worker_t *worker = s_worker_get ();
+    if (!worker)
+        return -1;
+    request->request_id = 0;
+    return s_worker_send (worker, request);
+}

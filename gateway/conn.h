@@ -1,0 +1,89 @@
+/*  =========================================================================
+    conn.h - a WebSocket connection, as sockets.c and writers.c share it
+
+    Private to those two files: sockets.c owns the table, the room index
+    and the queues; writers.c owns how queued frames reach the socket.
+
+    Invariants:
+      - a conn's lock guards every field below it marked (lock); fields
+        marked (const) are set before the conn is shared and never change;
+      - a conn is written by at most one writer at a time (writing), sits
+        on the ready list at most once (ready) and on the parked list (a
+        writer found its socket full) at most once (parked);
+      - conn->mg and conn->fd are used only while state != CONN_CLOSED or
+        writing is set: sockets_close marks the conn CLOSED and waits for
+        writing to clear before civetweb may close the socket, so a write
+        or a shutdown never lands on a socket that is no longer ours;
+      - lifetime: one reference for the table (sockets_add .. sockets_close),
+        one for each stay on the ready list and on the parked list.
+        conn_unref frees the conn with the last.
+    =========================================================================
+*/
+
+#ifndef NEARCHAT_GATEWAY_CONN_H_INCLUDED
+#define NEARCHAT_GATEWAY_CONN_H_INCLUDED
+
+#include <pthread.h>
+#include "gateway.h"
+#include "ids.h"
+
+//  A frame's JSON text, shared by every queue it is on.
+typedef struct {
+    atomic_int refs;
+    size_t size;
+    char data [];
+} frame_t;
+
+frame_t *frame_new (const char *text);
+void frame_unref (frame_t *frame);
+
+typedef enum { CONN_OPEN, CONN_CLOSING, CONN_CLOSED } conn_state_t;
+
+//  Bytes taken from the queue and framed, not yet all written.
+typedef struct {
+    unsigned char *data;
+    size_t size, max;
+    size_t sent;                            //  of size, already written
+} outbuf_t;
+
+struct conn {
+    char id [IDS_UUID_SIZE];                //  (const)
+    char user_id [PROTO_ID_MAX + 1];        //  (const)
+    struct mg_connection *mg;               //  (const) civetweb's
+    int fd;                                 //  (const) its socket, or -1 when not found
+    profile_t profile;                      //  the worker thread's alone
+    atomic_int refs;
+    pthread_mutex_t lock;
+    pthread_cond_t idle;                    //  signalled when writing clears
+    conn_state_t state;                     //  (lock)
+    frame_t **queue;                        //  (lock) a ring of queue_size slots
+    size_t queue_head, queue_count, queue_size;
+    bool writing, ready, parked;            //  (lock)
+    bool close_pending;                     //  (lock) a slow reader: write a close frame, shut it
+    outbuf_t out;                           //  the writer's, while writing is set or parked
+    char *join_request;                     //  (lock) client requestId (JSON) of a join in flight
+    conn_t *ready_next;                     //  under the ready list's lock
+    //  Under sockets.c's index lock (held is also written by the backend
+    //  thread under the lock held for reading: it alone does so).
+    char room_id [PROTO_ID_MAX + 1];        //  "" when in no room
+    bool joining;                           //  in room_id, its join not yet answered
+    struct { frame_t *frame; uint64_t seq; } *held;     //  events while joining
+    size_t held_count, held_max;
+};
+
+void conn_unref (conn_t *conn);
+//  Drop every queued frame. Conn's lock held.
+void conn_queue_drop (conn_t *conn);
+
+//  ---------------------------------------------------------------------------
+//  writers.c
+
+int  writers_start (size_t count);
+void writers_stop (void);
+//  Hand conn to a writer: it has frames queued, or close_pending. Conn's
+//  lock held; does nothing while a writer has it or its socket is full.
+void writers_wake (conn_t *conn);
+//  The socket of civetweb's connection mg, or -1 (see writers.c).
+int  writers_find_fd (const struct mg_connection *mg);
+
+#endif

@@ -1,0 +1,210 @@
+/*  =========================================================================
+    gateway.h - the gateway's shared types and internal interfaces
+
+    The gateway terminates HTTP and WebSocket (civetweb), validates client
+    JSON and turns it into proto requests, and writes the events roomd
+    sends back to its own sockets. It holds no room state beyond which of
+    its sockets are in which room.
+
+    Threads, and what each may touch:
+      - civetweb worker threads (one per WebSocket, the rest for HTTP):
+        parse client input and call the backend synchronously through a
+        DEALER of their own (backend_call), so one socket's actions run in
+        order. They change the room index on leave and close (sockets.c).
+      - the backend thread (backend.c): owns every ZeroMQ socket that
+        leaves the process (the shard ROUTER, the stored DEALER) and the
+        inproc ROUTER the workers talk to. It changes the room index when
+        a socket's join is answered and when a room closes, and fans
+        events out to the sockets' queues.
+      - writer threads (writers.c): drain sockets' outbound queues onto
+        their connections, one writer per connection at a time, never
+        waiting for a socket; and one poller thread that waits for full
+        sockets to drain.
+      - the main thread: settings, start, wait for a signal, stop.
+
+    Settings are written once, in main, before any other thread starts,
+    and only read afterwards.
+    =========================================================================
+*/
+
+#ifndef NEARCHAT_GATEWAY_H_INCLUDED
+#define NEARCHAT_GATEWAY_H_INCLUDED
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <civetweb.h>
+#include <jansson.h>
+#include "proto.h"
+
+//  ---------------------------------------------------------------------------
+//  Settings (main.c)
+
+typedef struct {
+    int64_t http_port;
+    const char *http_bind;
+    const char *backend_endpoint;       //  the ROUTER shards connect to
+    const char *stored_endpoint;
+    const char *gateway_id;             //  "gw-" + a UUID unless set
+    int64_t max_participants;
+    int64_t room_radius_m;
+    int64_t max_message_chars;
+    int64_t history_limit;              //  default page of GET .../messages
+    int64_t max_connections;            //  WebSockets held at once
+    int64_t socket_queue_max;           //  frames queued per socket before it is a slow reader
+    int64_t writer_threads;
+    int64_t request_timeout_ms;
+    int64_t shard_timeout_ms;           //  a shard silent this long is dropped
+    const char *websocket_endpoint;     //  advertised in /healthz; "auto": from the Host header
+} gateway_config_t;
+
+extern gateway_config_t gateway_config;
+
+//  ---------------------------------------------------------------------------
+//  Counters for /metrics: atomics, bumped from any thread.
+
+typedef struct {
+    atomic_llong connections_open;
+    atomic_ullong connects;
+    atomic_ullong disconnects;
+    atomic_ullong messages_received;    //  client frames read
+    atomic_ullong messages_delivered;   //  frames written to sockets
+    atomic_ullong slow_reader_drops;    //  sockets closed as slow readers
+    atomic_ullong http_requests;
+    atomic_ullong events;               //  events received from shards
+    atomic_llong shards_live;
+} gateway_metrics_t;
+
+extern gateway_metrics_t gateway_metrics;
+
+//  ---------------------------------------------------------------------------
+//  Backend (backend.c): the one thread that owns the ZeroMQ sockets
+
+//  Bind the backend's sockets and start its thread. Returns 0, or -1 when
+//  an endpoint cannot be bound or connected (logged).
+int backend_start (void);
+//  Make calls in flight and any later call give up at once (ECANCELED):
+//  the first step of a shutdown, so no worker waits out a timeout.
+void backend_interrupt (void);
+//  Stop the thread and close its sockets.
+void backend_stop (void);
+//  Send request from this thread and wait at most timeout_ms for its
+//  reply. The backend picks the destination by type (stored, or the
+//  shard that owns the room) and answers 503 itself when it cannot send.
+//  Returns the reply for the caller to destroy, or NULL with errno
+//  ETIMEDOUT (no answer), ECANCELED (stopping) or EPROTO (garbled).
+//  request->request_id is overwritten.
+proto_msg_t *backend_call (proto_msg_t *request, int timeout_ms);
+//  Send request and forget it (failures are logged by the backend).
+//  Returns 0, or -1 when it could not even be queued.
+int backend_post (proto_msg_t *request);
+//  Close the calling thread's DEALER, if it has one (civetweb's
+//  exit_thread callback calls this on every worker thread).
+void backend_thread_exit (void);
+//  The live shard ids, sorted, copied into ids (at most max). Returns how many.
+size_t backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max);
+
+//  ---------------------------------------------------------------------------
+//  Connections and fan-out (sockets.c; conn.h has the struct, writers.c
+//  the writing)
+
+typedef struct conn conn_t;
+
+//  A socket's profile defaults, from its upgrade's query and join-room.
+typedef struct {
+    char user_name [PROTO_PROFILE_MAX + 1];
+    char user_icon [PROTO_PROFILE_MAX + 1];
+    char user_color [PROTO_PROFILE_MAX + 1];
+    bool has_name, has_icon, has_color;
+} profile_t;
+
+int  sockets_start (void);          //  the table and the writer threads; 0 or -1
+void sockets_stop (void);           //  after civetweb has stopped: join writers, free
+size_t sockets_open (void);
+
+//  A new open connection for civetweb's mg, registered in the table.
+//  The table holds one reference until sockets_close.
+conn_t *sockets_add (struct mg_connection *mg, const char *user_id, const profile_t *profile);
+//  The socket closed (civetweb's close handler): out of the table and its
+//  room, no more writes to mg once this returns. Copies the room it was
+//  in to room_id ("" if none). Drops the table's reference (*conn_p = NULL).
+void sockets_close (conn_t **conn_p, char *room_id);
+
+const char *conn_id (const conn_t *conn);
+const char *conn_user_id (const conn_t *conn);
+//  The worker thread's own copy of the profile (only that thread touches it).
+profile_t *conn_profile (conn_t *conn);
+//  False once the socket is being closed (slow reader, broken): its
+//  worker should stop reading (the data handler returns 0).
+bool conn_is_open (conn_t *conn);
+
+//  The room the socket is in, copied to room_id ("" if none, or while
+//  its join is not answered).
+void sockets_room_of (conn_t *conn, char *room_id);
+//  The socket asks to join room_id: from now on it is in the room, and
+//  the room's events are held for it until sockets_join_done (the backend,
+//  on the answer) or sockets_join_abort (the join failed).
+void sockets_join_begin (conn_t *conn, const char *room_id);
+void sockets_join_abort (conn_t *conn, const char *room_id);
+//  Take the socket out of its room; copies the room it left ("" if none).
+void sockets_leave_room (conn_t *conn, char *room_id);
+//  Take every socket of user_id out of room_id (the user left the room).
+void sockets_user_left (const char *room_id, const char *user_id);
+
+//  Queue one frame (compact JSON of frame, which is taken) for conn.
+void sockets_send (conn_t *conn, json_t *frame);
+//  The client request id of the join this worker is making on conn, as JSON
+//  text (NULL: none), so that the backend can echo it on user-joined.
+void sockets_set_join_request (conn_t *conn, const char *request_id_json);
+
+//  Backend thread only: deliver one event to the sockets in its room.
+void sockets_deliver (const proto_msg_t *event);
+//  Backend thread only: a socket's join was answered with reply (a
+//  join-reply): queue its user-joined and message-history, then the
+//  events held since sockets_join_begin, and let later events through.
+void sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *reply);
+
+//  ---------------------------------------------------------------------------
+//  JSON (json.c): the public shapes, and checks of client input
+
+//  roomInfo of a room.
+json_t *render_room_info (const proto_room_t *room);
+//  A message as in new-message (and history entries).
+json_t *render_message (const proto_message_t *message);
+//  The frame an event becomes on a socket (user-joined, user-left,
+//  new-message, user-typing, room-closed), or NULL for other types.
+json_t *render_event (const proto_msg_t *event);
+//  Compact text of value (NULL if it cannot be written); caller frees.
+char *render_text (const json_t *value);
+
+//  Checks of one field of a client's JSON object. Each returns 0 and
+//  fills *out, 1 when the field is absent (or null) and not required, or
+//  -1 with a reason for the client in why.
+int input_id (const json_t *object, const char *key, bool required, char *out,
+              char *why, size_t why_size);
+int input_profile (const json_t *object, const char *key, char *out,
+                   char *why, size_t why_size);
+//  A number, or a string that holds only a number ("48.85"), in [min, max].
+int input_number (const json_t *object, const char *key, bool required,
+                  double min, double max, double *out, char *why, size_t why_size);
+//  A whole number as above.
+int input_integer (const json_t *object, const char *key, bool required,
+                   int64_t min, int64_t max, int64_t *out, char *why, size_t why_size);
+//  A query-string or text value: the same checks on text.
+int input_text_id (const char *text, char *why, size_t why_size, const char *key);
+int input_text_profile (const char *text, char *why, size_t why_size, const char *key);
+int input_text_number (const char *text, double *out);
+
+//  ---------------------------------------------------------------------------
+//  Handlers (http.c, ws.c), registered with civetweb by main.c
+
+int  http_handle (struct mg_connection *mg, void *data);
+//  Write an HTTP response of status with body (taken) as JSON.
+void http_reply (struct mg_connection *mg, int status, json_t *body);
+
+int  ws_connect (const struct mg_connection *mg, void *data);
+void ws_ready (struct mg_connection *mg, void *data);
+int  ws_data (struct mg_connection *mg, int bits, char *data, size_t size, void *data_);
+void ws_close (const struct mg_connection *mg, void *data);
+
+#endif

@@ -1,0 +1,606 @@
+/*  =========================================================================
+    http.c - the gateway's HTTP routes
+
+    DESIGN.md's HTTP table is the contract; the aliases (/create-room,
+    /search-rooms, /join-room, /close-room) are kept for the original
+    clients, which also test for exactly 200 on success. Every answer is
+    JSON with Access-Control-Allow-Origin: *, errors are {"error": "..."};
+    /metrics alone answers Prometheus text.
+
+    A route runs on the civetweb worker thread that read the request and
+    calls the backend synchronously: stored for creation, search and
+    history, the room's shard for everything that touches a live room.
+    =========================================================================
+*/
+
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "gateway.h"
+#include "clock.h"
+#include "ids.h"
+#include "log.h"
+
+#define BODY_MAX            (64 * 1024)
+#define HISTORY_MAX         PROTO_LIST_MAX
+#define HEALTH_TIMEOUT_MS   1000
+#define SHARDS_SHOWN        256
+
+//  One request being served.
+typedef struct {
+    struct mg_connection *mg;
+    const struct mg_request_info *info;
+    char trace [IDS_TRACE_SIZE];
+    int status;                         //  what was answered, for civetweb's log
+} request_t;
+
+//  ---------------------------------------------------------------------------
+//  Answers
+
+static void
+s_reply (struct mg_connection *mg, int status, const char *content_type, const char *body,
+         size_t size, const char *allow)
+{
+    char length [32];
+    snprintf (length, sizeof length, "%zu", size);
+    if (mg_response_header_start (mg, status) < 0) {
+        //  civetweb refuses its header API in a WebSocket's connect
+        //  handler (the request is no plain request yet): write it raw.
+        mg_printf (mg, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n"
+                   "Access-Control-Allow-Origin: *\r\nCache-Control: no-store\r\n"
+                   "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                   status, mg_get_response_code_text (mg, status), content_type, size);
+        if (size)
+            mg_write (mg, body, size);
+        return;
+    }
+    mg_response_header_add (mg, "Content-Type", content_type, -1);
+    mg_response_header_add (mg, "Access-Control-Allow-Origin", "*", -1);
+    mg_response_header_add (mg, "Cache-Control", "no-store", -1);
+    if (allow)
+        mg_response_header_add (mg, "Allow", allow, -1);
+    mg_response_header_add (mg, "Content-Length", length, -1);
+    mg_response_header_send (mg);
+    if (size)
+        mg_write (mg, body, size);
+}
+
+void
+http_reply (struct mg_connection *mg, int status, json_t *body)
+{
+    char *text = render_text (body);
+    json_decref (body);
+    const char *fallback = "{\"error\":\"the answer could not be written\"}";
+    if (!text)
+        status = 500;
+    s_reply (mg, status, "application/json", text? text: fallback,
+             strlen (text? text: fallback), NULL);
+    free (text);
+}
+
+static int
+s_answer (request_t *self, int status, json_t *body)
+{
+    http_reply (self->mg, status, body);
+    self->status = status;
+    return status;
+}
+
+static int
+s_error (request_t *self, int status, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_error (request_t *self, int status, const char *fmt, ...)
+{
+    char reason [PROTO_REASON_MAX + 64];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (reason, sizeof reason, fmt, args);
+    va_end (args);
+    log_write (status >= 500? LOG_LEVEL_WARN: LOG_LEVEL_DEBUG, self->trace, "%s %s: %d %s",
+               self->info->request_method, self->info->local_uri, status, reason);
+    json_t *body = json_object ();
+    json_t *text = json_string (reason);
+    json_object_set_new (body, "error", text? text: json_string ("bad request"));
+    return s_answer (self, status, body);
+}
+
+static int
+s_not_allowed (request_t *self, const char *allow)
+{
+    const char *body = "{\"error\":\"method not allowed\"}";
+    s_reply (self->mg, 405, "application/json", body, strlen (body), allow);
+    return self->status = 405;
+}
+
+//  ---------------------------------------------------------------------------
+//  Input
+
+//  The request's body as a JSON object, or NULL after answering why not.
+static json_t *
+s_body (request_t *self)
+{
+    if (self->info->content_length > BODY_MAX) {
+        s_error (self, 413, "the body may be at most %d bytes", BODY_MAX);
+        return NULL;
+    }
+    char *buffer = malloc (BODY_MAX + 1);
+    if (!buffer) {
+        s_error (self, 500, "out of memory");
+        return NULL;
+    }
+    size_t size = 0;
+    int got;
+    while (size <= BODY_MAX && (got = mg_read (self->mg, buffer + size, BODY_MAX + 1 - size)) > 0)
+        size += (size_t) got;
+    json_t *body = NULL;
+    json_error_t error;
+    if (size > BODY_MAX)
+        s_error (self, 413, "the body may be at most %d bytes", BODY_MAX);
+    else
+    if (size == 0)
+        s_error (self, 400, "a JSON object is required as the body");
+    else
+    if (!(body = json_loadb (buffer, size, 0, &error)))
+        s_error (self, 400, "the body is not JSON: %s", error.text);
+    else
+    if (!json_is_object (body)) {
+        s_error (self, 400, "the body must be a JSON object");
+        json_decref (body);
+        body = NULL;
+    }
+    free (buffer);
+    return body;
+}
+
+//  A query parameter into out (size bytes). Returns 0, 1 when absent or
+//  empty, or -1 after answering why it is bad.
+static int
+s_query (request_t *self, const char *key, char *out, size_t size)
+{
+    const char *query = self->info->query_string? self->info->query_string: "";
+    int rc = mg_get_var (query, strlen (query), key, out, size);
+    if (rc == -1 || (rc == 0 && !*out))
+        return 1;
+    if (rc < 0) {
+        s_error (self, 400, "%s is too long", key);
+        return -1;
+    }
+    return 0;
+}
+
+//  A query parameter that is a number in [min, max]. Returns 0, 1 when
+//  absent (and not required), or -1 after answering why it is bad.
+static int
+s_query_number (request_t *self, const char *key, bool required, double min, double max,
+                double *out)
+{
+    char text [64];
+    int rc = s_query (self, key, text, sizeof text);
+    if (rc < 0)
+        return -1;
+    if (rc == 1) {
+        if (required)
+            s_error (self, 400, "%s is required", key);
+        return required? -1: 1;
+    }
+    if (input_text_number (text, out) || *out < min || *out > max) {
+        s_error (self, 400, "%s must be a number from %g to %g", key, min, max);
+        return -1;
+    }
+    return 0;
+}
+
+//  The same for a whole number.
+static int
+s_query_integer (request_t *self, const char *key, int64_t min, int64_t max, int64_t *out)
+{
+    char text [64];
+    double number;
+    int rc = s_query (self, key, text, sizeof text);
+    if (rc)
+        return rc;
+    if (input_text_number (text, &number) || number != floor (number)
+    ||  number < (double) min || number > (double) max) {
+        s_error (self, 400, "%s must be a whole number from %lld to %lld", key,
+                 (long long) min, (long long) max);
+        return -1;
+    }
+    *out = (int64_t) number;
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Calls
+
+//  Call the backend; the reply when it is of type expected, else NULL
+//  after answering the client (an error from roomd or stored keeps its status).
+static proto_msg_t *
+s_call (request_t *self, proto_msg_t *request, int expected, int timeout_ms)
+{
+    snprintf (request->trace_id, sizeof request->trace_id, "%s", self->trace);
+    proto_msg_t *reply = backend_call (request, timeout_ms);
+    if (!reply) {
+        if (errno == EPROTO)
+            s_error (self, 500, "the gateway's backend answered with a garbled reply");
+        else
+            s_error (self, 503, "%s", errno == ECANCELED? "the gateway is stopping"
+                     : errno == EAGAIN? "the gateway's backend is overloaded"
+                     : "the gateway's backend did not answer in time");
+        return NULL;
+    }
+    if (reply->type == PROTO_ERROR)
+        s_error (self, reply->error.status, "%s", reply->error.reason);
+    else
+    if (reply->type != expected)
+        s_error (self, 500, "the backend answered with a %s", proto_type_name (reply->type));
+    else
+        return reply;
+    proto_msg_destroy (&reply);
+    return NULL;
+}
+
+static int
+s_timeout (void)
+{
+    //  The backend answers 503 itself at REQUEST_TIMEOUT_MS; this is the
+    //  backstop should it not.
+    return (int) gateway_config.request_timeout_ms + 1000;
+}
+
+//  ---------------------------------------------------------------------------
+//  Routes
+
+static int
+s_create_room (request_t *self)
+{
+    json_t *body = s_body (self);
+    if (!body)
+        return self->status;
+    char user_id [PROTO_ID_MAX + 1], road_name [PROTO_PROFILE_MAX + 1], why [160];
+    double latitude, longitude;
+    int64_t max_participants = gateway_config.max_participants;
+    proto_room_type_t room_type = PROTO_ROOM_PUBLIC;
+    int status = 0, rc;
+    if (input_id (body, "userId", true, user_id, why, sizeof why) < 0
+    ||  input_number (body, "latitude", true, -90, 90, &latitude, why, sizeof why) < 0
+    ||  input_number (body, "longitude", true, -180, 180, &longitude, why, sizeof why) < 0
+    ||  (rc = input_profile (body, "roadName", road_name, why, sizeof why)) < 0
+    ||  input_integer (body, "maxParticipants", false, 1, 1000000000, &max_participants,
+                       why, sizeof why) < 0)
+        status = 400;
+    const json_t *type = json_object_get (body, "roomType");
+    if (!status && type && !json_is_null (type)) {
+        if (json_is_string (type) && strcmp (json_string_value (type), "public") == 0)
+            room_type = PROTO_ROOM_PUBLIC;
+        else
+        if (json_is_string (type) && strcmp (json_string_value (type), "private") == 0)
+            room_type = PROTO_ROOM_PRIVATE;
+        else {
+            snprintf (why, sizeof why, "roomType must be \"public\" or \"private\"");
+            status = 400;
+        }
+    }
+    if (status) {
+        json_decref (body);
+        return s_error (self, status, "%s", why);
+    }
+    //  The cap is the gateway's: a client may ask for fewer, never more.
+    if (max_participants > gateway_config.max_participants)
+        max_participants = gateway_config.max_participants;
+    char room_id [IDS_UUID_SIZE];
+    const char *participants [] = { user_id };
+    int64_t now = clock_now_ms ();
+    proto_msg_t request = { .type = PROTO_ROOM_PUT, .room_put = { .if_absent = true, .room = {
+        .id = ids_uuid (room_id), .latitude = latitude, .longitude = longitude,
+        .road_name = rc == 0? road_name: NULL, .radius_m = (uint32_t) gateway_config.room_radius_m,
+        .creator = user_id, .participants = participants, .participant_count = 1,
+        .created_at_ms = now, .last_activity_ms = now, .status = PROTO_STATUS_ACTIVE,
+        .room_type = room_type, .max_participants = (uint32_t) max_participants } } };
+    json_decref (body);
+    proto_msg_t *reply = s_call (self, &request, PROTO_ROOM_REPLY, s_timeout ());
+    if (!reply)
+        return self->status;
+    json_t *answer = json_object ();
+    json_object_set_new (answer, "roomId", json_string (reply->room_reply.room.id));
+    json_object_set_new (answer, "roomInfo", render_room_info (&reply->room_reply.room));
+    proto_msg_destroy (&reply);
+    log_write (LOG_LEVEL_INFO, self->trace, "room %s created by %s", room_id, user_id);
+    return s_answer (self, 200, answer);
+}
+
+static int
+s_search_rooms (request_t *self)
+{
+    double latitude, longitude;
+    if (s_query_number (self, "latitude", true, -90, 90, &latitude) < 0
+    ||  s_query_number (self, "longitude", true, -180, 180, &longitude) < 0)
+        return self->status;
+    char type [16];
+    int rc = s_query (self, "roomType", type, sizeof type);
+    if (rc < 0)
+        return self->status;
+    //  Without roomType, public rooms: a private room is found only by
+    //  those who ask for private ones.
+    proto_room_type_t room_type = PROTO_ROOM_PUBLIC;
+    if (rc == 0 && strcmp (type, "private") == 0)
+        room_type = PROTO_ROOM_PRIVATE;
+    else
+    if (rc == 0 && strcmp (type, "public") != 0)
+        return s_error (self, 400, "roomType must be \"public\" or \"private\"");
+    proto_msg_t request = { .type = PROTO_GEO_SEARCH, .geo_search = {
+        .latitude = latitude, .longitude = longitude, .room_type = room_type } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_GEO_REPLY, s_timeout ());
+    if (!reply)
+        return self->status;
+    json_t *rooms = json_array ();
+    for (uint32_t i = 0; i < reply->geo_reply.count; i++) {
+        json_t *info = render_room_info (&reply->geo_reply.hits [i].room);
+        json_object_set_new (info, "distance", json_real (reply->geo_reply.hits [i].distance_m));
+        json_array_append_new (rooms, info);
+    }
+    proto_msg_destroy (&reply);
+    return s_answer (self, 200, rooms);
+}
+
+static int
+s_join_room (request_t *self)
+{
+    json_t *body = s_body (self);
+    if (!body)
+        return self->status;
+    char room_id [PROTO_ID_MAX + 1], user_id [PROTO_ID_MAX + 1], why [160];
+    if (input_id (body, "roomId", true, room_id, why, sizeof why) < 0
+    ||  input_id (body, "userId", true, user_id, why, sizeof why) < 0) {
+        json_decref (body);
+        return s_error (self, 400, "%s", why);
+    }
+    json_decref (body);
+    proto_msg_t request = { .type = PROTO_ROOM_JOIN, .room_join = {
+        .room_id = room_id, .user_id = user_id } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_JOIN_REPLY, s_timeout ());
+    if (!reply)
+        return self->status;
+    json_t *answer = json_object ();
+    json_object_set_new (answer, "success", json_true ());
+    json_object_set_new (answer, "roomInfo", render_room_info (&reply->join_reply.room));
+    json_object_set_new (answer, "creatorId", json_string (reply->join_reply.room.creator));
+    proto_msg_destroy (&reply);
+    return s_answer (self, 200, answer);
+}
+
+static int
+s_close_room (request_t *self)
+{
+    json_t *body = s_body (self);
+    if (!body)
+        return self->status;
+    char room_id [PROTO_ID_MAX + 1], user_id [PROTO_ID_MAX + 1], why [160];
+    if (input_id (body, "roomId", true, room_id, why, sizeof why) < 0
+    ||  input_id (body, "userId", true, user_id, why, sizeof why) < 0) {
+        json_decref (body);
+        return s_error (self, 400, "%s", why);
+    }
+    json_decref (body);
+    proto_msg_t request = { .type = PROTO_ROOM_CLOSE, .room_close = {
+        .room_id = room_id, .user_id = user_id } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_ROOM_REPLY, s_timeout ());
+    if (!reply)
+        return self->status;
+    proto_msg_destroy (&reply);
+    json_t *answer = json_object ();
+    json_object_set_new (answer, "success", json_true ());
+    return s_answer (self, 200, answer);
+}
+
+static int
+s_room_info (request_t *self, const char *room_id)
+{
+    proto_msg_t request = { .type = PROTO_ROOM_INFO, .room_info = { .room_id = room_id } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_INFO_REPLY, s_timeout ());
+    if (!reply)
+        return self->status;
+    json_t *answer = render_room_info (&reply->info_reply.room);
+    json_t *online = json_array ();
+    for (uint32_t i = 0; i < reply->info_reply.online_count; i++)
+        json_array_append_new (online, json_string (reply->info_reply.online [i]));
+    json_object_set_new (answer, "online", online);
+    proto_msg_destroy (&reply);
+    return s_answer (self, 200, answer);
+}
+
+static int
+s_messages (request_t *self, const char *room_id)
+{
+    int64_t before = 0, limit = gateway_config.history_limit;
+    if (s_query_integer (self, "before", 0, 9007199254740991LL, &before) < 0
+    ||  s_query_integer (self, "limit", 1, HISTORY_MAX, &limit) < 0)
+        return self->status;
+    proto_msg_t request = { .type = PROTO_HISTORY, .history = {
+        .room_id = room_id, .before_seq = (uint64_t) before, .limit = (uint32_t) limit } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_HISTORY_REPLY, s_timeout ());
+    if (!reply)
+        return self->status;
+    json_t *messages = json_array ();
+    for (uint32_t i = 0; i < reply->history_reply.count; i++)
+        json_array_append_new (messages, render_message (&reply->history_reply.messages [i]));
+    bool empty = reply->history_reply.count == 0;
+    proto_msg_destroy (&reply);
+    if (empty) {
+        //  No messages, or no room: only the room's record tells which.
+        proto_msg_t get = { .type = PROTO_ROOM_GET, .room_get = { .room_id = room_id } };
+        proto_msg_t *room = s_call (self, &get, PROTO_ROOM_REPLY, s_timeout ());
+        if (!room) {
+            json_decref (messages);
+            return self->status;
+        }
+        proto_msg_destroy (&room);
+    }
+    return s_answer (self, 200, messages);
+}
+
+static int
+s_healthz (request_t *self)
+{
+    proto_msg_t request = { .type = PROTO_STORE_STATS };
+    snprintf (request.trace_id, sizeof request.trace_id, "%s", self->trace);
+    proto_msg_t *reply = backend_call (&request, HEALTH_TIMEOUT_MS);
+    bool stored_up = reply && reply->type == PROTO_STATS_REPLY;
+    proto_msg_destroy (&reply);
+    static __thread char shards [SHARDS_SHOWN][PROTO_ID_MAX + 1];
+    size_t shard_count = backend_shards (shards, SHARDS_SHOWN);
+    bool ok = stored_up && shard_count > 0;
+
+    json_t *answer = json_object ();
+    json_object_set_new (answer, "status", json_string (ok? "ok": "degraded"));
+    json_object_set_new (answer, "gatewayId", json_string (gateway_config.gateway_id));
+    json_object_set_new (answer, "stored", json_string (stored_up? "up": "down"));
+    json_t *list = json_array ();
+    for (size_t i = 0; i < shard_count; i++)
+        json_array_append_new (list, json_string (shards [i]));
+    json_object_set_new (answer, "shards", list);
+    json_object_set_new (answer, "connections", json_integer ((json_int_t) sockets_open ()));
+    json_t *endpoint = NULL;
+    if (strcmp (gateway_config.websocket_endpoint, "auto") != 0)
+        endpoint = json_string (gateway_config.websocket_endpoint);
+    else {
+        //  Where this client reached us is where its WebSocket can go.
+        const char *host = mg_get_header (self->mg, "Host");
+        char url [300];
+        snprintf (url, sizeof url, "ws://%s/ws", host && *host? host: "127.0.0.1");
+        endpoint = json_string (url);
+    }
+    json_object_set_new (answer, "websocketEndpoint", endpoint? endpoint: json_null ());
+    return s_answer (self, ok? 200: 503, answer);
+}
+
+static int
+s_metrics (request_t *self)
+{
+    gateway_metrics_t *m = &gateway_metrics;
+    char text [2048];
+    int size = snprintf (text, sizeof text,
+        "# HELP nearchat_gateway_connections_open WebSockets open now.\n"
+        "# TYPE nearchat_gateway_connections_open gauge\n"
+        "nearchat_gateway_connections_open %lld\n"
+        "# HELP nearchat_gateway_connects_total WebSockets opened.\n"
+        "# TYPE nearchat_gateway_connects_total counter\n"
+        "nearchat_gateway_connects_total %llu\n"
+        "# HELP nearchat_gateway_disconnects_total WebSockets closed.\n"
+        "# TYPE nearchat_gateway_disconnects_total counter\n"
+        "nearchat_gateway_disconnects_total %llu\n"
+        "# HELP nearchat_gateway_messages_received_total Frames read from clients.\n"
+        "# TYPE nearchat_gateway_messages_received_total counter\n"
+        "nearchat_gateway_messages_received_total %llu\n"
+        "# HELP nearchat_gateway_messages_delivered_total Frames written to clients.\n"
+        "# TYPE nearchat_gateway_messages_delivered_total counter\n"
+        "nearchat_gateway_messages_delivered_total %llu\n"
+        "# HELP nearchat_gateway_slow_reader_drops_total Sockets closed for reading too slowly.\n"
+        "# TYPE nearchat_gateway_slow_reader_drops_total counter\n"
+        "nearchat_gateway_slow_reader_drops_total %llu\n"
+        "# HELP nearchat_gateway_events_total Events received from room shards.\n"
+        "# TYPE nearchat_gateway_events_total counter\n"
+        "nearchat_gateway_events_total %llu\n"
+        "# HELP nearchat_gateway_http_requests_total HTTP requests served.\n"
+        "# TYPE nearchat_gateway_http_requests_total counter\n"
+        "nearchat_gateway_http_requests_total %llu\n"
+        "# HELP nearchat_gateway_shards_live Room shards this gateway routes to.\n"
+        "# TYPE nearchat_gateway_shards_live gauge\n"
+        "nearchat_gateway_shards_live %lld\n",
+        atomic_load (&m->connections_open), atomic_load (&m->connects),
+        atomic_load (&m->disconnects), atomic_load (&m->messages_received),
+        atomic_load (&m->messages_delivered), atomic_load (&m->slow_reader_drops),
+        atomic_load (&m->events), atomic_load (&m->http_requests),
+        atomic_load (&m->shards_live));
+    if (size < 0 || size >= (int) sizeof text)
+        return s_error (self, 500, "the metrics do not fit");
+    s_reply (self->mg, 200, "text/plain; version=0.0.4", text, (size_t) size, NULL);
+    return self->status = 200;
+}
+
+static int
+s_preflight (request_t *self)
+{
+    const char *body = "{}";
+    mg_response_header_start (self->mg, 200);
+    mg_response_header_add (self->mg, "Content-Type", "application/json", -1);
+    mg_response_header_add (self->mg, "Access-Control-Allow-Origin", "*", -1);
+    mg_response_header_add (self->mg, "Access-Control-Allow-Methods", "GET, POST, OPTIONS", -1);
+    const char *asked = mg_get_header (self->mg, "Access-Control-Request-Headers");
+    mg_response_header_add (self->mg, "Access-Control-Allow-Headers",
+                            asked && *asked? asked: "Content-Type", -1);
+    mg_response_header_add (self->mg, "Access-Control-Max-Age", "86400", -1);
+    mg_response_header_add (self->mg, "Content-Length", "2", -1);
+    mg_response_header_send (self->mg);
+    mg_write (self->mg, body, 2);
+    return self->status = 200;
+}
+
+//  ---------------------------------------------------------------------------
+//  The router
+
+//  A route of a fixed path: its methods and handlers.
+static int
+s_route (request_t *self, const char *method, bool get_ok, int (*get) (request_t *),
+         bool post_ok, int (*post) (request_t *))
+{
+    if (get_ok && strcmp (method, "GET") == 0)
+        return get (self);
+    if (post_ok && strcmp (method, "POST") == 0)
+        return post (self);
+    return s_not_allowed (self, get_ok && post_ok? "GET, POST, OPTIONS"
+                                : get_ok? "GET, OPTIONS": "POST, OPTIONS");
+}
+
+int
+http_handle (struct mg_connection *mg, void *data)
+{
+    (void) data;
+    request_t self = { .mg = mg, .info = mg_get_request_info (mg), .status = 500 };
+    ids_trace (self.trace);
+    atomic_fetch_add (&gateway_metrics.http_requests, 1);
+    const char *method = self.info->request_method;
+    char path [512];
+    snprintf (path, sizeof path, "%s", self.info->local_uri? self.info->local_uri: "/");
+    size_t length = strlen (path);
+    if (length > 1 && path [length - 1] == '/')
+        path [--length] = 0;            //  /rooms/ is /rooms
+
+    if (strcmp (method, "OPTIONS") == 0)
+        return s_preflight (&self);
+    if (strcmp (path, "/rooms") == 0)
+        return s_route (&self, method, true, s_search_rooms, true, s_create_room);
+    if (strcmp (path, "/create-room") == 0)
+        return s_route (&self, method, false, NULL, true, s_create_room);
+    if (strcmp (path, "/search-rooms") == 0)
+        return s_route (&self, method, true, s_search_rooms, false, NULL);
+    if (strcmp (path, "/rooms/join") == 0 || strcmp (path, "/join-room") == 0)
+        return s_route (&self, method, false, NULL, true, s_join_room);
+    if (strcmp (path, "/rooms/close") == 0 || strcmp (path, "/close-room") == 0)
+        return s_route (&self, method, false, NULL, true, s_close_room);
+    if (strcmp (path, "/healthz") == 0)
+        return s_route (&self, method, true, s_healthz, false, NULL);
+    if (strcmp (path, "/metrics") == 0)
+        return s_route (&self, method, true, s_metrics, false, NULL);
+    if (strncmp (path, "/rooms/", 7) == 0) {
+        //  /rooms/{id} and /rooms/{id}/messages
+        char room_id [PROTO_ID_MAX + 1] = "", why [160];
+        const char *id = path + 7, *slash = strchr (id, '/');
+        size_t id_length = slash? (size_t) (slash - id): strlen (id);
+        bool messages = slash && strcmp (slash, "/messages") == 0;
+        if (!slash || messages) {
+            if (strcmp (method, "GET") != 0)
+                return s_not_allowed (&self, "GET, OPTIONS");
+            if (id_length > PROTO_ID_MAX)
+                return s_error (&self, 404, "no such room");
+            memcpy (room_id, id, id_length);
+            room_id [id_length] = 0;
+            if (input_text_id (room_id, why, sizeof why, "the room id"))
+                return s_error (&self, 400, "%s", why);
+            return messages? s_messages (&self, room_id): s_room_info (&self, room_id);
+        }
+    }
+    return s_error (&self, 404, "no such path: %.100s", path);
+}

@@ -1,0 +1,213 @@
+/*  =========================================================================
+    gateway - nearchat's public HTTP and WebSocket API
+
+    Wires the parts together: settings, the socket table and its writers
+    (sockets.c), the ZeroMQ backend thread (backend.c), then civetweb with
+    the HTTP routes (http.c) and the WebSocket handlers (ws.c). It runs
+    until SIGINT or SIGTERM and then stops in the reverse order: calls in
+    flight give up, civetweb closes every socket (each close is posted to
+    the backend), the writers end, the backend sends what is left.
+
+    Exit status: 0 after a clean stop, 1 when a port or endpoint cannot be
+    used, 2 for a bad setting (config.c).
+    =========================================================================
+*/
+
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <czmq.h>
+#include "gateway.h"
+#include "config.h"
+#include "ids.h"
+#include "log.h"
+#include "utf8.h"
+
+//  civetweb threads beyond one per WebSocket, for HTTP requests.
+#define HTTP_THREADS    32
+
+gateway_config_t gateway_config;
+gateway_metrics_t gateway_metrics;
+static log_level_t s_log_level;
+
+static config_option_t s_options [] = {
+    { "HTTP_PORT", CONFIG_INT, "8080", 1, 65535,
+      "TCP port of the HTTP and WebSocket API", &gateway_config.http_port },
+    { "HTTP_BIND", CONFIG_STRING, "0.0.0.0", 0, 255,
+      "address the API listens on", &gateway_config.http_bind },
+    { "GATEWAY_BACKEND_ENDPOINT", CONFIG_STRING, "tcp://127.0.0.1:5556", 0, 256,
+      "ZeroMQ endpoint the room shards (and the reaper) connect to", &gateway_config.backend_endpoint },
+    { "STORED_ENDPOINT", CONFIG_STRING, "tcp://127.0.0.1:5555", 0, 256,
+      "ZeroMQ endpoint of stored", &gateway_config.stored_endpoint },
+    { "GATEWAY_ID", CONFIG_STRING, "auto", 0, PROTO_ID_MAX,
+      "this gateway's id, unique among gateways; auto: gw- and a new UUID", &gateway_config.gateway_id },
+    { "MAX_PARTICIPANTS", CONFIG_INT, "20", 1, PROTO_PARTICIPANTS_MAX,
+      "default and cap of a room's maxParticipants", &gateway_config.max_participants },
+    { "ROOM_RADIUS_M", CONFIG_INT, "500", 1, PROTO_RADIUS_MAX_M,
+      "radius of a new room, in metres", &gateway_config.room_radius_m },
+    { "MAX_MESSAGE_CHARS", CONFIG_INT, "2000", 1, PROTO_TEXT_MAX,
+      "most characters in a chat message", &gateway_config.max_message_chars },
+    { "HISTORY_LIMIT", CONFIG_INT, "50", 1, PROTO_LIST_MAX,
+      "messages in a page of GET /rooms/{id}/messages without limit", &gateway_config.history_limit },
+    { "MAX_CONNECTIONS", CONFIG_INT, "1000", 1, 16000,
+      "WebSockets held at once (each holds a civetweb thread)", &gateway_config.max_connections },
+    { "SOCKET_QUEUE_MAX", CONFIG_INT, "1024", 1, 1000000,
+      "frames queued for one socket before it is closed as a slow reader",
+      &gateway_config.socket_queue_max },
+    { "WRITER_THREADS", CONFIG_INT, "4", 1, 256,
+      "threads writing queued frames to sockets", &gateway_config.writer_threads },
+    { "REQUEST_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,
+      "how long a call to stored or a shard may take before the client gets 503",
+      &gateway_config.request_timeout_ms },
+    { "SHARD_TIMEOUT_MS", CONFIG_INT, "3500", 100, 600000,
+      "a room shard silent this long is dropped", &gateway_config.shard_timeout_ms },
+    { "WEBSOCKET_ENDPOINT", CONFIG_STRING, "auto", 0, 1024,
+      "the public WebSocket URL advertised in /healthz; auto: from the request's Host",
+      &gateway_config.websocket_endpoint },
+    { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
+      "debug, info, warn or error", &s_log_level },
+    { .name = NULL }
+};
+
+//  civetweb's own complaints become our log lines.
+static int
+s_log_message (const struct mg_connection *conn, const char *message)
+{
+    (void) conn;
+    log_warn ("civetweb: %s", message);
+    return 1;
+}
+
+//  Each worker thread made its DEALER to the backend lazily; it goes with
+//  the thread.
+static void
+s_exit_thread (const struct mg_context *ctx, int thread_type, void *thread_pointer)
+{
+    (void) ctx;
+    (void) thread_type;
+    (void) thread_pointer;
+    backend_thread_exit ();
+}
+
+//  A setting that config.c cannot check alone: exit 2, as it would.
+static void
+s_bad_setting (const char *name, const char *value, const char *why)
+{
+    fprintf (stderr, "gateway: bad value for %s: '%s' (%s)\n", name, value, why);
+    exit (2);
+}
+
+int
+main (int argc, char *argv [])
+{
+    config_load ("gateway", "gateway: nearchat's public HTTP and WebSocket API.",
+                 s_options, argc, argv);
+    static char gateway_id [PROTO_ID_MAX + 1];
+    if (strcmp (gateway_config.gateway_id, "auto") == 0) {
+        char uuid [IDS_UUID_SIZE];
+        snprintf (gateway_id, sizeof gateway_id, "gw-%s", ids_uuid (uuid));
+        gateway_config.gateway_id = gateway_id;
+    }
+    const char *id = gateway_config.gateway_id;
+    if (!utf8_valid (id, strlen (id)) || utf8_has_control (id, strlen (id), false))
+        s_bad_setting ("GATEWAY_ID", id, "must be UTF-8 without control characters");
+    const char *bind = gateway_config.http_bind;
+    if (strpbrk (bind, ", \t"))
+        s_bad_setting ("HTTP_BIND", bind, "must be one address");
+    log_init ("gateway", s_log_level);
+
+    //  Signals are taken by this thread alone, in sigwait below: block
+    //  them before any thread starts, so every thread inherits the mask.
+    sigset_t signals;
+    sigemptyset (&signals);
+    sigaddset (&signals, SIGINT);
+    sigaddset (&signals, SIGTERM);
+    pthread_sigmask (SIG_BLOCK, &signals, NULL);
+    signal (SIGPIPE, SIG_IGN);
+    zsys_handler_set (NULL);
+    zsys_set_logstream (NULL);
+    //  A DEALER for every civetweb thread that calls the backend, which
+    //  is every thread, past ZeroMQ's default of 1024 sockets.
+    zsys_set_max_sockets ((size_t) (gateway_config.max_connections + HTTP_THREADS + 64));
+    zsys_init ();
+    zsys_set_io_threads (1);
+
+    //  Each WebSocket holds a TCP socket and its thread's DEALER (an
+    //  eventfd): warn now rather than fail at the thousandth client.
+    struct rlimit files;
+    int64_t needed = 2 * (gateway_config.max_connections + HTTP_THREADS) + 256;
+    if (getrlimit (RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
+    &&  (int64_t) files.rlim_cur < needed)
+        log_warn ("open files are limited to %llu; MAX_CONNECTIONS=%lld needs about %lld",
+                  (unsigned long long) files.rlim_cur,
+                  (long long) gateway_config.max_connections, (long long) needed);
+
+    if (sockets_start () || backend_start ()) {
+        backend_stop ();
+        sockets_stop ();
+        return 1;
+    }
+
+    char ports [300], threads [32];
+    snprintf (ports, sizeof ports, strchr (bind, ':')? "[%s]:%lld": "%s:%lld", bind,
+              (long long) gateway_config.http_port);
+    snprintf (threads, sizeof threads, "%lld",
+              (long long) (gateway_config.max_connections + HTTP_THREADS));
+    const char *options [] = {
+        "listening_ports", ports,
+        "num_threads", threads,
+        //  Frames are small and a header and payload may go as two
+        //  writes: without this, Nagle and delayed ACKs hold each ~40 ms.
+        "tcp_nodelay", "1",
+        "enable_keep_alive", "yes",
+        "keep_alive_timeout_ms", "5000",
+        "request_timeout_ms", "10000",
+        //  A WebSocket's worker looks up from its read this often, so a
+        //  stopping server is noticed soon.
+        "websocket_timeout_ms", "1000",
+        "connection_queue", "256",
+        "listen_backlog", "1024",
+        //  We answer CORS ourselves, on every response, preflights included.
+        "access_control_allow_origin", "",
+        "access_control_allow_methods", "",
+        "access_control_allow_headers", "",
+        "enable_directory_listing", "no",
+        NULL
+    };
+    struct mg_callbacks callbacks;
+    memset (&callbacks, 0, sizeof callbacks);
+    callbacks.log_message = s_log_message;
+    callbacks.exit_thread = s_exit_thread;
+    mg_init_library (0);
+    struct mg_context *context = mg_start (&callbacks, NULL, options);
+    if (!context) {
+        log_error ("cannot serve HTTP on %s", ports);
+        backend_stop ();
+        sockets_stop ();
+        mg_exit_library ();
+        return 1;
+    }
+    mg_set_request_handler (context, "/", http_handle, NULL);
+    mg_set_websocket_handler (context, "/", ws_connect, ws_ready, ws_data, ws_close, NULL);
+    mg_set_websocket_handler (context, "/ws", ws_connect, ws_ready, ws_data, ws_close, NULL);
+    log_info ("gateway %s serving http://%s (WebSocket on / and /ws), shards on %s, stored at %s",
+              gateway_config.gateway_id, ports, gateway_config.backend_endpoint,
+              gateway_config.stored_endpoint);
+
+    int signal_number = 0;
+    sigwait (&signals, &signal_number);
+    log_info ("stopping on %s", signal_number == SIGINT? "SIGINT": "SIGTERM");
+
+    backend_interrupt ();
+    mg_stop (context);
+    log_debug ("civetweb stopped");
+    sockets_stop ();
+    backend_stop ();
+    mg_exit_library ();
+    zsys_shutdown ();
+    log_info ("stopped");
+    return 0;
+}

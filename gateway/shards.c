@@ -1,0 +1,142 @@
+/*  =========================================================================
+    shards.c - the live room shards, as this gateway knows them
+
+    roomd shards register by saying shard-hello on the backend's ROUTER at
+    once and every heartbeat; each hello is answered with shard-welcome,
+    which carries this gateway's id and its live shard set, sorted, so a
+    shard learns which rooms it no longer owns. A shard silent for
+    SHARD_TIMEOUT_MS is dropped, and the requests waiting on it are
+    answered 503 at once. A hello from a known id on a new identity is a
+    shard that restarted: what was sent to its old link is answered 503.
+
+    Rooms go to the live shard with the highest rendezvous score for the
+    room id (route.h), so every gateway that has heard the same shards
+    picks the same owner.
+
+    The table is the backend thread's alone; other threads read the set
+    through a snapshot under its own lock (backend_shards).
+    =========================================================================
+*/
+
+#include <string.h>
+#include "backend.h"
+#include "clock.h"
+#include "log.h"
+#include "route.h"
+
+#define SHARDS_MAX  256
+
+static shard_t s_shards [SHARDS_MAX];       //  sorted by id
+static size_t s_shard_count;
+
+static pthread_mutex_t s_snapshot_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_snapshot [SHARDS_MAX][PROTO_ID_MAX + 1];
+static size_t s_snapshot_count;
+
+static void
+s_snapshot_update (void)
+{
+    pthread_mutex_lock (&s_snapshot_lock);
+    for (size_t i = 0; i < s_shard_count; i++)
+        memcpy (s_snapshot [i], s_shards [i].id, sizeof s_snapshot [i]);
+    s_snapshot_count = s_shard_count;
+    pthread_mutex_unlock (&s_snapshot_lock);
+    atomic_store (&gateway_metrics.shards_live, (long long) s_shard_count);
+}
+
+size_t
+backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max)
+{
+    pthread_mutex_lock (&s_snapshot_lock);
+    size_t count = s_snapshot_count < max? s_snapshot_count: max;
+    memcpy (ids, s_snapshot, count * sizeof ids [0]);
+    pthread_mutex_unlock (&s_snapshot_lock);
+    return count;
+}
+
+static void
+s_shard_remove (size_t index, const char *why)
+{
+    char id [PROTO_ID_MAX + 1];
+    memcpy (id, s_shards [index].id, sizeof id);
+    memmove (&s_shards [index], &s_shards [index + 1],
+             (s_shard_count - index - 1) * sizeof s_shards [0]);
+    s_shard_count--;
+    log_info ("room shard %s dropped (%s); %zu live", id, why, s_shard_count);
+    s_snapshot_update ();
+    backend_fail_shard (id, "went away");
+}
+
+void
+shards_check (void)
+{
+    int64_t now = clock_mono_ms ();
+    for (size_t i = s_shard_count; i-- > 0; )
+        if (now - s_shards [i].seen_ms > gateway_config.shard_timeout_ms)
+            s_shard_remove (i, "silent");
+}
+
+void
+shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
+              const proto_shard_hello_t *hello)
+{
+    size_t index = 0;
+    while (index < s_shard_count && strcmp (s_shards [index].id, hello->shard_id) < 0)
+        index++;
+    shard_t *shard = &s_shards [index];
+    if (index == s_shard_count || strcmp (shard->id, hello->shard_id) != 0) {
+        if (s_shard_count == SHARDS_MAX) {
+            log_warn ("room shard %s refused: %d shards are live already", hello->shard_id,
+                      SHARDS_MAX);
+            return;
+        }
+        memmove (shard + 1, shard, (s_shard_count - index) * sizeof *shard);
+        s_shard_count++;
+        memset (shard, 0, sizeof *shard);
+        snprintf (shard->id, sizeof shard->id, "%s", hello->shard_id);
+        shard->identity = *from;
+        log_info ("room shard %s joined (%u rooms); %zu live", shard->id, hello->rooms,
+                  s_shard_count);
+        s_snapshot_update ();
+    }
+    else
+    if (shard->identity.size != from->size
+    ||  memcmp (shard->identity.data, from->data, from->size) != 0) {
+        //  The same shard id on a new link: it restarted. Whatever was
+        //  sent to the old link will not be answered.
+        log_info ("room shard %s reconnected", shard->id);
+        shard->identity = *from;
+        backend_fail_shard (shard->id, "restarted");
+    }
+    shard->seen_ms = clock_mono_ms ();
+
+    const char *ids [SHARDS_MAX];
+    for (size_t i = 0; i < s_shard_count; i++)
+        ids [i] = s_shards [i].id;
+    proto_msg_t welcome = { .type = PROTO_SHARD_WELCOME, .shard_welcome = {
+        .gateway_id = gateway_config.gateway_id, .shards = ids,
+        .shard_count = (uint32_t) s_shard_count } };
+    msgpack_sbuffer_clear (buffer);
+    if (proto_encode (&welcome, buffer) == 0) {
+        const void *parts [] = { from->data, buffer->data };
+        size_t sizes [] = { from->size, buffer->size };
+        backend_send_parts (router, parts, sizes, 2);
+    }
+}
+
+const shard_t *
+shards_owner (const char *room_id)
+{
+    const char *ids [SHARDS_MAX];
+    for (size_t i = 0; i < s_shard_count; i++)
+        ids [i] = s_shards [i].id;
+    int index = route_pick (room_id, ids, s_shard_count);
+    return index < 0? NULL: &s_shards [index];
+}
+
+void
+shards_reset (void)
+{
+    s_shard_count = 0;
+    s_snapshot_update ();
+}

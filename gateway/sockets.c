@@ -1,0 +1,525 @@
+/*  =========================================================================
+    sockets.c - the gateway's WebSocket connections and their fan-out
+
+    Every open WebSocket is a conn_t (conn.h) in a table by id, and in at
+    most one room of the room index (room id -> its conns). An event is
+    rendered to JSON once and its text (a refcounted frame_t) is queued to
+    each conn in the room; writers.c takes it from there.
+
+    A socket that asks to join a room is put in the room at once, marked
+    joining: the events of the room are held for it until its join is
+    answered, and then queued after its user-joined and message-history
+    (less the messages the history already holds). roomd sends the events
+    of other joins, leaves and typing as they commit, and the answer to a
+    join only after its history is read, so without this a socket would
+    miss what happened in between although it was a member already.
+
+    A conn whose queue reaches SOCKET_QUEUE_MAX is a slow reader: its queue
+    is dropped, nothing more is queued for it, and a writer closes it
+    (writers.c). Queueing never blocks, so a slow reader never makes the
+    fan-out or anybody else wait, and memory per socket is bounded by
+    SOCKET_QUEUE_MAX frames (shared with the other sockets of the room).
+
+    Invariants (and conn.h's):
+      - s_index_lock guards the conn table, the room index and every
+        conn's room_id. Writers to them: the backend thread (a socket's
+        join answered, a room closed) and worker threads (leave, close).
+      - lock order: s_index_lock, then a conn's lock, then the writers'
+        list locks. Nothing waits for I/O while holding any of them.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <czmq.h>
+#include "conn.h"
+#include "log.h"
+
+typedef struct {
+    conn_t **conns;
+    size_t count, max;
+} room_t;
+
+static pthread_rwlock_t s_index_lock = PTHREAD_RWLOCK_INITIALIZER;
+static zhashx_t *s_conns;                   //  conn id -> conn_t
+static zhashx_t *s_rooms;                   //  room id -> room_t
+
+//  ---------------------------------------------------------------------------
+//  Frames and conns
+
+frame_t *
+frame_new (const char *text)
+{
+    size_t size = strlen (text);
+    frame_t *frame = malloc (sizeof *frame + size + 1);
+    assert (frame);
+    atomic_init (&frame->refs, 1);
+    frame->size = size;
+    memcpy (frame->data, text, size + 1);
+    return frame;
+}
+
+void
+frame_unref (frame_t *frame)
+{
+    if (frame && atomic_fetch_sub (&frame->refs, 1) == 1)
+        free (frame);
+}
+
+void
+conn_unref (conn_t *conn)
+{
+    if (atomic_fetch_sub (&conn->refs, 1) == 1) {
+        assert (conn->state == CONN_CLOSED && !conn->writing);
+        conn_queue_drop (conn);
+        free (conn->queue);
+        free (conn->out.data);
+        free (conn->join_request);
+        pthread_mutex_destroy (&conn->lock);
+        pthread_cond_destroy (&conn->idle);
+        free (conn);
+    }
+}
+
+void
+conn_queue_drop (conn_t *conn)
+{
+    while (conn->queue_count) {
+        frame_unref (conn->queue [conn->queue_head]);
+        conn->queue_head = (conn->queue_head + 1) % conn->queue_size;
+        conn->queue_count--;
+    }
+}
+
+//  Queue frame for conn, or find conn a slow reader. Never blocks on I/O.
+static void
+s_enqueue (conn_t *conn, frame_t *frame)
+{
+    pthread_mutex_lock (&conn->lock);
+    if (conn->state != CONN_OPEN) {
+        pthread_mutex_unlock (&conn->lock);
+        return;
+    }
+    if (conn->queue_count >= (size_t) gateway_config.socket_queue_max) {
+        conn_queue_drop (conn);
+        conn->state = CONN_CLOSING;
+        conn->close_pending = true;
+        writers_wake (conn);
+        pthread_mutex_unlock (&conn->lock);
+        atomic_fetch_add (&gateway_metrics.slow_reader_drops, 1);
+        log_warn ("socket %s of user %s is a slow reader: %lld frames waited; closing it",
+                  conn->id, conn->user_id, (long long) gateway_config.socket_queue_max);
+        return;
+    }
+    if (conn->queue_count == conn->queue_size) {
+        //  Grow the ring (and unwrap it) up to the bound.
+        size_t size = conn->queue_size? conn->queue_size * 2: 16;
+        if (size > (size_t) gateway_config.socket_queue_max)
+            size = (size_t) gateway_config.socket_queue_max;
+        frame_t **queue = malloc (size * sizeof *queue);
+        assert (queue);
+        for (size_t i = 0; i < conn->queue_count; i++)
+            queue [i] = conn->queue [(conn->queue_head + i) % conn->queue_size];
+        free (conn->queue);
+        conn->queue = queue;
+        conn->queue_head = 0;
+        conn->queue_size = size;
+    }
+    atomic_fetch_add (&frame->refs, 1);
+    conn->queue [(conn->queue_head + conn->queue_count) % conn->queue_size] = frame;
+    conn->queue_count++;
+    writers_wake (conn);
+    pthread_mutex_unlock (&conn->lock);
+}
+
+//  ---------------------------------------------------------------------------
+//  The room index (s_index_lock held for writing)
+
+static void
+s_room_destroy (void **item)
+{
+    room_t *room = *item;
+    free (room->conns);
+    free (room);
+    *item = NULL;
+}
+
+static void
+s_room_add (conn_t *conn, const char *room_id)
+{
+    room_t *room = zhashx_lookup (s_rooms, room_id);
+    if (!room) {
+        room = calloc (1, sizeof *room);
+        assert (room);
+        zhashx_insert (s_rooms, room_id, room);
+    }
+    if (room->count == room->max) {
+        room->max = room->max? room->max * 2: 8;
+        room->conns = realloc (room->conns, room->max * sizeof *room->conns);
+        assert (room->conns);
+    }
+    room->conns [room->count++] = conn;
+    snprintf (conn->room_id, sizeof conn->room_id, "%s", room_id);
+}
+
+static void
+s_held_drop (conn_t *conn)
+{
+    for (size_t i = 0; i < conn->held_count; i++)
+        frame_unref (conn->held [i].frame);
+    free (conn->held);
+    conn->held = NULL;
+    conn->held_count = conn->held_max = 0;
+}
+
+static void
+s_room_remove (conn_t *conn)
+{
+    conn->joining = false;
+    s_held_drop (conn);
+    if (!conn->room_id [0])
+        return;
+    room_t *room = zhashx_lookup (s_rooms, conn->room_id);
+    if (room) {
+        for (size_t i = 0; i < room->count; i++)
+            if (room->conns [i] == conn) {
+                room->conns [i] = room->conns [--room->count];
+                break;
+            }
+        if (room->count == 0)
+            zhashx_delete (s_rooms, conn->room_id);
+    }
+    conn->room_id [0] = 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  The table
+
+int
+sockets_start (void)
+{
+    s_conns = zhashx_new ();
+    s_rooms = zhashx_new ();
+    assert (s_conns && s_rooms);
+    zhashx_set_destructor (s_rooms, s_room_destroy);
+    return writers_start ((size_t) gateway_config.writer_threads);
+}
+
+void
+sockets_stop (void)
+{
+    writers_stop ();
+    //  civetweb has stopped, so every close handler has run: the table is
+    //  empty unless a close handler never ran, and then its conns stay.
+    if (s_conns && zhashx_size (s_conns))
+        log_warn ("%zu sockets were still open at the end", zhashx_size (s_conns));
+    zhashx_destroy (&s_rooms);
+    zhashx_destroy (&s_conns);
+}
+
+size_t
+sockets_open (void)
+{
+    long long open = atomic_load (&gateway_metrics.connections_open);
+    return open > 0? (size_t) open: 0;
+}
+
+conn_t *
+sockets_add (struct mg_connection *mg, const char *user_id, const profile_t *profile)
+{
+    assert (mg && user_id && profile);
+    conn_t *conn = calloc (1, sizeof *conn);
+    assert (conn);
+    ids_uuid (conn->id);
+    snprintf (conn->user_id, sizeof conn->user_id, "%s", user_id);
+    conn->profile = *profile;
+    conn->mg = mg;
+    conn->fd = writers_find_fd (mg);
+    if (conn->fd < 0)
+        log_warn ("socket %s: its descriptor was not found; writes to it may block", conn->id);
+    atomic_init (&conn->refs, 1);
+    pthread_mutex_init (&conn->lock, NULL);
+    pthread_cond_init (&conn->idle, NULL);
+    conn->state = CONN_OPEN;
+    pthread_rwlock_wrlock (&s_index_lock);
+    zhashx_insert (s_conns, conn->id, conn);
+    pthread_rwlock_unlock (&s_index_lock);
+    atomic_fetch_add (&gateway_metrics.connections_open, 1);
+    atomic_fetch_add (&gateway_metrics.connects, 1);
+    return conn;
+}
+
+void
+sockets_close (conn_t **conn_p, char *room_id)
+{
+    assert (conn_p && *conn_p && room_id);
+    conn_t *conn = *conn_p;
+    pthread_rwlock_wrlock (&s_index_lock);
+    zhashx_delete (s_conns, conn->id);
+    snprintf (room_id, PROTO_ID_MAX + 1, "%s", conn->room_id);
+    s_room_remove (conn);
+    pthread_rwlock_unlock (&s_index_lock);
+
+    pthread_mutex_lock (&conn->lock);
+    conn->state = CONN_CLOSED;
+    conn->close_pending = false;
+    conn_queue_drop (conn);
+    while (conn->writing)
+        pthread_cond_wait (&conn->idle, &conn->lock);
+    pthread_mutex_unlock (&conn->lock);
+    //  From here on no thread touches conn->mg or conn->fd (conn.h).
+    atomic_fetch_sub (&gateway_metrics.connections_open, 1);
+    atomic_fetch_add (&gateway_metrics.disconnects, 1);
+    conn_unref (conn);
+    *conn_p = NULL;
+}
+
+const char *
+conn_id (const conn_t *conn)
+{
+    return conn->id;
+}
+
+const char *
+conn_user_id (const conn_t *conn)
+{
+    return conn->user_id;
+}
+
+profile_t *
+conn_profile (conn_t *conn)
+{
+    return &conn->profile;
+}
+
+bool
+conn_is_open (conn_t *conn)
+{
+    pthread_mutex_lock (&conn->lock);
+    bool open = conn->state == CONN_OPEN;
+    pthread_mutex_unlock (&conn->lock);
+    return open;
+}
+
+void
+sockets_room_of (conn_t *conn, char *room_id)
+{
+    pthread_rwlock_rdlock (&s_index_lock);
+    snprintf (room_id, PROTO_ID_MAX + 1, "%s", conn->joining? "": conn->room_id);
+    pthread_rwlock_unlock (&s_index_lock);
+}
+
+void
+sockets_join_begin (conn_t *conn, const char *room_id)
+{
+    pthread_rwlock_wrlock (&s_index_lock);
+    s_room_remove (conn);
+    s_room_add (conn, room_id);
+    conn->joining = true;
+    pthread_rwlock_unlock (&s_index_lock);
+}
+
+void
+sockets_join_abort (conn_t *conn, const char *room_id)
+{
+    pthread_rwlock_wrlock (&s_index_lock);
+    if (conn->joining && strcmp (conn->room_id, room_id) == 0)
+        s_room_remove (conn);
+    pthread_rwlock_unlock (&s_index_lock);
+}
+
+void
+sockets_leave_room (conn_t *conn, char *room_id)
+{
+    pthread_rwlock_wrlock (&s_index_lock);
+    snprintf (room_id, PROTO_ID_MAX + 1, "%s", conn->room_id);
+    s_room_remove (conn);
+    pthread_rwlock_unlock (&s_index_lock);
+}
+
+void
+sockets_user_left (const char *room_id, const char *user_id)
+{
+    pthread_rwlock_wrlock (&s_index_lock);
+    room_t *room = zhashx_lookup (s_rooms, room_id);
+    for (size_t i = room? room->count: 0; i-- > 0; )
+        if (strcmp (room->conns [i]->user_id, user_id) == 0) {
+            conn_t *conn = room->conns [i];
+            bool last = room->count == 1;
+            s_room_remove (conn);       //  may free the room when it empties
+            if (last)
+                break;
+        }
+    pthread_rwlock_unlock (&s_index_lock);
+}
+
+void
+sockets_send (conn_t *conn, json_t *frame)
+{
+    assert (conn && frame);
+    char *text = render_text (frame);
+    json_decref (frame);
+    if (!text) {
+        log_error ("a frame for socket %s could not be written as JSON", conn->id);
+        return;
+    }
+    frame_t *queued = frame_new (text);
+    free (text);
+    s_enqueue (conn, queued);
+    frame_unref (queued);
+}
+
+void
+sockets_set_join_request (conn_t *conn, const char *request_id_json)
+{
+    pthread_mutex_lock (&conn->lock);
+    free (conn->join_request);
+    conn->join_request = request_id_json? strdup (request_id_json): NULL;
+    pthread_mutex_unlock (&conn->lock);
+}
+
+//  ---------------------------------------------------------------------------
+//  Fan-out (the backend thread)
+
+static const char *
+s_event_room (const proto_msg_t *event)
+{
+    switch (event->type) {
+        case PROTO_EVENT_JOINED:  return event->event_joined.room.id;
+        case PROTO_EVENT_LEFT:    return event->event_left.room.id;
+        case PROTO_EVENT_MESSAGE: return event->event_message.message.room_id;
+        case PROTO_EVENT_TYPING:  return event->event_typing.room_id;
+        case PROTO_EVENT_CLOSED:  return event->event_closed.room_id;
+        default:                  return NULL;
+    }
+}
+
+//  Hold frame for a joining conn. Only the backend thread calls this,
+//  under the index lock held for reading (see conn.h).
+static void
+s_hold (conn_t *conn, frame_t *frame, uint64_t seq)
+{
+    if (conn->held_count >= (size_t) gateway_config.socket_queue_max)
+        return;                 //  its queue would overflow as soon as it joined
+    if (conn->held_count == conn->held_max) {
+        conn->held_max = conn->held_max? conn->held_max * 2: 8;
+        conn->held = realloc (conn->held, conn->held_max * sizeof *conn->held);
+        assert (conn->held);
+    }
+    atomic_fetch_add (&frame->refs, 1);
+    conn->held [conn->held_count].frame = frame;
+    conn->held [conn->held_count++].seq = seq;
+}
+
+void
+sockets_deliver (const proto_msg_t *event)
+{
+    const char *room_id = s_event_room (event);
+    json_t *json = room_id? render_event (event): NULL;
+    char *text = json? render_text (json): NULL;
+    json_decref (json);
+    if (!text) {
+        log_write (LOG_LEVEL_WARN, event->trace_id, "an %s could not be rendered",
+                   proto_type_name (event->type));
+        return;
+    }
+    frame_t *frame = frame_new (text);
+    free (text);
+    const char *except_conn = event->type == PROTO_EVENT_JOINED? event->event_joined.except_conn: NULL;
+    const char *except_user = event->type == PROTO_EVENT_TYPING? event->event_typing.user_id: NULL;
+    bool closed = event->type == PROTO_EVENT_CLOSED;
+    //  A close takes every socket out of the room, so it writes the index.
+    if (closed)
+        pthread_rwlock_wrlock (&s_index_lock);
+    else
+        pthread_rwlock_rdlock (&s_index_lock);
+    room_t *room = zhashx_lookup (s_rooms, room_id);
+    size_t count = room? room->count: 0;
+    uint64_t seq = event->type == PROTO_EVENT_MESSAGE? event->event_message.message.seq: 0;
+    for (size_t i = 0; i < count; i++) {
+        conn_t *conn = room->conns [i];
+        if ((except_conn && strcmp (conn->id, except_conn) == 0)
+        ||  (except_user && strcmp (conn->user_id, except_user) == 0))
+            continue;
+        if (conn->joining && !closed)
+            s_hold (conn, frame, seq);
+        else
+            s_enqueue (conn, frame);
+    }
+    if (closed && room) {
+        for (size_t i = 0; i < count; i++) {
+            conn_t *conn = room->conns [i];
+            conn->room_id [0] = 0;
+            conn->joining = false;
+            s_held_drop (conn);
+        }
+        zhashx_delete (s_rooms, room_id);
+    }
+    pthread_rwlock_unlock (&s_index_lock);
+    frame_unref (frame);
+    log_write (LOG_LEVEL_DEBUG, event->trace_id, "%s for room %s to %zu sockets",
+               proto_type_name (event->type), room_id, count);
+}
+
+void
+sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *reply)
+{
+    assert (join->conn_id);
+    //  Rendered before taking the lock; only the request id is added under it.
+    json_t *joined = json_object ();
+    json_object_set_new (joined, "type", json_string ("user-joined"));
+    json_object_set_new (joined, "userId", json_string (join->user_id));
+    json_object_set_new (joined, "userName", json_string (join->user_name? join->user_name: ""));
+    json_object_set_new (joined, "userIcon", json_string (join->user_icon? join->user_icon: ""));
+    json_object_set_new (joined, "userColor", json_string (join->user_color? join->user_color: ""));
+    json_object_set_new (joined, "creatorId", json_string (reply->room.creator));
+    json_object_set_new (joined, "roomId", json_string (reply->room.id));
+    json_object_set_new (joined, "roomInfo", render_room_info (&reply->room));
+    json_t *history = json_object ();
+    json_object_set_new (history, "type", json_string ("message-history"));
+    json_object_set_new (history, "roomId", json_string (reply->room.id));
+    json_t *messages = json_array ();
+    for (uint32_t i = 0; i < reply->count; i++)
+        json_array_append_new (messages, render_message (&reply->messages [i]));
+    json_object_set_new (history, "messages", messages);
+    char *history_text = render_text (history);
+    json_decref (history);
+
+    pthread_rwlock_wrlock (&s_index_lock);
+    conn_t *conn = zhashx_lookup (s_conns, join->conn_id);
+    //  Not joining that room any more: it closed, left, or the room closed
+    //  meanwhile (and the socket heard room-closed).
+    if (conn && (!conn->joining || strcmp (conn->room_id, join->room_id) != 0))
+        conn = NULL;
+    if (conn) {
+        conn->joining = false;
+        pthread_mutex_lock (&conn->lock);
+        if (conn->join_request) {
+            json_t *request_id = json_loads (conn->join_request, JSON_DECODE_ANY, NULL);
+            if (request_id)
+                json_object_set_new (joined, "requestId", request_id);
+        }
+        pthread_mutex_unlock (&conn->lock);
+        char *joined_text = render_text (joined);
+        if (joined_text && history_text) {
+            frame_t *first = frame_new (joined_text), *second = frame_new (history_text);
+            s_enqueue (conn, first);
+            s_enqueue (conn, second);
+            frame_unref (first);
+            frame_unref (second);
+        }
+        free (joined_text);
+        //  Then what happened while it joined, but for the messages its
+        //  history holds already.
+        uint64_t history_seq = reply->count? reply->messages [reply->count - 1].seq: 0;
+        for (size_t i = 0; i < conn->held_count; i++)
+            if (conn->held [i].seq == 0 || conn->held [i].seq > history_seq)
+                s_enqueue (conn, conn->held [i].frame);
+        s_held_drop (conn);
+    }
+    pthread_rwlock_unlock (&s_index_lock);
+    json_decref (joined);
+    free (history_text);
+}

@@ -1,0 +1,469 @@
+/*  =========================================================================
+    writers.c - how queued frames reach the sockets
+
+    WRITER_THREADS writers take conns with queued frames from a ready
+    list, frame everything queued for one conn as WebSocket text frames
+    into one buffer and write it with one send: small frames coalesce
+    into few syscalls and packets, which is where fan-out speed lives.
+
+    A writer never waits for a socket. civetweb 1.15 writes blocking (up
+    to request_timeout_ms) and does not say which socket a connection is;
+    so the ready handler finds the socket (writers_find_fd) and writers
+    send on it directly with MSG_DONTWAIT, under civetweb's connection
+    lock so that nothing civetweb writes itself (a pong) lands inside a
+    frame of ours. What does not fit stays in the conn's out buffer and the
+    conn is parked: one poller thread waits for its socket to drain and
+    hands it back to the writers. Meanwhile new frames wait in the conn's
+    queue, whose bound (sockets.c) makes a reader that never drains a
+    slow reader; its close is a close frame if it fits, then shutdown(2),
+    which ends civetweb's read loop on that socket at once.
+
+    Should the socket not be found (never seen so far), a conn falls back
+    to civetweb's blocking mg_write: correct, but a stuck reader then holds
+    a writer for up to civetweb's timeout.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <dirent.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include "conn.h"
+#include "log.h"
+
+#define COALESCE_MAX        (64 * 1024)     //  bytes of small frames gathered for one send
+#define FRAMES_MAX          256             //  frames taken from a queue at once
+#define POLL_TICK_MS        1000            //  the poller looks at its conns this often anyway
+#define CLOSE_SLOW_STATUS   1008            //  policy violation
+#define CLOSE_SLOW_REASON   "too slow, messages were dropped"
+
+typedef enum { FLUSH_DONE, FLUSH_BLOCKED, FLUSH_FAILED } flush_t;
+
+static pthread_mutex_t s_ready_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t s_ready_cond = PTHREAD_COND_INITIALIZER;
+static conn_t *s_ready_head, *s_ready_tail;
+static bool s_writers_stopping;             //  under s_ready_lock
+static pthread_t *s_writers;
+static size_t s_writer_count;
+
+//  Conns whose socket was full, waiting for it to drain.
+static pthread_mutex_t s_parked_lock = PTHREAD_MUTEX_INITIALIZER;
+static conn_t **s_parked;
+static size_t s_parked_count, s_parked_max;
+static bool s_poller_stopping;              //  under s_parked_lock
+static int s_wake_fd = -1;                  //  eventfd: a conn was parked, or stop
+static pthread_t s_poller;
+static bool s_poller_started;
+
+//  ---------------------------------------------------------------------------
+//  Framing
+
+static void
+s_out_add (outbuf_t *out, const void *data, size_t size)
+{
+    if (out->size + size > out->max) {
+        size_t max = out->max? out->max: 4096;
+        while (max < out->size + size)
+            max *= 2;
+        out->data = realloc (out->data, max);
+        assert (out->data);
+        out->max = max;
+    }
+    memcpy (out->data + out->size, data, size);
+    out->size += size;
+}
+
+//  A server frame's header (servers never mask). Returns its size.
+static size_t
+s_header (unsigned char *out, size_t size, int opcode)
+{
+    out [0] = (unsigned char) (0x80 | opcode);
+    if (size < 126) {
+        out [1] = (unsigned char) size;
+        return 2;
+    }
+    if (size <= 0xFFFF) {
+        out [1] = 126;
+        out [2] = (unsigned char) (size >> 8);
+        out [3] = (unsigned char) size;
+        return 4;
+    }
+    out [1] = 127;
+    for (int i = 0; i < 8; i++)
+        out [2 + i] = (unsigned char) ((uint64_t) size >> (56 - 8 * i));
+    return 10;
+}
+
+static void
+s_stage (outbuf_t *out, const void *payload, size_t size, int opcode)
+{
+    unsigned char header [10];
+    s_out_add (out, header, s_header (header, size, opcode));
+    s_out_add (out, payload, size);
+}
+
+//  ---------------------------------------------------------------------------
+//  The transport: the only code that writes to a socket
+
+//  Write what is in conn's out buffer. Needs writing set (or the only
+//  reference to a conn nobody else can write).
+static flush_t
+s_flush (conn_t *conn)
+{
+    outbuf_t *out = &conn->out;
+    flush_t result = FLUSH_DONE;
+    mg_lock_connection (conn->mg);
+    if (conn->fd < 0) {
+        //  The fallback: civetweb's blocking write.
+        if (mg_write (conn->mg, out->data + out->sent, out->size - out->sent)
+            != (int) (out->size - out->sent))
+            result = FLUSH_FAILED;
+        else
+            out->sent = out->size;
+    }
+    else
+    while (out->sent < out->size) {
+        ssize_t sent = send (conn->fd, out->data + out->sent, out->size - out->sent,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent > 0)
+            out->sent += (size_t) sent;
+        else
+        if (sent < 0 && errno == EINTR)
+            continue;
+        else {
+            result = sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+                   ? FLUSH_BLOCKED: FLUSH_FAILED;
+            break;
+        }
+    }
+    mg_unlock_connection (conn->mg);
+    if (out->sent == out->size)
+        out->size = out->sent = 0;
+    return result;
+}
+
+//  Close a slow reader: say why if the socket has room, then end it.
+static void
+s_close_slow (conn_t *conn)
+{
+    char payload [2 + sizeof CLOSE_SLOW_REASON - 1];
+    payload [0] = (char) (CLOSE_SLOW_STATUS >> 8);
+    payload [1] = (char) (CLOSE_SLOW_STATUS & 0xff);
+    memcpy (payload + 2, CLOSE_SLOW_REASON, sizeof CLOSE_SLOW_REASON - 1);
+    if (conn->fd < 0) {
+        //  The fallback: the worker ends it at its next frame (ws_data).
+        mg_websocket_write (conn->mg, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, payload,
+                            sizeof payload);
+        return;
+    }
+    //  Half a frame may be in flight: then a close frame would garble it.
+    if (conn->out.size == 0) {
+        s_stage (&conn->out, payload, sizeof payload, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE);
+        s_flush (conn);
+    }
+    //  civetweb's read loop sees the end of the stream and closes the
+    //  connection; its close handler then runs as for any close.
+    shutdown (conn->fd, SHUT_RDWR);
+}
+
+//  ---------------------------------------------------------------------------
+//  Ready list, parked list
+
+void
+writers_wake (conn_t *conn)
+{
+    if (conn->ready || conn->writing || (conn->parked && !conn->close_pending))
+        return;
+    conn->ready = true;
+    atomic_fetch_add (&conn->refs, 1);
+    pthread_mutex_lock (&s_ready_lock);
+    conn->ready_next = NULL;
+    if (s_ready_tail)
+        s_ready_tail->ready_next = conn;
+    else
+        s_ready_head = conn;
+    s_ready_tail = conn;
+    pthread_cond_signal (&s_ready_cond);
+    pthread_mutex_unlock (&s_ready_lock);
+}
+
+//  Wait for conn's socket to drain. Conn's lock held.
+static void
+s_park (conn_t *conn)
+{
+    if (conn->parked)
+        return;
+    conn->parked = true;
+    atomic_fetch_add (&conn->refs, 1);
+    pthread_mutex_lock (&s_parked_lock);
+    if (s_parked_count == s_parked_max) {
+        s_parked_max = s_parked_max? s_parked_max * 2: 64;
+        s_parked = realloc (s_parked, s_parked_max * sizeof *s_parked);
+        assert (s_parked);
+    }
+    s_parked [s_parked_count++] = conn;
+    pthread_mutex_unlock (&s_parked_lock);
+    uint64_t one = 1;
+    ssize_t rc = write (s_wake_fd, &one, sizeof one);
+    (void) rc;                              //  a full eventfd is awake anyway
+}
+
+//  ---------------------------------------------------------------------------
+//  Threads
+
+//  Write what is queued for conn (or close it as a slow reader).
+static void
+s_serve (conn_t *conn)
+{
+    frame_t *frames [FRAMES_MAX];
+    size_t count = 0, bytes = 0;
+    pthread_mutex_lock (&conn->lock);
+    conn->ready = false;
+    if (conn->state == CONN_CLOSED) {
+        pthread_mutex_unlock (&conn->lock);
+        return;
+    }
+    bool closing = conn->close_pending;
+    conn->close_pending = false;
+    //  A parked conn still has bytes out: those go first, alone.
+    while (!closing && conn->out.size == 0 && conn->queue_count && count < FRAMES_MAX
+       &&  bytes < COALESCE_MAX) {
+        frames [count] = conn->queue [conn->queue_head];
+        bytes += frames [count++]->size;
+        conn->queue_head = (conn->queue_head + 1) % conn->queue_size;
+        conn->queue_count--;
+    }
+    if (!closing && count == 0 && conn->out.size == 0) {
+        pthread_mutex_unlock (&conn->lock);
+        return;
+    }
+    conn->writing = true;
+    pthread_mutex_unlock (&conn->lock);
+
+    flush_t result = FLUSH_DONE;
+    if (closing)
+        s_close_slow (conn);
+    else {
+        for (size_t i = 0; i < count; i++) {
+            s_stage (&conn->out, frames [i]->data, frames [i]->size, MG_WEBSOCKET_OPCODE_TEXT);
+            frame_unref (frames [i]);
+        }
+        result = s_flush (conn);
+        if (count)
+            atomic_fetch_add (&gateway_metrics.messages_delivered, count);
+    }
+
+    pthread_mutex_lock (&conn->lock);
+    conn->writing = false;
+    pthread_cond_broadcast (&conn->idle);
+    if (result == FLUSH_FAILED && conn->state != CONN_CLOSED) {
+        //  The peer is gone: stop, and make sure civetweb notices.
+        log_debug ("socket %s: a write failed (%s); closing it", conn->id, strerror (errno));
+        conn->state = CONN_CLOSING;
+        conn->close_pending = false;
+        conn_queue_drop (conn);
+        conn->out.size = conn->out.sent = 0;
+        if (conn->fd >= 0)
+            shutdown (conn->fd, SHUT_RDWR);
+    }
+    if (closing)
+        conn->out.size = conn->out.sent = 0;
+    if (result == FLUSH_BLOCKED && conn->state == CONN_OPEN)
+        s_park (conn);
+    else
+    if ((conn->state == CONN_OPEN && conn->queue_count) || conn->close_pending)
+        writers_wake (conn);
+    pthread_mutex_unlock (&conn->lock);
+}
+
+static void *
+s_writer (void *arg)
+{
+    (void) arg;
+    for (;;) {
+        pthread_mutex_lock (&s_ready_lock);
+        while (!s_ready_head && !s_writers_stopping)
+            pthread_cond_wait (&s_ready_cond, &s_ready_lock);
+        conn_t *conn = s_ready_head;
+        if (conn) {
+            s_ready_head = conn->ready_next;
+            if (!s_ready_head)
+                s_ready_tail = NULL;
+        }
+        pthread_mutex_unlock (&s_ready_lock);
+        if (!conn)
+            break;                          //  stopping, and nothing left
+        s_serve (conn);
+        conn_unref (conn);                  //  the ready list's reference
+    }
+    return NULL;
+}
+
+//  Wait for parked conns' sockets to drain (or their conns to close) and
+//  hand them back to the writers. Only this thread takes conns off the
+//  parked list, so the list's entries stay valid while it polls.
+static void *
+s_poll (void *arg)
+{
+    (void) arg;
+    struct pollfd *fds = NULL;
+    conn_t **conns = NULL;
+    size_t max = 0;
+    for (;;) {
+        pthread_mutex_lock (&s_parked_lock);
+        size_t count = s_parked_count;
+        if (count + 1 > max) {
+            max = (count + 1) * 2;
+            fds = realloc (fds, max * sizeof *fds);
+            conns = realloc (conns, max * sizeof *conns);
+            assert (fds && conns);
+        }
+        for (size_t i = 0; i < count; i++) {
+            conns [i] = s_parked [i];
+            fds [i + 1] = (struct pollfd) { conns [i]->fd, POLLOUT, 0 };
+        }
+        bool stopping = s_poller_stopping;
+        pthread_mutex_unlock (&s_parked_lock);
+        fds [0] = (struct pollfd) { s_wake_fd, POLLIN, 0 };
+        if (stopping)
+            break;
+        int rc = poll (fds, count + 1, POLL_TICK_MS);
+        if (rc < 0 && errno != EINTR)
+            log_error ("poll: %s", strerror (errno));
+        if (fds [0].revents & POLLIN) {
+            uint64_t value;
+            ssize_t got = read (s_wake_fd, &value, sizeof value);
+            (void) got;
+        }
+        for (size_t i = 0; i < count; i++) {
+            conn_t *conn = conns [i];
+            pthread_mutex_lock (&conn->lock);
+            //  A closed conn's fd may be another socket by now: its state
+            //  is what counts, not what poll said.
+            bool done = fds [i + 1].revents || conn->state != CONN_OPEN;
+            if (done) {
+                conn->parked = false;
+                pthread_mutex_lock (&s_parked_lock);
+                for (size_t k = 0; k < s_parked_count; k++)
+                    if (s_parked [k] == conn) {
+                        s_parked [k] = s_parked [--s_parked_count];
+                        break;
+                    }
+                pthread_mutex_unlock (&s_parked_lock);
+                if (conn->state == CONN_OPEN || conn->close_pending)
+                    writers_wake (conn);
+            }
+            pthread_mutex_unlock (&conn->lock);
+            if (done)
+                conn_unref (conn);          //  the parked list's reference
+        }
+    }
+    free (fds);
+    free (conns);
+    return NULL;
+}
+
+int
+writers_start (size_t count)
+{
+    s_writers_stopping = s_poller_stopping = false;
+    s_wake_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s_wake_fd < 0) {
+        log_error ("eventfd: %s", strerror (errno));
+        return -1;
+    }
+    if (pthread_create (&s_poller, NULL, s_poll, NULL)) {
+        log_error ("cannot start the poller thread");
+        return -1;
+    }
+    s_poller_started = true;
+    s_writers = calloc (count, sizeof *s_writers);
+    assert (s_writers);
+    for (size_t i = 0; i < count; i++, s_writer_count++)
+        if (pthread_create (&s_writers [i], NULL, s_writer, NULL)) {
+            log_error ("cannot start writer thread %zu", i);
+            return -1;
+        }
+    return 0;
+}
+
+void
+writers_stop (void)
+{
+    pthread_mutex_lock (&s_ready_lock);
+    s_writers_stopping = true;
+    pthread_cond_broadcast (&s_ready_cond);
+    pthread_mutex_unlock (&s_ready_lock);
+    for (size_t i = 0; i < s_writer_count; i++)
+        pthread_join (s_writers [i], NULL);
+    free (s_writers);
+    s_writers = NULL;
+    s_writer_count = 0;
+    if (s_poller_started) {
+        pthread_mutex_lock (&s_parked_lock);
+        s_poller_stopping = true;
+        pthread_mutex_unlock (&s_parked_lock);
+        uint64_t one = 1;
+        ssize_t rc = write (s_wake_fd, &one, sizeof one);
+        (void) rc;
+        pthread_join (s_poller, NULL);
+        s_poller_started = false;
+    }
+    //  civetweb has stopped: every conn is closed; drop what waits.
+    for (size_t i = 0; i < s_parked_count; i++)
+        conn_unref (s_parked [i]);
+    free (s_parked);
+    s_parked = NULL;
+    s_parked_count = s_parked_max = 0;
+    if (s_wake_fd >= 0)
+        close (s_wake_fd);
+    s_wake_fd = -1;
+}
+
+//  ---------------------------------------------------------------------------
+//  Finding a connection's socket
+
+//  The connection's socket is the one whose peer is the request's remote
+//  address and port and whose own port is the server's: that pair names
+//  one open socket, and while the ready handler runs (the caller) it is
+//  open. Costs a look at each open descriptor, once per WebSocket.
+int
+writers_find_fd (const struct mg_connection *mg)
+{
+    const struct mg_request_info *info = mg_get_request_info (mg);
+    if (!info || info->is_ssl)
+        return -1;                          //  TLS must go through civetweb
+    DIR *dir = opendir ("/proc/self/fd");
+    if (!dir)
+        return -1;
+    int found = -1;
+    struct dirent *entry;
+    while (found < 0 && (entry = readdir (dir))) {
+        char *end;
+        long fd = strtol (entry->d_name, &end, 10);
+        if (*end || end == entry->d_name || fd == dirfd (dir))
+            continue;
+        struct sockaddr_in peer, local;
+        socklen_t peer_size = sizeof peer, local_size = sizeof local;
+        if (getpeername ((int) fd, (struct sockaddr *) &peer, &peer_size)
+        ||  getsockname ((int) fd, (struct sockaddr *) &local, &local_size)
+        ||  peer.sin_family != AF_INET || local.sin_family != AF_INET
+        ||  ntohs (peer.sin_port) != info->remote_port
+        ||  ntohs (local.sin_port) != info->server_port)
+            continue;
+        char address [INET_ADDRSTRLEN];
+        if (inet_ntop (AF_INET, &peer.sin_addr, address, sizeof address)
+        &&  strcmp (address, info->remote_addr) == 0)
+            found = (int) fd;
+    }
+    closedir (dir);
+    return found;
+}

@@ -1,0 +1,597 @@
+/*  =========================================================================
+    ws.c - the WebSocket handlers and the actions clients send
+
+    civetweb serves each WebSocket on a worker thread of its own, and calls
+    ws_data on that thread for each frame: an action is handled there, to
+    the end, calling the backend synchronously, so one socket's actions
+    are done in the order they were sent. Every frame a socket gets, a
+    reply as much as an event, goes through its queue (sockets.c), so that
+    replies and events reach it in the order they happened: a sender's
+    new-message (an event) is queued before its ack (the reply).
+
+    DESIGN.md's WebSocket table is the contract. Any failure is an error
+    frame {type, action, status, error, requestId?} and the socket stays
+    open; an optional requestId (a string or a number) is echoed as given.
+    =========================================================================
+*/
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include "gateway.h"
+#include "clock.h"
+#include "ids.h"
+#include "log.h"
+#include "utf8.h"
+
+#define FRAME_MAX   (64 * 1024)     //  a client frame: a 2000-character message is far less
+
+//  One client frame being handled.
+typedef struct {
+    conn_t *conn;
+    const json_t *frame;
+    const char *action;                 //  NULL until known
+    const json_t *request_id;           //  the client's, or NULL
+    char trace [IDS_TRACE_SIZE];
+} action_t;
+
+//  ---------------------------------------------------------------------------
+//  Replies
+
+static void
+s_send (action_t *self, json_t *frame)
+{
+    if (self->request_id)
+        json_object_set (frame, "requestId", (json_t *) self->request_id);
+    sockets_send (self->conn, frame);
+}
+
+static void
+s_error (action_t *self, int status, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
+
+static void
+s_error (action_t *self, int status, const char *fmt, ...)
+{
+    char reason [PROTO_REASON_MAX + 64];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (reason, sizeof reason, fmt, args);
+    va_end (args);
+    json_t *frame = json_object ();
+    json_object_set_new (frame, "type", json_string ("error"));
+    json_t *action = self->action? json_string (self->action): NULL;
+    json_object_set_new (frame, "action", action? action: json_null ());
+    json_object_set_new (frame, "status", json_integer (status));
+    json_t *error = json_string (reason);
+    json_object_set_new (frame, "error", error? error: json_string ("bad request"));
+    log_write (status >= 500? LOG_LEVEL_WARN: LOG_LEVEL_DEBUG, self->trace,
+               "%s from user %s: %d %s", self->action? self->action: "a frame",
+               conn_user_id (self->conn), status, reason);
+    s_send (self, frame);
+}
+
+//  Call the backend with request. Returns the reply when it is of type
+//  expected; otherwise tells the client why and returns NULL.
+static proto_msg_t *
+s_call (action_t *self, proto_msg_t *request, int expected)
+{
+    snprintf (request->trace_id, sizeof request->trace_id, "%s", self->trace);
+    proto_msg_t *reply = backend_call (request, (int) gateway_config.request_timeout_ms + 1000);
+    if (!reply) {
+        if (errno == EPROTO)
+            s_error (self, 500, "the gateway's backend answered with a garbled reply");
+        else
+            s_error (self, 503, "%s", errno == ECANCELED? "the gateway is stopping"
+                     : errno == EAGAIN? "the gateway's backend is overloaded"
+                     : "the gateway's backend did not answer in time");
+        return NULL;
+    }
+    if (reply->type == PROTO_ERROR)
+        s_error (self, reply->error.status, "%s", reply->error.reason);
+    else
+    if (reply->type != expected)
+        s_error (self, 500, "the backend answered with a %s", proto_type_name (reply->type));
+    else
+        return reply;
+    proto_msg_destroy (&reply);
+    return NULL;
+}
+
+//  Read roomId, which every action but ping has.
+static bool
+s_room_id (action_t *self, char *room_id)
+{
+    char why [128];
+    if (input_id (self->frame, "roomId", true, room_id, why, sizeof why)) {
+        s_error (self, 400, "%s", why);
+        return false;
+    }
+    return true;
+}
+
+//  Read the profile fields of the frame over profile. False: told the client.
+static bool
+s_profile (action_t *self, profile_t *profile)
+{
+    struct { const char *key; char *out; bool *has; } fields [] = {
+        { "userName", profile->user_name, &profile->has_name },
+        { "userIcon", profile->user_icon, &profile->has_icon },
+        { "userColor", profile->user_color, &profile->has_color },
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields [0]; i++) {
+        char why [128];
+        int rc = input_profile (self->frame, fields [i].key, fields [i].out, why, sizeof why);
+        if (rc < 0) {
+            s_error (self, 400, "%s", why);
+            return false;
+        }
+        if (rc == 0)
+            *fields [i].has = true;
+    }
+    return true;
+}
+
+#define S_NAME(profile)  ((profile)->has_name? (profile)->user_name: NULL)
+#define S_ICON(profile)  ((profile)->has_icon? (profile)->user_icon: NULL)
+#define S_COLOR(profile) ((profile)->has_color? (profile)->user_color: NULL)
+
+//  Tell stored which room (if any) the socket is in now.
+static void
+s_post_connection (conn_t *conn, const char *room_id, const char *trace)
+{
+    const profile_t *profile = conn_profile (conn);
+    proto_msg_t put = { .type = PROTO_CONN_PUT, .conn_put.connection = {
+        .conn_id = conn_id (conn), .gateway_id = gateway_config.gateway_id,
+        .user_id = conn_user_id (conn), .room_id = room_id && *room_id? room_id: NULL,
+        .user_name = S_NAME (profile), .user_icon = S_ICON (profile),
+        .user_color = S_COLOR (profile), .connected_at_ms = clock_now_ms () } };
+    snprintf (put.trace_id, sizeof put.trace_id, "%s", trace? trace: "");
+    backend_post (&put);
+}
+
+//  The socket left room_id (it closed, or joined another): the shard
+//  takes it out, and the user too if it was their last socket there.
+static void
+s_post_leave (conn_t *conn, const char *room_id, const char *trace)
+{
+    proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
+        .room_id = room_id, .user_id = conn_user_id (conn), .conn_id = conn_id (conn),
+        .user_name = S_NAME (conn_profile (conn)) } };
+    snprintf (leave.trace_id, sizeof leave.trace_id, "%s", trace? trace: "");
+    backend_post (&leave);
+}
+
+//  ---------------------------------------------------------------------------
+//  Actions
+
+static void
+s_join_room (action_t *self)
+{
+    char room_id [PROTO_ID_MAX + 1], why [128];
+    profile_t profile = *conn_profile (self->conn);
+    int64_t since_seq = 0;
+    if (!s_room_id (self, room_id) || !s_profile (self, &profile))
+        return;
+    if (input_integer (self->frame, "sinceSeq", false, 0, 9007199254740991LL, &since_seq,
+                       why, sizeof why) < 0) {
+        s_error (self, 400, "%s", why);
+        return;
+    }
+    //  A socket is in one room at most: joining another leaves the first.
+    char current [PROTO_ID_MAX + 1];
+    sockets_room_of (self->conn, current);
+    if (*current && strcmp (current, room_id) != 0) {
+        sockets_leave_room (self->conn, current);
+        s_post_leave (self->conn, current, self->trace);
+        s_post_connection (self->conn, NULL, self->trace);
+    }
+    //  The profile given here is the socket's from now on.
+    *conn_profile (self->conn) = profile;
+    char *request_id = self->request_id? render_text (self->request_id): NULL;
+    sockets_set_join_request (self->conn, request_id);
+    free (request_id);
+    proto_msg_t request = { .type = PROTO_ROOM_JOIN, .room_join = {
+        .room_id = room_id, .user_id = conn_user_id (self->conn),
+        .conn_id = conn_id (self->conn), .gateway_id = gateway_config.gateway_id,
+        .user_name = S_NAME (&profile), .user_icon = S_ICON (&profile),
+        .user_color = S_COLOR (&profile), .since_seq = (uint64_t) since_seq } };
+    //  The socket is in the room from now on, its events held; on success
+    //  the backend queues its user-joined, message-history and what was
+    //  held (sockets_join_done).
+    sockets_join_begin (self->conn, room_id);
+    proto_msg_t *reply = s_call (self, &request, PROTO_JOIN_REPLY);
+    sockets_set_join_request (self->conn, NULL);
+    if (reply)
+        s_post_connection (self->conn, room_id, self->trace);
+    else
+        sockets_join_abort (self->conn, room_id);
+    proto_msg_destroy (&reply);
+}
+
+static void
+s_send_message (action_t *self)
+{
+    char room_id [PROTO_ID_MAX + 1], client_id [PROTO_ID_MAX + 1], why [128];
+    profile_t profile = *conn_profile (self->conn);
+    if (!s_room_id (self, room_id) || !s_profile (self, &profile))
+        return;
+    const json_t *message = json_object_get (self->frame, "message");
+    if (!message || json_is_null (message)) {
+        s_error (self, 400, "message is required");
+        return;
+    }
+    if (!json_is_string (message)) {
+        s_error (self, 400, "message must be a string");
+        return;
+    }
+    const char *text = json_string_value (message);
+    size_t length = json_string_length (message);
+    size_t chars = utf8_chars (text, length);
+    if (length == 0 || strlen (text) != length) {
+        s_error (self, 400, "message must not be empty");
+        return;
+    }
+    if (chars > (size_t) gateway_config.max_message_chars || length > PROTO_TEXT_MAX) {
+        s_error (self, 400, "message must be at most %lld characters",
+                 (long long) gateway_config.max_message_chars);
+        return;
+    }
+    if (utf8_has_control (text, length, true)) {
+        s_error (self, 400, "message must not hold control characters other than tab and newline");
+        return;
+    }
+    //  The client's message id may be a string or a whole number.
+    const json_t *given = json_object_get (self->frame, "messageId");
+    bool has_client_id = false;
+    if (given && json_is_integer (given)) {
+        snprintf (client_id, sizeof client_id, "%" JSON_INTEGER_FORMAT, json_integer_value (given));
+        has_client_id = true;
+    }
+    else {
+        int rc = input_id (self->frame, "messageId", false, client_id, why, sizeof why);
+        if (rc < 0) {
+            s_error (self, 400, "%s", why);
+            return;
+        }
+        has_client_id = rc == 0;
+    }
+    char current [PROTO_ID_MAX + 1];
+    sockets_room_of (self->conn, current);
+    if (strcmp (current, room_id) != 0) {
+        s_error (self, 403, "join room %s before sending to it", room_id);
+        return;
+    }
+    proto_msg_t request = { .type = PROTO_ROOM_SEND, .room_send.message = {
+        .room_id = room_id, .client_id = has_client_id? client_id: NULL,
+        .user_id = conn_user_id (self->conn), .user_name = S_NAME (&profile),
+        .user_icon = S_ICON (&profile), .user_color = S_COLOR (&profile),
+        .text = text, .created_at_ms = clock_now_ms () } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_APPEND_REPLY);
+    if (reply) {
+        //  The new-message itself reaches every socket in the room, this
+        //  one included and first, as an event.
+        json_t *ack = json_object ();
+        json_object_set_new (ack, "type", json_string ("ack"));
+        json_object_set_new (ack, "action", json_string ("send-message"));
+        json_object_set_new (ack, "messageId",
+                             json_string (has_client_id? client_id: reply->append_reply.id));
+        json_object_set_new (ack, "id", json_string (reply->append_reply.id));
+        json_object_set_new (ack, "roomId", json_string (room_id));
+        json_object_set_new (ack, "seq", json_integer ((json_int_t) reply->append_reply.seq));
+        s_send (self, ack);
+        proto_msg_destroy (&reply);
+    }
+}
+
+static void
+s_user_typing (action_t *self)
+{
+    char room_id [PROTO_ID_MAX + 1];
+    profile_t profile = *conn_profile (self->conn);
+    if (!s_room_id (self, room_id) || !s_profile (self, &profile))
+        return;
+    char current [PROTO_ID_MAX + 1];
+    sockets_room_of (self->conn, current);
+    if (strcmp (current, room_id) != 0) {
+        s_error (self, 403, "join room %s before typing in it", room_id);
+        return;
+    }
+    proto_msg_t request = { .type = PROTO_ROOM_TYPING, .room_typing = {
+        .room_id = room_id, .user_id = conn_user_id (self->conn),
+        .user_name = S_NAME (&profile) } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_OK);
+    proto_msg_destroy (&reply);
+}
+
+static void
+s_room_info (action_t *self)
+{
+    char room_id [PROTO_ID_MAX + 1];
+    if (!s_room_id (self, room_id))
+        return;
+    proto_msg_t request = { .type = PROTO_ROOM_INFO, .room_info = { .room_id = room_id } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_INFO_REPLY);
+    if (!reply)
+        return;
+    const proto_info_reply_t *info = &reply->info_reply;
+    //  The room's fields at the top, as the original sent them, and again
+    //  as roomInfo, as every other frame carries them.
+    json_t *frame = render_room_info (&info->room);
+    json_object_set_new (frame, "roomInfo", render_room_info (&info->room));
+    json_object_set_new (frame, "type", json_string ("room-info"));
+    json_object_set_new (frame, "roomId", json_string (info->room.id));
+    json_object_set_new (frame, "creatorId", json_string (info->room.creator));
+    json_t *online = json_array ();
+    for (uint32_t i = 0; i < info->online_count; i++)
+        json_array_append_new (online, json_string (info->online [i]));
+    json_object_set_new (frame, "online", online);
+    s_send (self, frame);
+    proto_msg_destroy (&reply);
+}
+
+static void
+s_close_room (action_t *self)
+{
+    char room_id [PROTO_ID_MAX + 1];
+    if (!s_room_id (self, room_id))
+        return;
+    //  Members hear room-closed as an event (which also takes them out of
+    //  the room, so look before); a closer outside the room would not.
+    char current [PROTO_ID_MAX + 1];
+    sockets_room_of (self->conn, current);
+    proto_msg_t request = { .type = PROTO_ROOM_CLOSE, .room_close = {
+        .room_id = room_id, .user_id = conn_user_id (self->conn) } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_ROOM_REPLY);
+    if (!reply)
+        return;
+    proto_msg_destroy (&reply);
+    if (strcmp (current, room_id) != 0) {
+        json_t *frame = json_object ();
+        json_object_set_new (frame, "type", json_string ("room-closed"));
+        json_object_set_new (frame, "roomId", json_string (room_id));
+        s_send (self, frame);
+    }
+}
+
+static void
+s_leave_room (action_t *self)
+{
+    char room_id [PROTO_ID_MAX + 1];
+    if (!s_room_id (self, room_id))
+        return;
+    //  The user leaves, so none of their sockets here is in the room any
+    //  more; taken out first, so they do not hear of their own leaving.
+    char current [PROTO_ID_MAX + 1];
+    sockets_room_of (self->conn, current);
+    sockets_user_left (room_id, conn_user_id (self->conn));
+    if (strcmp (current, room_id) == 0)
+        s_post_connection (self->conn, NULL, self->trace);
+    proto_msg_t request = { .type = PROTO_ROOM_LEAVE, .room_leave = {
+        .room_id = room_id, .user_id = conn_user_id (self->conn),
+        .user_name = S_NAME (conn_profile (self->conn)) } };
+    proto_msg_t *reply = s_call (self, &request, PROTO_ROOM_REPLY);
+    proto_msg_destroy (&reply);
+}
+
+static void
+s_ping (action_t *self)
+{
+    json_t *frame = json_object ();
+    json_object_set_new (frame, "type", json_string ("pong"));
+    s_send (self, frame);
+}
+
+static void
+s_register_user (action_t *self)
+{
+    (void) self;                        //  old clients send it; nothing to do
+}
+
+static const struct {
+    const char *name;
+    void (*handle) (action_t *self);
+} s_actions [] = {
+    { "join-room",      s_join_room },
+    { "send-message",   s_send_message },
+    { "user-typing",    s_user_typing },
+    { "room-info",      s_room_info },
+    { "close-room",     s_close_room },
+    { "leave-room",     s_leave_room },
+    { "register-user",  s_register_user },
+    { "ping",           s_ping },
+};
+
+static void
+s_dispatch (conn_t *conn, const char *data, size_t size)
+{
+    action_t self = { .conn = conn };
+    ids_trace (self.trace);
+    if (size > FRAME_MAX) {
+        s_error (&self, 400, "a frame may be at most %d bytes", FRAME_MAX);
+        return;
+    }
+    json_error_t error;
+    json_t *frame = json_loadb (data, size, 0, &error);
+    if (!frame) {
+        s_error (&self, 400, "the frame is not JSON: %s", error.text);
+        return;
+    }
+    self.frame = frame;
+    if (!json_is_object (frame)) {
+        s_error (&self, 400, "a frame must be a JSON object");
+        json_decref (frame);
+        return;
+    }
+    const json_t *request_id = json_object_get (frame, "requestId");
+    if (request_id && (json_is_string (request_id) || json_is_number (request_id)))
+        self.request_id = request_id;
+    const json_t *action = json_object_get (frame, "action");
+    if (json_is_string (action))
+        self.action = json_string_value (action);
+    if (request_id && !self.request_id && !json_is_null (request_id))
+        s_error (&self, 400, "requestId must be a string or a number");
+    else
+    if (!action || json_is_null (action))
+        s_error (&self, 400, "action is required");
+    else
+    if (!self.action)
+        s_error (&self, 400, "action must be a string");
+    else {
+        size_t i = 0;
+        while (i < sizeof s_actions / sizeof s_actions [0]
+           &&  strcmp (s_actions [i].name, self.action) != 0)
+            i++;
+        if (i < sizeof s_actions / sizeof s_actions [0])
+            s_actions [i].handle (&self);
+        else
+            s_error (&self, 400, "unknown action '%.64s'", self.action);
+    }
+    json_decref (frame);
+}
+
+//  ---------------------------------------------------------------------------
+//  civetweb's handlers
+
+//  Read the upgrade's query: userId (required) and the profile defaults.
+//  Returns 0, or an HTTP status with a reason in why.
+static int
+s_query (const struct mg_request_info *info, char *user_id, profile_t *profile,
+         char *why, size_t why_size)
+{
+    const char *query = info->query_string? info->query_string: "";
+    size_t length = strlen (query);
+    memset (profile, 0, sizeof *profile);
+    int rc = mg_get_var (query, length, "userId", user_id, PROTO_ID_MAX + 1);
+    if (rc == -1) {
+        snprintf (why, why_size, "userId is required in the query string");
+        return 400;
+    }
+    if (rc < 0) {
+        snprintf (why, why_size, "userId must be at most %d bytes", PROTO_ID_MAX);
+        return 400;
+    }
+    if (input_text_id (user_id, why, why_size, "userId"))
+        return 400;
+    struct { const char *key; char *out; bool *has; } fields [] = {
+        { "userName", profile->user_name, &profile->has_name },
+        { "userIcon", profile->user_icon, &profile->has_icon },
+        { "userColor", profile->user_color, &profile->has_color },
+    };
+    for (size_t i = 0; i < sizeof fields / sizeof fields [0]; i++) {
+        rc = mg_get_var (query, length, fields [i].key, fields [i].out, PROTO_PROFILE_MAX + 1);
+        if (rc == -1)
+            continue;
+        if (rc < 0) {
+            snprintf (why, why_size, "%s must be at most %d bytes", fields [i].key,
+                      PROTO_PROFILE_MAX);
+            return 400;
+        }
+        if (input_text_profile (fields [i].out, why, why_size, fields [i].key))
+            return 400;
+        *fields [i].has = true;
+    }
+    return 0;
+}
+
+int
+ws_connect (const struct mg_connection *mg, void *data)
+{
+    (void) data;
+    const struct mg_request_info *info = mg_get_request_info (mg);
+    //  civetweb hands us any upgrade whose path starts with "/".
+    int status = 0;
+    char why [160] = "";
+    if (strcmp (info->local_uri, "/") != 0 && strcmp (info->local_uri, "/ws") != 0) {
+        status = 404;
+        snprintf (why, sizeof why, "no WebSocket at %.100s; use / or /ws", info->local_uri);
+    }
+    else
+    if (sockets_open () >= (size_t) gateway_config.max_connections) {
+        status = 503;
+        snprintf (why, sizeof why, "the gateway holds its most sockets (%lld)",
+                  (long long) gateway_config.max_connections);
+    }
+    else {
+        char user_id [PROTO_ID_MAX + 1];
+        profile_t profile;
+        status = s_query (info, user_id, &profile, why, sizeof why);
+    }
+    if (status == 0)
+        return 0;
+    //  civetweb itself sends nothing when we refuse: the client must see a
+    //  plain HTTP error, so write it here (no handshake has been sent).
+    json_t *body = json_object ();
+    json_object_set_new (body, "error", json_string (why));
+    http_reply ((struct mg_connection *) mg, status, body);
+    return 1;
+}
+
+void
+ws_ready (struct mg_connection *mg, void *data)
+{
+    (void) data;
+    char user_id [PROTO_ID_MAX + 1], why [160];
+    profile_t profile;
+    if (s_query (mg_get_request_info (mg), user_id, &profile, why, sizeof why))
+        return;                         //  checked in ws_connect; cannot happen
+    conn_t *conn = sockets_add (mg, user_id, &profile);
+    mg_set_user_connection_data (mg, conn);
+    char trace [IDS_TRACE_SIZE];
+    ids_trace (trace);
+    s_post_connection (conn, NULL, trace);
+    log_write (LOG_LEVEL_DEBUG, trace, "socket %s of user %s opened", conn_id (conn), user_id);
+}
+
+int
+ws_data (struct mg_connection *mg, int bits, char *data, size_t size, void *data_)
+{
+    (void) data_;
+    conn_t *conn = mg_get_user_connection_data (mg);
+    if (!conn || !conn_is_open (conn))
+        return 0;                       //  a slow reader, or broken: close it
+    int opcode = bits & 0x0f;
+    if (opcode == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
+        return 0;
+    if (opcode == MG_WEBSOCKET_OPCODE_PING || opcode == MG_WEBSOCKET_OPCODE_PONG)
+        return 1;
+    atomic_fetch_add (&gateway_metrics.messages_received, 1);
+    if (opcode != MG_WEBSOCKET_OPCODE_TEXT || !(bits & 0x80)) {
+        action_t self = { .conn = conn };
+        ids_trace (self.trace);
+        s_error (&self, 400, "only whole text frames holding JSON are understood");
+    }
+    else
+        s_dispatch (conn, data, size);
+    return conn_is_open (conn)? 1: 0;
+}
+
+void
+ws_close (const struct mg_connection *mg, void *data)
+{
+    (void) data;
+    conn_t *conn = mg_get_user_connection_data (mg);
+    if (!conn)
+        return;
+    mg_set_user_connection_data (mg, NULL);
+    //  Copies first: sockets_close drops the table's reference.
+    char id [IDS_UUID_SIZE], user_id [PROTO_ID_MAX + 1], room_id [PROTO_ID_MAX + 1];
+    profile_t profile = *conn_profile (conn);
+    snprintf (id, sizeof id, "%s", conn_id (conn));
+    snprintf (user_id, sizeof user_id, "%s", conn_user_id (conn));
+    sockets_close (&conn, room_id);
+    char trace [IDS_TRACE_SIZE];
+    ids_trace (trace);
+    if (*room_id) {
+        proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
+            .room_id = room_id, .user_id = user_id, .conn_id = id,
+            .user_name = S_NAME (&profile) } };
+        snprintf (leave.trace_id, sizeof leave.trace_id, "%s", trace);
+        backend_post (&leave);
+    }
+    proto_msg_t del = { .type = PROTO_CONN_DEL, .conn_del = { .conn_id = id } };
+    snprintf (del.trace_id, sizeof del.trace_id, "%s", trace);
+    backend_post (&del);
+    log_write (LOG_LEVEL_DEBUG, trace, "socket %s of user %s closed%s%s", id, user_id,
+               *room_id? " in room ": "", room_id);
+}
