@@ -265,6 +265,12 @@ harness_kill (harness_daemon_t *daemon)
     daemon->pid = 0;
 }
 
+void
+harness_print_log (const harness_daemon_t *daemon)
+{
+    s_print_log (daemon);
+}
+
 int
 harness_run (const char *binary, const char *const *env, const char *const *args,
              char *output, size_t size)

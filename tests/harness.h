@@ -65,6 +65,8 @@ int harness_spawn (harness_daemon_t *daemon);
 int harness_stop (harness_daemon_t *daemon);
 //  kill -9 and reap.
 void harness_kill (harness_daemon_t *daemon);
+//  Print the last lines of its log on stderr.
+void harness_print_log (const harness_daemon_t *daemon);
 //  Run binary with env to completion (5 s at most); returns its exit status,
 //  and its stderr in output (at most size bytes).
 int harness_run (const char *binary, const char *const *env, const char *const *args,

@@ -1,0 +1,254 @@
+/*  =========================================================================
+    harness_system.c - starting the whole of nearchat for a test
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "harness_system.h"
+#include "wsclient.h"
+#include "clock.h"
+#include "route.h"
+
+//  A "NAME=value" string kept in the system's storage for as long as the
+//  test runs (a daemon restarted later is given the same strings).
+static const char *
+s_setting (harness_system_t *sys, const char *format, const char *value)
+{
+    assert (sys->setting_count < HARNESS_SETTINGS_MAX);
+    char *setting = sys->settings [sys->setting_count++];
+    snprintf (setting, sizeof sys->settings [0], format, value);
+    return setting;
+}
+
+static void
+s_add_env (harness_daemon_t *daemon, const char *setting)
+{
+    int count = 0;
+    while (daemon->env [count])
+        count++;
+    assert (count < 15);
+    daemon->env [count] = setting;
+}
+
+static void
+s_add_extra (harness_daemon_t *daemon, const char *const *extra_env)
+{
+    for (int i = 0; extra_env && extra_env [i]; i++)
+        s_add_env (daemon, extra_env [i]);
+}
+
+static bool
+s_built (const char *binary)
+{
+    char path [PATH_MAX];
+    snprintf (path, sizeof path, "%s/%s", NEARCHAT_BIN_DIR, binary);
+    if (access (path, X_OK) == 0)
+        return true;
+    fprintf (stderr, "%s is not built (no %s)\n", binary, path);
+    return false;
+}
+
+//  True while the daemon runs; reaps it and says so when it has ended.
+static bool
+s_alive (harness_daemon_t *daemon)
+{
+    if (!daemon->pid)
+        return false;
+    int status;
+    if (waitpid (daemon->pid, &status, WNOHANG) == daemon->pid) {
+        fprintf (stderr, "%s exited (%s %d)\n", daemon->binary,
+                 WIFEXITED (status)? "status": "signal",
+                 WIFEXITED (status)? WEXITSTATUS (status): WTERMSIG (status));
+        harness_print_log (daemon);
+        daemon->pid = 0;
+        return false;
+    }
+    return true;
+}
+
+static void
+s_shard_init (harness_system_t *sys, int index, const char *const *extra_env)
+{
+    harness_daemon_t *shard = &sys->shards [index];
+    harness_daemon_init (shard, "roomd");
+    snprintf (sys->shard_ids [index], sizeof sys->shard_ids [0], "shard-%d", index + 1);
+    s_add_env (shard, s_setting (sys, "SHARD_ID=%s", sys->shard_ids [index]));
+    s_add_env (shard, s_setting (sys, "GATEWAY_ENDPOINTS=%s", sys->gateway_endpoints));
+    s_add_env (shard, s_setting (sys, "STORED_ENDPOINT=%s", sys->stored.endpoint));
+    s_add_env (shard, "HEARTBEAT_MS=250");
+    s_add_extra (shard, extra_env);
+}
+
+static void
+s_gateway_init (harness_system_t *sys, int index, const char *const *extra_env)
+{
+    harness_daemon_t *gateway = &sys->gateways [index];
+    char port [16];
+    sys->http_ports [index] = harness_free_port ();
+    snprintf (port, sizeof port, "%d", sys->http_ports [index]);
+    snprintf (sys->backends [index], sizeof sys->backends [0], "tcp://127.0.0.1:%d",
+              harness_free_port ());
+    harness_daemon_init (gateway, "gateway");
+    s_add_env (gateway, s_setting (sys, "HTTP_PORT=%s", port));
+    s_add_env (gateway, "HTTP_BIND=127.0.0.1");
+    s_add_env (gateway, s_setting (sys, "GATEWAY_BACKEND_ENDPOINT=%s", sys->backends [index]));
+    s_add_env (gateway, s_setting (sys, "STORED_ENDPOINT=%s", sys->stored.endpoint));
+    s_add_env (gateway, "SHARD_TIMEOUT_MS=1500");
+    s_add_extra (gateway, extra_env);
+    size_t used = strlen (sys->gateway_endpoints);
+    snprintf (sys->gateway_endpoints + used, sizeof sys->gateway_endpoints - used, "%s%s",
+              used? ",": "", sys->backends [index]);
+}
+
+int
+harness_system_start (harness_system_t *sys, int shards, bool reaper,
+                      const char *const *extra_env)
+{
+    return harness_system_start_many (sys, 1, shards, reaper, extra_env);
+}
+
+int
+harness_system_start_many (harness_system_t *sys, int gateways, int shards, bool reaper,
+                           const char *const *extra_env)
+{
+    assert (sys);
+    assert (gateways >= 1 && gateways <= HARNESS_GATEWAYS_MAX);
+    assert (shards >= 1 && shards <= HARNESS_SHARDS_MAX);
+    memset (sys, 0, sizeof *sys);
+    if (!s_built ("stored") || !s_built ("gateway") || !s_built ("roomd")
+    ||  (reaper && !s_built ("reaper")))
+        return -1;
+
+    harness_stored_init (&sys->stored);
+    s_add_extra (&sys->stored, extra_env);
+    if (harness_start (&sys->stored))
+        return -1;
+
+    sys->gateway_count = gateways;
+    for (int i = 0; i < gateways; i++) {
+        s_gateway_init (sys, i, extra_env);
+        if (harness_spawn (&sys->gateways [i]))
+            return -1;
+    }
+    sys->http_port = sys->http_ports [0];
+
+    sys->shard_count = shards;
+    for (int i = 0; i < shards; i++) {
+        s_shard_init (sys, i, extra_env);
+        if (harness_spawn (&sys->shards [i]))
+            return -1;
+    }
+    if (reaper) {
+        harness_daemon_init (&sys->reaper, "reaper");
+        s_add_env (&sys->reaper, s_setting (sys, "STORED_ENDPOINT=%s", sys->stored.endpoint));
+        s_add_env (&sys->reaper, s_setting (sys, "GATEWAY_ENDPOINTS=%s", sys->gateway_endpoints));
+        s_add_extra (&sys->reaper, extra_env);
+        if (harness_spawn (&sys->reaper))
+            return -1;
+    }
+    return harness_system_wait (sys, shards, 15000);
+}
+
+//  True once this gateway's /healthz reports stored up and shards shards;
+//  what it said goes to last.
+static bool
+s_gateway_ready (int port, int shards, char *last, size_t size)
+{
+    http_response_t response;
+    int status = http_request (port, "GET", "/healthz", NULL, 0, &response);
+    bool ready = false;
+    if (status > 0) {
+        snprintf (last, size, "%d %s", status, response.body);
+        json_t *health = json_loads (response.body, 0, NULL);
+        const char *stored = json_string_value (json_object_get (health, "stored"));
+        json_t *live = json_object_get (health, "shards");
+        ready = stored && !strcmp (stored, "up") && json_is_array (live)
+             && json_array_size (live) == (size_t) shards;
+        json_decref (health);
+    }
+    http_response_free (&response);
+    return ready;
+}
+
+int
+harness_system_wait (harness_system_t *sys, int shards, int timeout_ms)
+{
+    assert (sys);
+    int64_t deadline = clock_mono_ms () + timeout_ms;
+    char last [512] = "no answer";
+    int waiting_for = -1;
+    while (clock_mono_ms () < deadline) {
+        waiting_for = -1;
+        for (int i = 0; i < sys->gateway_count && waiting_for < 0; i++) {
+            if (!sys->gateways [i].pid)
+                continue;           //  stopped by the test
+            if (!s_alive (&sys->gateways [i]))
+                return -1;
+            if (!s_gateway_ready (sys->http_ports [i], shards, last, sizeof last))
+                waiting_for = i;
+        }
+        if (waiting_for < 0)
+            return 0;
+        usleep (50 * 1000);
+    }
+    fprintf (stderr, "gateway %d did not report %d live shards; its /healthz said: %s\n",
+             waiting_for + 1, shards, last);
+    if (waiting_for >= 0)
+        harness_print_log (&sys->gateways [waiting_for]);
+    for (int i = 0; i < sys->shard_count; i++)
+        s_alive (&sys->shards [i]);
+    return -1;
+}
+
+void
+harness_shard_stop (harness_system_t *sys, int index, bool kill9)
+{
+    assert (sys && index >= 0 && index < sys->shard_count);
+    if (kill9)
+        harness_kill (&sys->shards [index]);
+    else
+        harness_stop (&sys->shards [index]);
+}
+
+int
+harness_shard_start (harness_system_t *sys, int index)
+{
+    assert (sys && index >= 0 && index < sys->shard_count);
+    assert (sys->shards [index].pid == 0);
+    if (harness_spawn (&sys->shards [index]))
+        return -1;
+    return harness_system_wait (sys, sys->shard_count, 15000);
+}
+
+int
+harness_shard_owner (harness_system_t *sys, const char *room_id)
+{
+    assert (sys && room_id);
+    const char *ids [HARNESS_SHARDS_MAX];
+    for (int i = 0; i < sys->shard_count; i++)
+        ids [i] = sys->shard_ids [i];
+    return route_pick (room_id, ids, (size_t) sys->shard_count);
+}
+
+long
+harness_rss_kib (const harness_daemon_t *daemon)
+{
+    if (!daemon->pid)
+        return -1;
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int) daemon->pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    long kib = -1;
+    while (fgets (line, sizeof line, file))
+        if (sscanf (line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    fclose (file);
+    return kib;
+}
