@@ -45,6 +45,7 @@
 #define PEER_HWM            100000      //  per shard link, each way
 #define STORED_HWM          100000
 #define DRAIN_MAX           256         //  messages read from one socket before the others' turn
+#define GATEWAY_BEAT_MS     1000        //  how often stored hears we are alive
 
 typedef enum {
     FROM_WORKER,                        //  a worker waits: answer on inproc
@@ -560,6 +561,17 @@ s_from_stored (void)
 //  ---------------------------------------------------------------------------
 //  The thread
 
+//  Tell stored we are alive. A gateway that stops beating (it died with
+//  its sockets) is found by the reaper, which clears what it left behind.
+static void
+s_beat (void)
+{
+    proto_msg_t beat = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
+        .gateway_id = gateway_config.gateway_id, .at_ms = clock_now_ms () } };
+    if (s_encode (&beat) == 0)
+        zmq_send (s_self.stored_h, s_self.buffer.data, s_self.buffer.size, ZMQ_DONTWAIT);
+}
+
 static void *
 s_run (void *arg)
 {
@@ -569,7 +581,12 @@ s_run (void *arg)
         { s_self.stored_h, 0, ZMQ_POLLIN, 0 },
         { s_self.inproc_h, 0, ZMQ_POLLIN, 0 },
     };
+    int64_t next_beat = 0;
     while (!atomic_load (&s_self.stopping)) {
+        if (clock_mono_ms () >= next_beat) {
+            s_beat ();
+            next_beat = clock_mono_ms () + GATEWAY_BEAT_MS;
+        }
         int64_t wait = BACKEND_WAKE_MS;
         if (s_self.head) {
             int64_t until = s_self.head->deadline_ms - clock_mono_ms ();

@@ -233,6 +233,18 @@ static const field_t s_conn_list_reply_fields [] = {
           PROTO_LIST_MAX, &s_connection),
 };
 
+static const field_t s_gateway_beat_fields [] = {
+    FIELD (proto_gateway_beat_t, gateway_id, "gatewayId", K_ID, REQ, 0, 0),
+    FIELD (proto_gateway_beat_t, at_ms, "at", K_TIME, REQ, 0, 0),
+    FIELD (proto_gateway_beat_t, gone, "gone", K_BOOL, OPT, 0, 0),
+};
+static const field_t s_gateways_silent_fields [] = {
+    FIELD (proto_gateways_silent_t, before_ms, "before", K_TIME, REQ, 0, 0),
+    FIELD (proto_gateways_silent_t, limit, "limit", K_U32, OPT, 0, PROTO_LIST_MAX),
+};
+static const field_t s_gateway_list_fields [] = {
+    LIST (proto_gateway_list_t, gateway_ids, count, "gatewayIds", K_ID_LIST, PROTO_LIST_MAX, NULL),
+};
 static const field_t s_shard_hello_fields [] = {
     FIELD (proto_shard_hello_t, shard_id, "shardId", K_ID, REQ, 0, 0),
     FIELD (proto_shard_hello_t, heartbeat_ms, "heartbeatMs", K_U32, REQ, 1, 60000),
@@ -353,6 +365,13 @@ static const struct {
                                                      s_conn_list_check), PROTO_CONN_LIST_REPLY },
     [PROTO_CONN_LIST_REPLY] = { "conn-list-reply", LAYOUT ("body", proto_conn_list_reply_t,
                                                            s_conn_list_reply_fields, NULL), 0 },
+    [PROTO_GATEWAY_BEAT]    = { "gateway-beat", LAYOUT ("body", proto_gateway_beat_t,
+                                                        s_gateway_beat_fields, NULL), PROTO_OK },
+    [PROTO_GATEWAYS_SILENT] = { "gateways-silent", LAYOUT ("body", proto_gateways_silent_t,
+                                                           s_gateways_silent_fields, NULL),
+                                PROTO_GATEWAY_LIST },
+    [PROTO_GATEWAY_LIST]    = { "gateway-list", LAYOUT ("body", proto_gateway_list_t,
+                                                        s_gateway_list_fields, NULL), 0 },
     [PROTO_SHARD_HELLO]     = { "shard-hello", LAYOUT ("body", proto_shard_hello_t,
                                                        s_shard_hello_fields, NULL), PROTO_SHARD_WELCOME },
     [PROTO_SHARD_WELCOME]   = { "shard-welcome", LAYOUT ("body", proto_shard_welcome_t,

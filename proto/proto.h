@@ -94,6 +94,9 @@ typedef enum {
     PROTO_CONN_DEL          = 41,   //  stored: delete a connection -> ok, or 404
     PROTO_CONN_LIST         = 42,   //  stored: connections by gateway, user or room
     PROTO_CONN_LIST_REPLY   = 43,
+    PROTO_GATEWAY_BEAT      = 44,   //  stored: a gateway is alive (or, gone, forget it) -> ok
+    PROTO_GATEWAYS_SILENT   = 45,   //  stored: gateways not heard from since a time
+    PROTO_GATEWAY_LIST      = 46,   //  <- gateways silent
 
     PROTO_SHARD_HELLO       = 50,   //  roomd -> gateway: register, then heartbeat
     PROTO_SHARD_WELCOME     = 51,   //  <- hello: the gateway's id and live shard set
@@ -316,6 +319,25 @@ typedef struct {
     uint32_t count;
 } proto_conn_list_reply_t;
 
+//  Gateways say they are alive every second or so; the reaper asks which
+//  fell silent and clears the connections they left behind, then forgets
+//  the gateway (gone = true).
+typedef struct {
+    const char *gateway_id;         //  required
+    int64_t at_ms;                  //  required: when it was heard
+    bool gone;                      //  forget the gateway
+} proto_gateway_beat_t;
+
+typedef struct {
+    int64_t before_ms;              //  required: last heard before this
+    uint32_t limit;                 //  0: 100
+} proto_gateways_silent_t;
+
+typedef struct {
+    const char **gateway_ids;
+    uint32_t count;                 //  0..PROTO_LIST_MAX
+} proto_gateway_list_t;
+
 //  ---------------------------------------------------------------------------
 //  Shards and gateways. A roomd connects a DEALER to each gateway's backend
 //  ROUTER and sends shard-hello at once and then every heartbeat; the
@@ -452,6 +474,9 @@ typedef struct {
         proto_conn_del_t conn_del;
         proto_conn_list_t conn_list;
         proto_conn_list_reply_t conn_list_reply;
+        proto_gateway_beat_t gateway_beat;
+        proto_gateways_silent_t gateways_silent;
+        proto_gateway_list_t gateway_list;
         proto_shard_hello_t shard_hello;
         proto_shard_welcome_t shard_welcome;
         proto_room_join_t room_join;

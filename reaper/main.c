@@ -1,5 +1,6 @@
 /*  =========================================================================
-    reaper - closes the rooms nobody has used for a while
+    reaper - closes the rooms nobody has used for a while, and clears what
+    a dead gateway left behind
 
     Every REAPER_INTERVAL_S it asks stored for the active rooms whose last
     activity is older than ROOM_IDLE_TIMEOUT_S and closes each through a
@@ -7,6 +8,12 @@
     shard closes it in stored (only if it is still idle: the condition is
     checked again there, atomically, so a room that woke up in between stays
     open) and its members hear room-closed.
+
+    Gateways beat into stored every second. One silent for longer than
+    GATEWAY_TIMEOUT_S died with its sockets: each of them that was in a room
+    leaves it (through a live gateway and the room's shard, so the others
+    hear user-left), its record is deleted, and when none is left the
+    gateway is forgotten.
 
     The reaper holds no state; any number may run, and one that dies loses
     nothing. Calls are one at a time: a sweep is small and rare work.
@@ -29,6 +36,7 @@ static struct {
     int64_t idle_timeout_s;
     int64_t interval_s;
     int64_t batch;
+    int64_t gateway_timeout_s;
 } s_config;
 static log_level_t s_log_level;
 
@@ -43,7 +51,11 @@ static config_option_t s_options [] = {
     { "REAPER_INTERVAL_S", CONFIG_INT, "60", 1, 86400,
       "how often idle rooms are looked for", &s_config.interval_s },
     { "REAPER_BATCH", CONFIG_INT, "100", 1, PROTO_LIST_MAX,
-      "idle rooms read from stored at a time", &s_config.batch },
+      "idle rooms (or a dead gateway's connections) read from stored at a time",
+      &s_config.batch },
+    { "GATEWAY_TIMEOUT_S", CONFIG_INT, "10", 2, 86400,
+      "a gateway silent this long is dead: its connections are cleared",
+      &s_config.gateway_timeout_s },
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -57,36 +69,49 @@ static size_t s_gateway_count;
 
 static uint64_t s_sweeps, s_closed;
 
-//  Close one room through the first gateway that answers. Returns true if
-//  the room is closed now (by us or before us).
+//  A room request through the first gateway that answers (each routes it
+//  to the room's shard). Returns the reply, or NULL if none answered or
+//  every one said 503 (no shard, or stored down: try again next sweep).
+static proto_msg_t *
+s_through_gateway (proto_msg_t *request)
+{
+    char trace [IDS_TRACE_SIZE];
+    snprintf (request->trace_id, sizeof request->trace_id, "%s", ids_trace (trace));
+    for (size_t i = 0; i < s_gateway_count; i++) {
+        request->request_id = 0;
+        proto_msg_t *reply = proto_client_call (s_gateways [i], request, CALL_TIMEOUT_MS);
+        if (reply && !(reply->type == PROTO_ERROR && reply->error.status == 503))
+            return reply;
+        proto_msg_destroy (&reply);
+    }
+    return NULL;
+}
+
+//  Close one room. Returns true if the room is closed now (by us or before us).
 static bool
 s_close (const proto_room_t *room, int64_t idle_before_ms)
 {
-    for (size_t i = 0; i < s_gateway_count; i++) {
-        char trace [IDS_TRACE_SIZE];
-        proto_msg_t request = { .type = PROTO_ROOM_CLOSE, .room_close = {
-            .room_id = room->id, .idle_before_ms = idle_before_ms } };
-        snprintf (request.trace_id, sizeof request.trace_id, "%s", ids_trace (trace));
-        proto_msg_t *reply = proto_client_call (s_gateways [i], &request, CALL_TIMEOUT_MS);
-        if (!reply)
-            continue;                   //  that gateway is away: try the next
-        bool closed = reply->type == PROTO_ROOM_REPLY;
-        uint16_t status = reply->type == PROTO_ERROR? reply->error.status: 0;
-        if (closed)
-            log_write (LOG_LEVEL_INFO, request.trace_id, "closed room %s, idle since %lld",
-                       room->id, (long long) room->last_activity_ms);
-        else
-        if (status == 409 || status == 404)
-            log_write (LOG_LEVEL_DEBUG, request.trace_id, "room %s was not closed: %s",
-                       room->id, reply->error.reason);
-        else
-            log_write (LOG_LEVEL_WARN, request.trace_id, "closing room %s failed: %s",
-                       room->id, status? reply->error.reason: "odd reply");
-        proto_msg_destroy (&reply);
-        if (status != 503)
-            return closed || status == 404;
+    proto_msg_t request = { .type = PROTO_ROOM_CLOSE, .room_close = {
+        .room_id = room->id, .idle_before_ms = idle_before_ms } };
+    proto_msg_t *reply = s_through_gateway (&request);
+    if (!reply) {
+        log_write (LOG_LEVEL_WARN, request.trace_id, "no gateway could close room %s", room->id);
+        return false;
     }
-    return false;
+    bool closed = reply->type == PROTO_ROOM_REPLY;
+    uint16_t status = reply->type == PROTO_ERROR? reply->error.status: 0;
+    if (closed)
+        log_write (LOG_LEVEL_INFO, request.trace_id, "closed room %s, idle since %lld",
+                   room->id, (long long) room->last_activity_ms);
+    else
+    if (status == 409 || status == 404)
+        log_write (LOG_LEVEL_DEBUG, request.trace_id, "room %s was not closed: %s",
+                   room->id, reply->error.reason);
+    else
+        log_write (LOG_LEVEL_WARN, request.trace_id, "closing room %s failed: %s",
+                   room->id, status? reply->error.reason: "odd reply");
+    proto_msg_destroy (&reply);
+    return closed || status == 404;
 }
 
 //  One sweep: every room idle since the cutoff, a batch at a time. A room
@@ -114,6 +139,69 @@ s_sweep (void)
         if (count < (uint32_t) s_config.batch || closed == 0 || zsys_interrupted)
             return;
     }
+}
+
+//  One batch of a dead gateway's connections: out of their rooms, then
+//  deleted. Returns how many there were (0: none is left), or -1 if stored
+//  did not answer.
+static int
+s_clear_connections (const char *gateway_id)
+{
+    proto_msg_t list = { .type = PROTO_CONN_LIST, .conn_list = {
+        .gateway_id = gateway_id, .limit = (uint32_t) s_config.batch } };
+    proto_msg_t *reply = proto_client_call (s_stored, &list, CALL_TIMEOUT_MS);
+    if (!reply || reply->type != PROTO_CONN_LIST_REPLY) {
+        proto_msg_destroy (&reply);
+        return -1;
+    }
+    int cleared = 0;
+    for (uint32_t i = 0; i < reply->conn_list_reply.count && !zsys_interrupted; i++) {
+        const proto_connection_t *connection = &reply->conn_list_reply.connections [i];
+        if (connection->room_id) {
+            proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
+                .room_id = connection->room_id, .user_id = connection->user_id,
+                .conn_id = connection->conn_id, .user_name = connection->user_name } };
+            proto_msg_t *left = s_through_gateway (&leave);
+            if (!left)
+                continue;               //  the room's shard is away: next sweep
+            proto_msg_destroy (&left);
+        }
+        proto_msg_t del = { .type = PROTO_CONN_DEL, .conn_del.conn_id = connection->conn_id };
+        proto_msg_t *deleted = proto_client_call (s_stored, &del, CALL_TIMEOUT_MS);
+        cleared += deleted != NULL;
+        proto_msg_destroy (&deleted);
+    }
+    int listed = (int) reply->conn_list_reply.count;
+    proto_msg_destroy (&reply);
+    if (cleared)
+        log_info ("cleared %d connections of gateway %s, silent for over %llds", cleared,
+                  gateway_id, (long long) s_config.gateway_timeout_s);
+    return listed;
+}
+
+static void
+s_clear_gateways (void)
+{
+    proto_msg_t request = { .type = PROTO_GATEWAYS_SILENT, .gateways_silent = {
+        .before_ms = clock_now_ms () - s_config.gateway_timeout_s * 1000 } };
+    proto_msg_t *reply = proto_client_call (s_stored, &request, CALL_TIMEOUT_MS);
+    if (!reply || reply->type != PROTO_GATEWAY_LIST) {
+        proto_msg_destroy (&reply);
+        return;
+    }
+    for (uint32_t i = 0; i < reply->gateway_list.count && !zsys_interrupted; i++) {
+        const char *gateway_id = reply->gateway_list.gateway_ids [i];
+        if (s_clear_connections (gateway_id) == 0) {
+            //  Nothing left of it: forget it (a gateway that comes back
+            //  beats again and is remembered again).
+            proto_msg_t forget = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
+                .gateway_id = gateway_id, .at_ms = clock_now_ms (), .gone = true } };
+            proto_msg_t *done = proto_client_call (s_stored, &forget, CALL_TIMEOUT_MS);
+            proto_msg_destroy (&done);
+            log_info ("forgot gateway %s", gateway_id);
+        }
+    }
+    proto_msg_destroy (&reply);
 }
 
 int
@@ -145,6 +233,7 @@ main (int argc, char *argv [])
     while (!zsys_interrupted) {
         if (clock_mono_ms () >= next_sweep) {
             s_sweep ();
+            s_clear_gateways ();
             s_sweeps++;
             next_sweep = clock_mono_ms () + s_config.interval_s * 1000;
         }

@@ -69,6 +69,7 @@ db_open (db_t *db, const stored_config_t *config)
           || s_open_dbi (txn, config->connections_table, ".byGateway", &db->connections_by_gateway)
           || s_open_dbi (txn, config->connections_table, ".byUser", &db->connections_by_user)
           || s_open_dbi (txn, config->connections_table, ".byRoom", &db->connections_by_room)
+          || s_open_dbi (txn, config->connections_table, ".gateways", &db->gateways)
           || s_open_dbi (txn, "nearchat", ".meta", &db->meta);
     if (rc == 0) {
         MDB_val key = { 9, "maxRadius" }, value;

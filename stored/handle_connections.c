@@ -1,9 +1,11 @@
 /*  =========================================================================
     handle_connections.c - connections: put, delete, list by gateway, user
-    or room, and stored's own statistics
+    or room; the gateways' heartbeats; and stored's own statistics
 
     Each connection record has an entry in byGateway and byUser, and in
-    byRoom while it is in a room; put and delete mend all three.
+    byRoom while it is in a room; put and delete mend all three. A gateway
+    that stops beating left its connections behind: the reaper finds it
+    here (gateways-silent) and clears them.
     =========================================================================
 */
 
@@ -141,6 +143,63 @@ handle_conn_list (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *r
     reply->type = PROTO_CONN_LIST_REPLY;
     reply->conn_list_reply.connections = connections;
     reply->conn_list_reply.count = count;
+    return 0;
+}
+
+int
+handle_gateway_beat (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    const proto_gateway_beat_t *beat = &request->gateway_beat;
+    db_key_t key, when;
+    MDB_val k = db_val (db_key_str (db_key_begin (&key), beat->gateway_id));
+    int rc;
+    if (beat->gone) {
+        rc = mdb_del (ctx->txn, ctx->db->gateways, &k, NULL);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;
+    }
+    else {
+        MDB_val v = db_val (db_key_u64 (db_key_begin (&when), (uint64_t) beat->at_ms));
+        rc = mdb_put (ctx->txn, ctx->db->gateways, &k, &v, 0);
+    }
+    if (rc)
+        return rc;
+    reply->type = PROTO_OK;
+    return 0;
+}
+
+int
+handle_gateways_silent (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    const proto_gateways_silent_t *silent = &request->gateways_silent;
+    uint32_t limit = silent->limit? silent->limit: 100;
+    const char **ids = msgpack_zone_malloc (ctx->zone, limit * sizeof *ids);
+    assert (ids);
+    uint32_t count = 0;
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open (ctx->txn, ctx->db->gateways, &cursor);
+    if (rc)
+        return rc;
+    //  A handful of gateways: a walk over all of them is the index.
+    MDB_val k, v;
+    for (rc = mdb_cursor_get (cursor, &k, &v, MDB_FIRST);
+         rc == 0 && count < limit;
+         rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
+        if (v.mv_size != 8 || k.mv_size == 0 || k.mv_size > PROTO_ID_MAX
+        ||  db_read_u64 (v.mv_data) >= (uint64_t) silent->before_ms)
+            continue;
+        char *id = msgpack_zone_malloc (ctx->zone, k.mv_size + 1);
+        assert (id);
+        memcpy (id, k.mv_data, k.mv_size);
+        id [k.mv_size] = 0;
+        ids [count++] = id;
+    }
+    mdb_cursor_close (cursor);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    reply->type = PROTO_GATEWAY_LIST;
+    reply->gateway_list.gateway_ids = ids;
+    reply->gateway_list.count = count;
     return 0;
 }
 

@@ -28,6 +28,7 @@
       <connections>.byGateway  len|gateway id, conn id -> ""
       <connections>.byUser     len|user id, conn id -> ""
       <connections>.byRoom     len|room id, conn id -> ""
+      <connections>.gateways   gateway id -> u64, when it was last heard (ms)
       nearchat.meta        "maxRadius" -> u32, the largest radius ever indexed
 
     Invariant: an index entry exists exactly when its record does and the
@@ -68,6 +69,7 @@ typedef struct {
     MDB_dbi rooms_by_cell, rooms_by_activity;
     MDB_dbi messages_by_client_id, messages_by_expiry;
     MDB_dbi connections_by_gateway, connections_by_user, connections_by_room;
+    MDB_dbi gateways;
     MDB_dbi meta;
     uint32_t max_radius_m;          //  cached nearchat.meta maxRadius
     uint64_t map_grows;
@@ -164,6 +166,7 @@ handler_fn handle_room_put, handle_room_get, handle_room_update;
 handler_fn handle_rooms_idle, handle_geo_search;
 handler_fn handle_msg_append, handle_history, handle_ttl_sweep;
 handler_fn handle_conn_put, handle_conn_del, handle_conn_list;
+handler_fn handle_gateway_beat, handle_gateways_silent;
 handler_fn handle_store_stats;
 
 //  Make reply an error with status and a formatted reason (in ctx->zone).

@@ -160,6 +160,18 @@ samples_message (int type, bool full, proto_msg_t *msg)
             if (full)
                 msg->conn_list_reply = (proto_conn_list_reply_t) { connections, 2 };
             return true;
+        case PROTO_GATEWAY_BEAT:
+            msg->gateway_beat = (proto_gateway_beat_t) { "gw-1", 1700000000000, full };
+            return true;
+        case PROTO_GATEWAYS_SILENT:
+            msg->gateways_silent = (proto_gateways_silent_t) { 1700000000000, full? 10: 0 };
+            return true;
+        case PROTO_GATEWAY_LIST:
+            if (full) {
+                static const char *gateways [] = { "gw-1", "gw-2" };
+                msg->gateway_list = (proto_gateway_list_t) { gateways, 2 };
+            }
+            return true;
         case PROTO_SHARD_HELLO:
             msg->shard_hello = (proto_shard_hello_t) { "shard-1", 1000, full? 12: 0 };
             return true;
