@@ -317,9 +317,10 @@ s_room_info (action_t *self)
     const proto_info_reply_t *info = &reply->info_reply;
     //  The room's fields at the top, as the original sent them, and again
     //  as roomInfo, as every other frame carries them.
-    json_t *frame = render_room_info (&info->room);
-    json_object_set_new (frame, "roomInfo", render_room_info (&info->room));
-    json_object_set_new (frame, "type", json_string ("room-info"));
+    json_t *frame = json_pack ("{s:s}", "type", "room-info");     //  type first, for a reader
+    json_t *fields = render_room_info (&info->room);
+    json_object_update (frame, fields);
+    json_object_set_new (frame, "roomInfo", fields);
     json_object_set_new (frame, "roomId", json_string (info->room.id));
     json_object_set_new (frame, "creatorId", json_string (info->room.creator));
     json_t *online = json_array ();
