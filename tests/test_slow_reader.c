@@ -132,7 +132,7 @@ s_test_slow_reader (void)
             }
             json_decref (frame);
         }
-        ws_discard (sender);
+        ws_drop (sender, "new-message");
         if (!in_flight)
             sender_since = clock_mono_ms ();
         else

@@ -162,6 +162,8 @@ s_test_queue (int port)
     CHECK (!ws_quiet_where (client, "a", "k", "50", 100));
     CHECK (ws_quiet_where (client, "a", "k", "98", 100));
     CHECK (ws_expect (client, "c", 100) == NULL);
+    CHECK (ws_drop (client, "b") == 49);
+    CHECK (ws_pending (client, "b") == 0 && ws_pending (client, "a") == 48);
     ws_discard (client);
     CHECK (ws_pending (client, NULL) == 0);
 

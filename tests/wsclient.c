@@ -448,6 +448,24 @@ ws_discard (ws_client_t *self)
     pthread_mutex_unlock (&self->mutex);
 }
 
+size_t
+ws_drop (ws_client_t *self, const char *type)
+{
+    assert (self && type);
+    s_pattern_t pattern = { type, NULL, NULL };
+    size_t count = 0;
+    pthread_mutex_lock (&self->mutex);
+    uint64_t last_taken = self->last_taken;
+    json_t *json;
+    while ((json = s_take (self, &pattern, 1))) {
+        json_decref (json);
+        count++;
+    }
+    self->last_taken = last_taken;
+    pthread_mutex_unlock (&self->mutex);
+    return count;
+}
+
 uint64_t
 ws_arrival (ws_client_t *self)
 {

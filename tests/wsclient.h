@@ -99,6 +99,10 @@ size_t
 void
     ws_discard (ws_client_t *self);
 
+//  Drop the queued frames of type; returns how many.
+size_t
+    ws_drop (ws_client_t *self, const char *type);
+
 //  The arrival number (1, 2, ...) of the frame ws_next or ws_expect
 //  returned last: tells which of two frames came first.
 uint64_t
