@@ -300,7 +300,9 @@ handle_geo_search (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         return rc;
 
     //  Nearest first; ties by id so that the order is stable.
-    qsort (s_candidates, candidates, sizeof *s_candidates, s_candidate_compare);
+    //  (qsort's base must not be null, even for no candidates.)
+    if (candidates > 1)
+        qsort (s_candidates, candidates, sizeof *s_candidates, s_candidate_compare);
     proto_geo_hit_t *hits = msgpack_zone_malloc (
         ctx->zone, (candidates < limit? candidates: limit) * sizeof *hits + 1);
     assert (hits);
