@@ -15,6 +15,7 @@
 */
 
 #include <assert.h>
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -242,6 +243,32 @@ static const field_t s_gateways_silent_fields [] = {
     FIELD (proto_gateways_silent_t, before_ms, "before", K_TIME, REQ, 0, 0),
     FIELD (proto_gateways_silent_t, limit, "limit", K_U32, OPT, 0, PROTO_LIST_MAX),
 };
+static const field_t s_metrics_fields [] = {
+    FIELD (proto_metrics_t, shard_id, "shardId", K_ID, OPT, 0, 0),
+};
+static const field_t s_bucket_fields [] = {
+    FIELD (proto_bucket_t, le, "le", K_DOUBLE, REQ, -DBL_MAX, DBL_MAX),
+    FIELD (proto_bucket_t, count, "count", K_U64, OPT, 0, 0),
+};
+static const layout_t s_bucket = LAYOUT ("bucket", proto_bucket_t, s_bucket_fields, NULL);
+static const char *s_metric_check (const void *value);
+static const field_t s_metric_fields [] = {
+    FIELD (proto_metric_t, name, "name", K_ID, REQ, 0, 0),
+    FIELD (proto_metric_t, help, "help", K_REASON, REQ, 0, 0),
+    FIELD (proto_metric_t, kind, "kind", K_U16, REQ, PROTO_METRIC_COUNTER, PROTO_METRIC_HISTOGRAM),
+    FIELD (proto_metric_t, value, "value", K_DOUBLE, OPT, -DBL_MAX, DBL_MAX),
+    FIELD (proto_metric_t, count, "count", K_U64, OPT, 0, 0),
+    LIST (proto_metric_t, buckets, bucket_count, "buckets", K_RECORD_LIST, PROTO_BUCKETS_MAX,
+          &s_bucket),
+};
+static const layout_t s_metric = LAYOUT ("metric", proto_metric_t, s_metric_fields,
+                                         s_metric_check);
+static const field_t s_metrics_reply_fields [] = {
+    FIELD (proto_metrics_reply_t, daemon, "daemon", K_ID, REQ, 0, 0),
+    FIELD (proto_metrics_reply_t, instance, "instance", K_ID, REQ, 0, 0),
+    LIST (proto_metrics_reply_t, metrics, count, "metrics", K_RECORD_LIST, PROTO_METRICS_MAX,
+          &s_metric),
+};
 static const field_t s_gateway_list_fields [] = {
     LIST (proto_gateway_list_t, gateway_ids, count, "gatewayIds", K_ID_LIST, PROTO_LIST_MAX, NULL),
 };
@@ -310,6 +337,29 @@ s_room_join_check (const void *value)
     return join->conn_id && !join->gateway_id? "a socket's join needs its gatewayId": NULL;
 }
 
+//  A metric must be one Prometheus can take as it is: a name of its
+//  alphabet, and buckets only on a histogram, in order, cumulative.
+static const char *
+s_metric_check (const void *value)
+{
+    const proto_metric_t *metric = value;
+    for (const char *c = metric->name; *c; c++)
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || *c == '_' || *c == ':'
+        ||   (c > metric->name && *c >= '0' && *c <= '9')))
+            return "a metric name is [a-zA-Z_:][a-zA-Z0-9_:]*";
+    if (metric->kind != PROTO_METRIC_HISTOGRAM)
+        return metric->bucket_count || metric->count? "only a histogram has buckets and a count"
+                                                    : NULL;
+    for (uint32_t i = 0; i < metric->bucket_count; i++) {
+        const proto_bucket_t *bucket = &metric->buckets [i];
+        if (bucket->count > metric->count)
+            return "a bucket counts more than the histogram";
+        if (i && (bucket->le <= bucket [-1].le || bucket->count < bucket [-1].count))
+            return "buckets must rise in le and not fall in count";
+    }
+    return NULL;
+}
+
 static const char *
 s_conn_list_check (const void *value)
 {
@@ -329,6 +379,10 @@ static const struct {
     [PROTO_STORE_STATS]     = { "store-stats", { "body", 0, NULL, 0, NULL }, PROTO_STATS_REPLY },
     [PROTO_STATS_REPLY]     = { "stats-reply", LAYOUT ("body", proto_stats_reply_t,
                                                        s_stats_reply_fields, NULL), 0 },
+    [PROTO_METRICS]         = { "metrics", LAYOUT ("body", proto_metrics_t,
+                                                   s_metrics_fields, NULL), PROTO_METRICS_REPLY },
+    [PROTO_METRICS_REPLY]   = { "metrics-reply", LAYOUT ("body", proto_metrics_reply_t,
+                                                         s_metrics_reply_fields, NULL), 0 },
     [PROTO_ROOM_PUT]        = { "room-put", LAYOUT ("body", proto_room_put_t,
                                                     s_room_put_fields, NULL), PROTO_ROOM_REPLY },
     [PROTO_ROOM_GET]        = { "room-get", LAYOUT ("body", proto_room_get_t,

@@ -73,6 +73,8 @@ typedef enum {
 
     PROTO_STORE_STATS       = 10,   //  stored: counters and map usage
     PROTO_STATS_REPLY       = 11,
+    PROTO_METRICS           = 12,   //  any daemon (through a gateway: stored or one shard)
+    PROTO_METRICS_REPLY     = 13,   //  <- metrics; the reaper also sends one unasked
 
     PROTO_ROOM_PUT          = 20,   //  stored: create or replace a room
     PROTO_ROOM_GET          = 21,   //  stored: one room by id
@@ -201,6 +203,46 @@ typedef struct {
     uint64_t swept;                 //  messages deleted by TTL since start
     uint64_t map_grows;             //  times the map was grown since start
 } proto_stats_reply_t;
+
+//  Ask a daemon for its metrics. Sent to a gateway's backend, shard_id
+//  names the shard to ask; without it, stored answers.
+typedef struct {
+    const char *shard_id;
+} proto_metrics_t;
+
+typedef enum {
+    PROTO_METRIC_COUNTER    = 1,
+    PROTO_METRIC_GAUGE      = 2,
+    PROTO_METRIC_HISTOGRAM  = 3
+} proto_metric_kind_t;
+
+#define PROTO_BUCKETS_MAX       32      //  buckets of one histogram
+#define PROTO_METRICS_MAX       100     //  metrics of one daemon
+
+//  One bucket of a histogram: how many observations were <= le (cumulative,
+//  as Prometheus has them; the +Inf bucket is the metric's count).
+typedef struct {
+    double le;
+    uint64_t count;
+} proto_bucket_t;
+
+//  One metric family of one daemon, in Prometheus's terms.
+typedef struct {
+    const char *name;               //  required, [a-zA-Z_:][a-zA-Z0-9_:]*
+    const char *help;               //  required
+    uint16_t kind;                  //  required, a proto_metric_kind_t
+    double value;                   //  counter or gauge; a histogram's sum
+    uint64_t count;                 //  a histogram's observations
+    proto_bucket_t *buckets;        //  a histogram's, le ascending, counts not falling
+    uint32_t bucket_count;          //  0..PROTO_BUCKETS_MAX
+} proto_metric_t;
+
+typedef struct {
+    const char *daemon;             //  required: "stored", "roomd", "reaper"
+    const char *instance;           //  required: its id ("stored", the shard id, ...)
+    proto_metric_t *metrics;
+    uint32_t count;                 //  0..PROTO_METRICS_MAX
+} proto_metrics_reply_t;
 
 typedef struct {
     proto_room_t room;
@@ -456,6 +498,8 @@ typedef struct {
     union {
         proto_error_t error;
         proto_stats_reply_t stats_reply;
+        proto_metrics_t metrics;
+        proto_metrics_reply_t metrics_reply;
         proto_room_put_t room_put;
         proto_room_get_t room_get;
         proto_room_update_t room_update;

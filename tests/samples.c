@@ -92,6 +92,21 @@ samples_message (int type, bool full, proto_msg_t *msg)
                 msg->stats_reply = (proto_stats_reply_t) { 1 << 26, 1 << 20, 10, 9, 100, 3, 5,
                                                            50, 2, 1 };
             return true;
+        case PROTO_METRICS:
+            msg->metrics.shard_id = full? "shard-1": NULL;
+            return true;
+        case PROTO_METRICS_REPLY: {
+            static proto_bucket_t buckets [] = { { 0.001, 3 }, { 0.01, 7 }, { 1.5, 7 } };
+            static proto_metric_t metrics [] = {
+                { "nearchat_test_total", "A counter.", PROTO_METRIC_COUNTER, 42, 0, NULL, 0 },
+                { "nearchat_test_gauge", "A gauge.", PROTO_METRIC_GAUGE, -2.5, 0, NULL, 0 },
+                { "nearchat_test_seconds", "A histogram.", PROTO_METRIC_HISTOGRAM, 0.25, 9,
+                  buckets, 3 },
+            };
+            msg->metrics_reply = (proto_metrics_reply_t) { "roomd", "shard-1",
+                                                           full? metrics: NULL, full? 3: 0 };
+            return true;
+        }
         case PROTO_ROOM_PUT:
             msg->room_put = (proto_room_put_t) { s_room (full), full };
             return true;

@@ -69,7 +69,7 @@ s_test_round_trips (void)
             free (bytes);
             proto_msg_destroy (&copy);
         }
-    CHECK (types == 40);        //  every type the contract has, each with a sample
+    CHECK (types == 42);        //  every type the contract has, each with a sample
 
     //  A few fields by hand, where the bytes alone could hide a mix-up.
     proto_msg_t msg;
@@ -312,6 +312,42 @@ s_test_encoder_refusals (void)
     samples_message (PROTO_HISTORY_REPLY, true, &msg);
     msg.history_reply.count = PROTO_LIST_MAX + 1;
     CHECK (proto_encode (&msg, &s_buf) == -1);
+
+    //  Metrics must be what Prometheus can take as they are.
+    samples_message (PROTO_METRICS_REPLY, true, &msg);
+    proto_metric_t metrics [3];
+    proto_bucket_t buckets [3];
+    memcpy (metrics, msg.metrics_reply.metrics, sizeof metrics);
+    memcpy (buckets, metrics [2].buckets, sizeof buckets);
+    metrics [2].buckets = buckets;
+    msg.metrics_reply.metrics = metrics;
+    CHECK (proto_encode (&msg, &s_buf) == 0);
+    metrics [0].name = "9lives";
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    metrics [0].name = "has-dash";
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    metrics [0].name = "ok:name_9";
+    CHECK (proto_encode (&msg, &s_buf) == 0);
+    metrics [0].count = 1;                                  //  a counter with a count
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    metrics [0].count = 0;
+    metrics [0].kind = 4;
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    metrics [0].kind = PROTO_METRIC_COUNTER;
+    buckets [1].le = buckets [0].le;                        //  le not rising
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    buckets [1].le = 0.01;
+    buckets [1].count = 2;                                  //  count falling
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    buckets [1].count = 7;
+    buckets [2].count = 10;                                 //  more than the count
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    buckets [2].count = 7;
+    buckets [2].le = INFINITY;
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    buckets [2].le = 1.5;
+    CHECK (proto_encode (&msg, &s_buf) == 0);
+    msgpack_sbuffer_clear (&s_buf);
     msg.type = 0;
     CHECK (proto_encode (&msg, &s_buf) == -1);
     msg.type = 3;
