@@ -244,7 +244,7 @@ s_is_stored_type (int type)
 {
     return type == PROTO_ROOM_PUT || type == PROTO_ROOM_GET || type == PROTO_GEO_SEARCH
         || type == PROTO_HISTORY || type == PROTO_CONN_PUT || type == PROTO_CONN_DEL
-        || type == PROTO_CONN_LIST || type == PROTO_STORE_STATS;
+        || type == PROTO_CONN_LIST || type == PROTO_STORE_STATS || type == PROTO_METRICS;
 }
 
 //  The room a room request is about, or NULL if it is no room request.
@@ -270,6 +270,18 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
     pending_t *pending = s_pending_new (origin, from, request);
     const char *room_id = s_room_of (request);
     const shard_t *shard = NULL;
+    if (request->type == PROTO_METRICS && request->metrics.shard_id && origin != FROM_PEER) {
+        //  One shard's metrics: it is asked by name, not by room.
+        shard = shards_find (request->metrics.shard_id);
+        if (!shard) {
+            s_pending_fail (&pending, 404, "no such live shard");
+            proto_msg_destroy (&request);
+            return;
+        }
+        pending->to_shard = shard->identity;
+        memcpy (pending->shard_id, shard->id, sizeof pending->shard_id);
+    }
+    else
     if (s_is_stored_type (request->type) && origin != FROM_PEER)
         pending->to_stored = true;
     else
@@ -481,6 +493,39 @@ s_is_event (int type)
     return type >= PROTO_EVENT_JOINED && type <= PROTO_EVENT_CLOSED;
 }
 
+//  The reaper's last metrics report (it sends one, unasked, after each
+//  pass), kept encoded for the workers that render /metrics.
+static struct {
+    pthread_mutex_t mutex;
+    void *data;
+    size_t size;
+} s_report = { PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
+
+static void
+s_keep_report (const void *data, size_t size)
+{
+    void *copy = malloc (size);
+    if (!copy)
+        return;
+    memcpy (copy, data, size);
+    pthread_mutex_lock (&s_report.mutex);
+    free (s_report.data);
+    s_report.data = copy;
+    s_report.size = size;
+    pthread_mutex_unlock (&s_report.mutex);
+}
+
+proto_msg_t *
+backend_reaper_report (void)
+{
+    proto_msg_t *report = NULL;
+    pthread_mutex_lock (&s_report.mutex);
+    if (s_report.data)
+        report = proto_decode (s_report.data, s_report.size, NULL, 0);
+    pthread_mutex_unlock (&s_report.mutex);
+    return report;
+}
+
 static bool
 s_from_peers (void)
 {
@@ -503,6 +548,21 @@ s_from_peers (void)
         return true;
     }
     bool is_request = proto_reply_type (type) != 0;
+    if (type == PROTO_METRICS_REPLY) {
+        //  A shard's answer to our ask, or the reaper's report, unasked.
+        char why [PROTO_WHY_MAX];
+        proto_msg_t *report = proto_decode (data, size, why, sizeof why);
+        if (report && strcmp (report->metrics_reply.daemon, "reaper") == 0)
+            s_keep_report (data, size);
+        else
+        if (report)
+            s_reply (data, size, &from);
+        else
+            log_warn ("refused a metrics reply: %s", why);
+        proto_msg_destroy (&report);
+        backend_parts_close (&parts);
+        return true;
+    }
     if (!is_request && !s_is_event (type)) {
         s_reply (data, size, &from);
         backend_parts_close (&parts);
@@ -712,6 +772,10 @@ backend_stop (void)
     zsock_destroy (&s_self.inproc);
     zhashx_destroy (&s_self.pending);
     msgpack_sbuffer_destroy (&s_self.buffer);
+    pthread_mutex_lock (&s_report.mutex);
+    free (s_report.data);
+    s_report.data = NULL;
+    pthread_mutex_unlock (&s_report.mutex);
 }
 
 void

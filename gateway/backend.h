@@ -63,6 +63,8 @@ void shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
 void shards_check (void);
 //  The live shard that owns room_id, or NULL when none is live.
 const shard_t *shards_owner (const char *room_id);
+//  The live shard of that id, or NULL.
+const shard_t *shards_find (const char *shard_id);
 //  Forget every shard (at start).
 void shards_reset (void);
 

@@ -101,6 +101,9 @@ int backend_post (proto_msg_t *request);
 //  Close the calling thread's DEALER, if it has one (civetweb's
 //  exit_thread callback calls this on every worker thread).
 void backend_thread_exit (void);
+//  The reaper's latest metrics report, decoded (NULL if none came yet);
+//  the caller destroys it.
+proto_msg_t *backend_reaper_report (void);
 //  The live shard ids, sorted, copied into ids (at most max). Returns how many.
 size_t backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max);
 
@@ -163,6 +166,14 @@ void sockets_deliver (const proto_msg_t *event);
 //  join-reply): queue its user-joined and message-history, then the
 //  events held since sockets_join_begin, and let later events through.
 void sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *reply);
+
+//  ---------------------------------------------------------------------------
+//  Metrics (metrics.c): every daemon's, gathered over ZeroMQ
+
+//  The Prometheus text of /metrics: the gateway's own counters, then
+//  stored's and every live shard's (asked now) and the reaper's last
+//  report. Returns a malloc'd text and its size, or NULL.
+char *metrics_render (const char *trace, size_t *size);
 
 //  ---------------------------------------------------------------------------
 //  JSON (json.c): the public shapes, and checks of client input

@@ -479,44 +479,12 @@ s_healthz (request_t *self)
 static int
 s_metrics (request_t *self)
 {
-    gateway_metrics_t *m = &gateway_metrics;
-    char text [2048];
-    int size = snprintf (text, sizeof text,
-        "# HELP nearchat_gateway_connections_open WebSockets open now.\n"
-        "# TYPE nearchat_gateway_connections_open gauge\n"
-        "nearchat_gateway_connections_open %lld\n"
-        "# HELP nearchat_gateway_connects_total WebSockets opened.\n"
-        "# TYPE nearchat_gateway_connects_total counter\n"
-        "nearchat_gateway_connects_total %llu\n"
-        "# HELP nearchat_gateway_disconnects_total WebSockets closed.\n"
-        "# TYPE nearchat_gateway_disconnects_total counter\n"
-        "nearchat_gateway_disconnects_total %llu\n"
-        "# HELP nearchat_gateway_messages_received_total Frames read from clients.\n"
-        "# TYPE nearchat_gateway_messages_received_total counter\n"
-        "nearchat_gateway_messages_received_total %llu\n"
-        "# HELP nearchat_gateway_messages_delivered_total Frames written to clients.\n"
-        "# TYPE nearchat_gateway_messages_delivered_total counter\n"
-        "nearchat_gateway_messages_delivered_total %llu\n"
-        "# HELP nearchat_gateway_slow_reader_drops_total Sockets closed for reading too slowly.\n"
-        "# TYPE nearchat_gateway_slow_reader_drops_total counter\n"
-        "nearchat_gateway_slow_reader_drops_total %llu\n"
-        "# HELP nearchat_gateway_events_total Events received from room shards.\n"
-        "# TYPE nearchat_gateway_events_total counter\n"
-        "nearchat_gateway_events_total %llu\n"
-        "# HELP nearchat_gateway_http_requests_total HTTP requests served.\n"
-        "# TYPE nearchat_gateway_http_requests_total counter\n"
-        "nearchat_gateway_http_requests_total %llu\n"
-        "# HELP nearchat_gateway_shards_live Room shards this gateway routes to.\n"
-        "# TYPE nearchat_gateway_shards_live gauge\n"
-        "nearchat_gateway_shards_live %lld\n",
-        atomic_load (&m->connections_open), atomic_load (&m->connects),
-        atomic_load (&m->disconnects), atomic_load (&m->messages_received),
-        atomic_load (&m->messages_delivered), atomic_load (&m->slow_reader_drops),
-        atomic_load (&m->events), atomic_load (&m->http_requests),
-        atomic_load (&m->shards_live));
-    if (size < 0 || size >= (int) sizeof text)
-        return s_error (self, 500, "the metrics do not fit");
-    s_reply (self->mg, 200, "text/plain; version=0.0.4", text, (size_t) size, NULL);
+    size_t size = 0;
+    char *text = metrics_render (self->trace, &size);
+    if (!text)
+        return s_error (self, 500, "the metrics could not be written");
+    s_reply (self->mg, 200, "text/plain; version=0.0.4", text, size, NULL);
+    free (text);
     return self->status = 200;
 }
 

@@ -134,6 +134,15 @@ shards_owner (const char *room_id)
     return index < 0? NULL: &s_shards [index];
 }
 
+const shard_t *
+shards_find (const char *shard_id)
+{
+    for (size_t i = 0; i < s_shard_count; i++)
+        if (strcmp (s_shards [i].id, shard_id) == 0)
+            return &s_shards [i];
+    return NULL;
+}
+
 void
 shards_reset (void)
 {

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "ids.h"
 #include "log.h"
+#include "metrics.h"
 
 #define CALL_TIMEOUT_MS 5000
 
@@ -67,7 +68,8 @@ static proto_client_t *s_stored;
 static proto_client_t *s_gateways [GATEWAYS_MAX];
 static size_t s_gateway_count;
 
-static uint64_t s_sweeps, s_closed;
+static uint64_t s_sweeps, s_closed, s_gateways_forgotten;
+static metrics_histogram_t s_pass_seconds;
 
 //  A room request through the first gateway that answers (each routes it
 //  to the room's shard). Returns the reply, or NULL if none answered or
@@ -199,9 +201,34 @@ s_clear_gateways (void)
             proto_msg_t *done = proto_client_call (s_stored, &forget, CALL_TIMEOUT_MS);
             proto_msg_destroy (&done);
             log_info ("forgot gateway %s", gateway_id);
+            s_gateways_forgotten++;
         }
     }
     proto_msg_destroy (&reply);
+}
+
+//  Tell every gateway what we did (the reaper answers no one, so it reports
+//  after each pass; a gateway shows the last report in /metrics).
+static void
+s_report (int64_t pass_at_ms)
+{
+    metrics_set_t set;
+    metrics_set_init (&set, "reaper", "reaper");
+    metrics_counter (&set, "nearchat_reaper_sweeps_total", "Passes over idle rooms and dead gateways.",
+                     (double) s_sweeps);
+    metrics_counter (&set, "nearchat_reaper_rooms_closed_total", "Idle rooms closed.",
+                     (double) s_closed);
+    metrics_counter (&set, "nearchat_reaper_gateways_forgotten_total",
+                     "Dead gateways whose connections were cleared.",
+                     (double) s_gateways_forgotten);
+    metrics_gauge (&set, "nearchat_reaper_last_sweep_timestamp_seconds",
+                   "When the last pass began (Unix time).", (double) pass_at_ms / 1000);
+    metrics_histogram (&set, "nearchat_reaper_sweep_seconds", "How long one pass took.",
+                       &s_pass_seconds);
+    proto_msg_t report = { .type = PROTO_METRICS_REPLY, .metrics_reply = set.reply };
+    for (size_t i = 0; i < s_gateway_count; i++)
+        if (proto_client_send (s_gateways [i], &report))
+            log_debug ("a metrics report could not be sent to a gateway");
 }
 
 int
@@ -229,12 +256,17 @@ main (int argc, char *argv [])
     log_info ("closing rooms idle for %llds, every %llds",
               (long long) s_config.idle_timeout_s, (long long) s_config.interval_s);
 
+    metrics_histogram_init (&s_pass_seconds, metrics_seconds_bounds, metrics_seconds_bound_count);
     int64_t next_sweep = clock_mono_ms ();
     while (!zsys_interrupted) {
         if (clock_mono_ms () >= next_sweep) {
+            int64_t pass_at_ms = clock_now_ms (), started_ns = clock_mono_ns ();
             s_sweep ();
             s_clear_gateways ();
             s_sweeps++;
+            metrics_histogram_observe (&s_pass_seconds,
+                                       (double) (clock_mono_ns () - started_ns) / 1e9);
+            s_report (pass_at_ms);
             next_sweep = clock_mono_ms () + s_config.interval_s * 1000;
         }
         //  Short naps, so that a signal stops us at once.

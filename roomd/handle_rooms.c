@@ -215,6 +215,9 @@ s_sent (roomd_t *self, op_t *op, proto_msg_t *reply)
         message->created_at_ms = appended->created_at_ms;
         memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
         fanout_to_gateways (self, &event);
+        self->messages++;
+        metrics_histogram_observe (&self->send_seconds,
+                                   (double) (clock_mono_ns () - op->received_ns) / 1e9);
         room_t *room = rooms_find (self, op->room_id);
         if (room && room->state == ROOM_READY) {
             if (appended->seq > room->record.last_seq)

@@ -172,6 +172,11 @@ link_receive (roomd_t *self, link_t *link)
         self->requests++;
         handle_dispatch (self, msg, link);
     }
+    else
+    if (msg->type == PROTO_METRICS) {
+        links_metrics (self, link, msg);
+        proto_msg_destroy (&msg);
+    }
     else {
         if (msg->request_id) {
             proto_msg_t error = { .type = PROTO_ERROR, .request_id = msg->request_id,
@@ -185,4 +190,33 @@ link_receive (roomd_t *self, link_t *link)
     }
     zmq_msg_close (&frame);
     return true;
+}
+
+void
+links_metrics (roomd_t *self, link_t *link, const proto_msg_t *request)
+{
+    size_t members = 0;
+    for (room_t *room = zhashx_first (self->rooms); room; room = zhashx_next (self->rooms))
+        members += room->member_count;
+    static metrics_set_t set;
+    metrics_set_init (&set, "roomd", self->config->shard_id);
+    metrics_gauge (&set, "nearchat_roomd_rooms", "Rooms in this shard's memory.",
+                   (double) rooms_count (self));
+    metrics_gauge (&set, "nearchat_roomd_sockets", "Sockets in this shard's rooms.",
+                   (double) members);
+    metrics_gauge (&set, "nearchat_roomd_calls_in_flight", "Calls to stored awaiting a reply.",
+                   (double) zhashx_size (self->calls));
+    metrics_counter (&set, "nearchat_roomd_requests_total", "Room requests from gateways.",
+                     (double) self->requests);
+    metrics_counter (&set, "nearchat_roomd_events_total", "Events fanned out to gateways.",
+                     (double) self->events);
+    metrics_counter (&set, "nearchat_roomd_messages_total", "Chat messages stored and fanned out.",
+                     (double) self->messages);
+    metrics_histogram (&set, "nearchat_roomd_send_seconds",
+                       "A message from its arrival at the shard to its fan-out (stored's commit included).",
+                       &self->send_seconds);
+    proto_msg_t reply = { .type = PROTO_METRICS_REPLY, .request_id = request->request_id,
+                          .metrics_reply = set.reply };
+    memcpy (reply.trace_id, request->trace_id, sizeof reply.trace_id);
+    link_send (self, link, &reply);
 }

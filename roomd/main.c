@@ -100,6 +100,8 @@ main (int argc, char *argv [])
     roomd_t self = { .config = &s_config };
     msgpack_sbuffer_init (&self.buffer);
     self.rooms = rooms_new ();
+    metrics_histogram_init (&self.send_seconds, metrics_seconds_bounds,
+                            metrics_seconds_bound_count);
     if (store_open (&self) || links_open (&self)) {
         links_close (&self);
         store_close (&self);

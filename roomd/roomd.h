@@ -32,6 +32,7 @@
 
 #include <czmq.h>
 #include "proto.h"
+#include "metrics.h"
 
 typedef struct roomd roomd_t;
 typedef struct room room_t;
@@ -75,6 +76,8 @@ void links_hello (roomd_t *self);
 //  that is not there loses the message: events are not queued for it.
 void link_send (roomd_t *self, link_t *link, const proto_msg_t *msg);
 void fanout_to_gateways (roomd_t *self, const proto_msg_t *event);
+//  Answer a gateway's PROTO_METRICS on link with this shard's metrics.
+void links_metrics (roomd_t *self, link_t *link, const proto_msg_t *request);
 //  Read one message from link, if there is one, and act on it. Returns
 //  false when there was none.
 bool link_receive (roomd_t *self, link_t *link);
@@ -96,6 +99,7 @@ struct op {
     op_done_fn *done;                   //  continuation of the current call
     uint64_t call_id;                   //  request id of that call, 0 if none
     int64_t deadline_ms;                //  monotonic, of that call
+    int64_t received_ns;                //  monotonic, when the request came
     proto_room_t result_room;           //  a room to carry between steps
     msgpack_zone *zone;                 //  holds result_room's strings
     bool was_member;                    //  state before the call, for what comes after
@@ -195,7 +199,9 @@ struct roomd {
     zhashx_t *calls;                    //  the same, by request id (key: &op->call_id)
     zhashx_t *rooms;                    //  room id -> room_t
     msgpack_sbuffer buffer;             //  for encoding
-    uint64_t events, requests;          //  counters, for the logs
+    uint64_t events, requests;          //  counters, for the logs and metrics
+    uint64_t messages;                  //  chat messages stored and fanned out
+    metrics_histogram_t send_seconds;   //  a room-send, from its arrival to its fan-out
 };
 
 #endif

@@ -78,6 +78,7 @@ op_new (const char *room_id, proto_msg_t *request, link_t *link)
     snprintf (op->room_id, sizeof op->room_id, "%s", room_id);
     op->request = request;
     op->link = link;
+    op->received_ns = clock_mono_ns ();
     return op;
 }
 

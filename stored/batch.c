@@ -56,6 +56,7 @@ struct batch {
 
 static route_t s_routes [PROTO_TYPE_LIMIT] = {
     [PROTO_STORE_STATS] = { handle_store_stats, false },
+    [PROTO_METRICS]     = { handle_metrics, false },
     [PROTO_ROOM_GET]    = { handle_room_get, false },
     [PROTO_ROOMS_IDLE]  = { handle_rooms_idle, false },
     [PROTO_GEO_SEARCH]  = { handle_geo_search, false },
@@ -115,6 +116,10 @@ batch_new (db_t *db, const stored_config_t *config, zsock_t *router)
     self->ctx.config = config;
     self->ctx.zone = &self->zone;
     self->ctx.scratch = &self->scratch;
+    metrics_histogram_init (&self->ctx.batch_writes, metrics_size_bounds,
+                            metrics_size_bound_count);
+    metrics_histogram_init (&self->ctx.commit_seconds, metrics_seconds_bounds,
+                            metrics_seconds_bound_count);
     self->ctx.room_cache = calloc (ROOM_CACHE_SLOTS, sizeof *self->ctx.room_cache);
     assert (self->ctx.room_cache);
     self->next_sweep_ms = clock_mono_ms () + config->sweep_interval_ms;
@@ -279,6 +284,7 @@ static void
 s_commit (batch_t *self)
 {
     int rc, attempts = 0;
+    int64_t started_ns = clock_mono_ns ();
     while ((rc = s_apply_batch (self)) == MDB_MAP_FULL && attempts++ < 8)
         if (db_grow (self->db))
             break;
@@ -290,6 +296,9 @@ s_commit (batch_t *self)
         s_apply_each (self);
     }
     self->ctx.writes += self->pending_count;
+    metrics_histogram_observe (&self->ctx.batch_writes, (double) self->pending_count);
+    metrics_histogram_observe (&self->ctx.commit_seconds,
+                               (double) (clock_mono_ns () - started_ns) / 1e9);
     for (size_t i = 0; i < self->pending_count; i++) {
         pending_t *pending = &self->pending [i];
         s_send (self, pending->routing, pending->routing_count, &pending->reply);

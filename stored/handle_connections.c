@@ -227,3 +227,43 @@ handle_store_stats (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
     reply->type = PROTO_STATS_REPLY;
     return 0;
 }
+
+int
+handle_metrics (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    (void) request;
+    proto_stats_reply_t stats;
+    proto_msg_t scratch = { 0 };
+    handle_store_stats (ctx, request, &scratch);
+    stats = scratch.stats_reply;
+    //  One reply at a time is encoded before the next request is read.
+    static metrics_set_t set;
+    metrics_set_init (&set, "stored", "stored");
+    metrics_gauge (&set, "nearchat_stored_map_size_bytes", "LMDB map size.",
+                   (double) stats.map_size);
+    metrics_gauge (&set, "nearchat_stored_map_used_bytes", "LMDB map in use.",
+                   (double) stats.map_used);
+    metrics_gauge (&set, "nearchat_stored_rooms", "Rooms stored, open or closed.",
+                   (double) stats.rooms);
+    metrics_gauge (&set, "nearchat_stored_rooms_active", "Rooms stored as active.",
+                   (double) stats.active_rooms);
+    metrics_gauge (&set, "nearchat_stored_messages", "Messages stored.",
+                   (double) stats.messages);
+    metrics_gauge (&set, "nearchat_stored_connections", "Connection records stored.",
+                   (double) stats.connections);
+    metrics_counter (&set, "nearchat_stored_commits_total", "Write transactions committed.",
+                     (double) stats.commits);
+    metrics_counter (&set, "nearchat_stored_writes_total", "Write requests committed.",
+                     (double) stats.writes);
+    metrics_counter (&set, "nearchat_stored_swept_total", "Messages deleted by TTL.",
+                     (double) stats.swept);
+    metrics_counter (&set, "nearchat_stored_map_grows_total", "Times the LMDB map grew.",
+                     (double) stats.map_grows);
+    metrics_histogram (&set, "nearchat_stored_commit_batch_writes",
+                       "Writes in one group commit.", &ctx->batch_writes);
+    metrics_histogram (&set, "nearchat_stored_commit_seconds",
+                       "Applying and durably committing one batch.", &ctx->commit_seconds);
+    reply->type = PROTO_METRICS_REPLY;
+    reply->metrics_reply = set.reply;
+    return 0;
+}

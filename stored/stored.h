@@ -43,6 +43,7 @@
 #include <lmdb.h>
 #include <czmq.h>
 #include "proto.h"
+#include "metrics.h"
 
 //  ---------------------------------------------------------------------------
 //  Settings
@@ -151,6 +152,8 @@ typedef struct {
     msgpack_sbuffer *scratch;   //  for packing records
     uint64_t swept;             //  messages deleted by TTL since start
     uint64_t commits, writes;   //  for stats
+    metrics_histogram_t batch_writes;   //  writes a commit
+    metrics_histogram_t commit_seconds; //  applying and committing a batch
     cached_room_t *room_cache;  //  ROOM_CACHE_SLOTS entries
     size_t room_cache_count;
 } handler_ctx_t;
@@ -168,6 +171,7 @@ handler_fn handle_msg_append, handle_history, handle_ttl_sweep;
 handler_fn handle_conn_put, handle_conn_del, handle_conn_list;
 handler_fn handle_gateway_beat, handle_gateways_silent;
 handler_fn handle_store_stats;
+handler_fn handle_metrics;
 
 //  Make reply an error with status and a formatted reason (in ctx->zone).
 int reply_error (handler_ctx_t *ctx, proto_msg_t *reply, uint16_t status, const char *fmt, ...)

@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "ids.h"
 #include "utf8.h"
+#include "metrics.h"
 
 typedef struct {
     const char *name;
@@ -17,6 +18,7 @@ typedef struct {
 
 static const selftest_t s_selftests [] = {
     { "utf8",  utf8_test },
+    { "metrics", metrics_test },
     { "clock", clock_test },
     { "ids",   ids_test },
     { "geo",   geo_test },
