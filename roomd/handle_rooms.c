@@ -432,6 +432,8 @@ handle_dispatch (roomd_t *self, proto_msg_t *request, link_t *link)
 {
     const char *room_id = s_room_id_of (request);
     assert (room_id);                   //  links.c lets only room requests through
+    log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s for room %s", proto_type_name (request->type),
+               room_id);
     op_t *op = op_new (room_id, request, link);
     room_t *room = rooms_find (self, room_id);
     if (!room) {
@@ -440,6 +442,7 @@ handle_dispatch (roomd_t *self, proto_msg_t *request, link_t *link)
         room = rooms_add (self, room_id);
         op_t *load = op_new (room_id, NULL, NULL);
         proto_msg_t call = { .type = PROTO_ROOM_GET, .room_get = { .room_id = room->id } };
+        memcpy (call.trace_id, request->trace_id, sizeof call.trace_id);
         room->queue_head = room->queue_tail = op;
         store_call (self, load, &call, s_load_record);
         return;

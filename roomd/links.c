@@ -96,6 +96,8 @@ fanout_to_gateways (roomd_t *self, const proto_msg_t *event)
         zmq_send (zsock_resolve (self->links [i].socket), self->buffer.data, self->buffer.size,
                   ZMQ_DONTWAIT);
     self->events++;
+    log_write (LOG_LEVEL_DEBUG, event->trace_id, "%s fanned out to %zu gateways",
+               proto_type_name (event->type), self->link_count);
 }
 
 void

@@ -151,6 +151,7 @@ store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done)
         done (self, op, NULL);
         return;
     }
+    log_write (LOG_LEVEL_DEBUG, call->trace_id, "%s -> stored", proto_type_name (call->type));
     op->call_id = call->request_id;
     op->done = done;
     op->deadline_ms = clock_mono_ms () + self->config->request_timeout_ms;

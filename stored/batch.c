@@ -299,8 +299,12 @@ s_commit (batch_t *self)
     metrics_histogram_observe (&self->ctx.batch_writes, (double) self->pending_count);
     metrics_histogram_observe (&self->ctx.commit_seconds,
                                (double) (clock_mono_ns () - started_ns) / 1e9);
+    bool debug = log_enabled (LOG_LEVEL_DEBUG);
     for (size_t i = 0; i < self->pending_count; i++) {
         pending_t *pending = &self->pending [i];
+        if (debug)
+            log_write (LOG_LEVEL_DEBUG, pending->request->trace_id, "%s committed, in a batch of %zu",
+                       proto_type_name (pending->request->type), self->pending_count);
         s_send (self, pending->routing, pending->routing_count, &pending->reply);
         s_close_routing (pending->routing, pending->routing_count);
         proto_msg_destroy (&pending->request);
@@ -391,6 +395,8 @@ s_drain (batch_t *self)
         }
         else
         if (s_routes [request->type].writes) {
+            log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s waits for the commit",
+                       proto_type_name (request->type));
             pending_t *pending = &self->pending [self->pending_count++];
             for (int i = 0; i < routing_count; i++) {
                 zmq_msg_init (&pending->routing [i]);
