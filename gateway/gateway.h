@@ -56,6 +56,9 @@ typedef struct {
     int64_t request_timeout_ms;
     int64_t shard_timeout_ms;           //  a shard silent this long is dropped
     const char *websocket_endpoint;     //  advertised in /healthz; "auto": from the Host header
+    const char *tls_cert;               //  PEM certificate (chain); "" for no HTTPS
+    const char *tls_key;                //  PEM private key
+    int64_t https_port;
 } gateway_config_t;
 
 extern gateway_config_t gateway_config;
@@ -166,6 +169,16 @@ void sockets_deliver (const proto_msg_t *event);
 //  join-reply): queue its user-joined and message-history, then the
 //  events held since sockets_join_begin, and let later events through.
 void sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *reply);
+
+//  ---------------------------------------------------------------------------
+//  TLS (tls.c)
+
+//  Check that TLS_CERT and TLS_KEY load and belong together; exits 2 with
+//  a message naming the setting when not (a bad setting, as config.c does).
+void tls_check_settings (void);
+//  civetweb's init_ssl callback: load the certificate and key into its
+//  SSL_CTX. Returns 1 (done), or -1.
+int tls_init_context (void *ssl_context, void *user_data);
 
 //  ---------------------------------------------------------------------------
 //  Metrics (metrics.c): every daemon's, gathered over ZeroMQ

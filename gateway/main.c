@@ -67,6 +67,13 @@ static config_option_t s_options [] = {
     { "WEBSOCKET_ENDPOINT", CONFIG_STRING, "auto", 0, 1024,
       "the public WebSocket URL advertised in /healthz; auto: from the request's Host",
       &gateway_config.websocket_endpoint },
+    { "TLS_CERT", CONFIG_STRING, "", 0, 4096,
+      "PEM certificate (chain) file; with TLS_KEY, HTTPS and WSS are served on HTTPS_PORT",
+      &gateway_config.tls_cert },
+    { "TLS_KEY", CONFIG_STRING, "", 0, 4096,
+      "PEM private key file of TLS_CERT", &gateway_config.tls_key },
+    { "HTTPS_PORT", CONFIG_INT, "8443", 1, 65535,
+      "TCP port of HTTPS and WSS, when TLS_CERT and TLS_KEY are set", &gateway_config.https_port },
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -117,6 +124,8 @@ main (int argc, char *argv [])
     const char *bind = gateway_config.http_bind;
     if (strpbrk (bind, ", \t"))
         s_bad_setting ("HTTP_BIND", bind, "must be one address");
+    tls_check_settings ();
+    bool tls = *gateway_config.tls_cert;
     log_init ("gateway", s_log_level);
 
     //  Signals are taken by this thread alone, in sigwait below: block
@@ -154,6 +163,10 @@ main (int argc, char *argv [])
     char ports [300], threads [32];
     snprintf (ports, sizeof ports, strchr (bind, ':')? "[%s]:%lld": "%s:%lld", bind,
               (long long) gateway_config.http_port);
+    if (tls)        //  civetweb's "s" suffix: this port speaks TLS
+        snprintf (ports + strlen (ports), sizeof ports - strlen (ports),
+                  strchr (bind, ':')? ",[%s]:%llds": ",%s:%llds", bind,
+                  (long long) gateway_config.https_port);
     snprintf (threads, sizeof threads, "%lld",
               (long long) (gateway_config.max_connections + HTTP_THREADS));
     const char *options [] = {
@@ -181,7 +194,9 @@ main (int argc, char *argv [])
     memset (&callbacks, 0, sizeof callbacks);
     callbacks.log_message = s_log_message;
     callbacks.exit_thread = s_exit_thread;
-    mg_init_library (0);
+    if (tls)
+        callbacks.init_ssl = tls_init_context;
+    mg_init_library (tls? MG_FEATURES_TLS: 0);
     struct mg_context *context = mg_start (&callbacks, NULL, options);
     if (!context) {
         log_error ("cannot serve HTTP on %s", ports);
@@ -193,8 +208,8 @@ main (int argc, char *argv [])
     mg_set_request_handler (context, "/", http_handle, NULL);
     mg_set_websocket_handler (context, "/", ws_connect, ws_ready, ws_data, ws_close, NULL);
     mg_set_websocket_handler (context, "/ws", ws_connect, ws_ready, ws_data, ws_close, NULL);
-    log_info ("gateway %s serving http://%s (WebSocket on / and /ws), shards on %s, stored at %s",
-              gateway_config.gateway_id, ports, gateway_config.backend_endpoint,
+    log_info ("gateway %s serving %s %s (WebSocket on / and /ws), shards on %s, stored at %s",
+              gateway_config.gateway_id, tls? "http and https (s) on": "http on", ports, gateway_config.backend_endpoint,
               gateway_config.stored_endpoint);
 
     int signal_number = 0;

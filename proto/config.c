@@ -45,7 +45,8 @@ s_usage (const char *program, const char *summary, const config_option_t *option
             printf ("  %-48s default %s, one of debug, info, warn, error\n", "",
                     option->default_value);
         else
-            printf ("  %-48s default %s\n", "", option->default_value);
+            printf ("  %-48s default %s\n", "",
+                    *option->default_value? option->default_value: "\"\" (off)");
     }
 }
 
@@ -78,7 +79,8 @@ s_apply (const char *program, const config_option_t *option, const char *value)
     else
     if (option->kind == CONFIG_STRING) {
         size_t length = strlen (value);
-        if (length == 0)
+        //  Empty only where the default is: a setting that is off unless set.
+        if (length == 0 && *option->default_value)
             s_bad_value (program, option, value, "must not be empty");
         if ((int64_t) length > option->max)
             s_bad_value (program, option, value, "too long");

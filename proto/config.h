@@ -23,7 +23,7 @@ extern "C" {
 
 typedef enum {
     CONFIG_INT,         //  target is int64_t *, checked against [min, max]
-    CONFIG_STRING,      //  target is const char **, non-empty, at most max bytes
+    CONFIG_STRING,      //  target is const char **, at most max bytes; empty only if the default is
     CONFIG_LOG_LEVEL    //  target is log_level_t *
 } config_kind_t;
 

@@ -60,7 +60,7 @@ static pthread_once_t s_library_once = PTHREAD_ONCE_INIT;
 static void
 s_library_init (void)
 {
-    mg_init_library (0);
+    mg_init_library (MG_FEATURES_TLS);      //  for ws_open_tls and https_request
 }
 
 //  ---------------------------------------------------------------------------
@@ -152,8 +152,22 @@ s_on_close (const struct mg_connection *conn, void *arg)
 //  ---------------------------------------------------------------------------
 //  The test's side
 
+static ws_client_t *s_open (int port, const char *path_and_query, bool tls);
+
 ws_client_t *
 ws_open (int port, const char *path_and_query)
+{
+    return s_open (port, path_and_query, false);
+}
+
+ws_client_t *
+ws_open_tls (int port, const char *path_and_query)
+{
+    return s_open (port, path_and_query, true);
+}
+
+static ws_client_t *
+s_open (int port, const char *path_and_query, bool tls)
 {
     assert (path_and_query);
     pthread_once (&s_library_once, s_library_init);
@@ -163,7 +177,7 @@ ws_open (int port, const char *path_and_query)
     pthread_mutex_init (&self->mutex, NULL);
     pthread_cond_init (&self->cond, NULL);
     char error [256] = "";
-    self->conn = mg_connect_websocket_client ("127.0.0.1", port, 0, error, sizeof error,
+    self->conn = mg_connect_websocket_client ("127.0.0.1", port, tls, error, sizeof error,
                                               path_and_query, NULL, s_on_data, s_on_close, self);
     if (!self->conn) {
         fprintf (stderr, "  ws %s: could not connect: %s\n", path_and_query, error);
@@ -740,9 +754,27 @@ http_request (int port, const char *method, const char *path, const void *body, 
     return http_request_with (port, method, path, NULL, body, size, response);
 }
 
+static int s_http (int port, bool tls, const char *method, const char *path,
+                   const char *headers, const void *body, size_t size,
+                   http_response_t *response);
+
 int
 http_request_with (int port, const char *method, const char *path, const char *headers,
                    const void *body, size_t size, http_response_t *response)
+{
+    return s_http (port, false, method, path, headers, body, size, response);
+}
+
+int
+https_request (int port, const char *method, const char *path, const void *body, size_t size,
+               http_response_t *response)
+{
+    return s_http (port, true, method, path, NULL, body, size, response);
+}
+
+static int
+s_http (int port, bool tls, const char *method, const char *path, const char *headers,
+        const void *body, size_t size, http_response_t *response)
 {
     assert (method && path && response);
     pthread_once (&s_library_once, s_library_init);
@@ -750,7 +782,7 @@ http_request_with (int port, const char *method, const char *path, const char *h
     response->status = -1;
     response->body = strdup ("");
     char error [256] = "";
-    struct mg_connection *conn = mg_connect_client ("127.0.0.1", port, 0, error, sizeof error);
+    struct mg_connection *conn = mg_connect_client ("127.0.0.1", port, tls, error, sizeof error);
     if (!conn)
         return -1;
     mg_printf (conn, "%s %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n",

@@ -39,6 +39,10 @@ typedef struct ws_client ws_client_t;
 ws_client_t *
     ws_open (int port, const char *path_and_query);
 
+//  As ws_open over TLS (wss://); the server's certificate is not checked.
+ws_client_t *
+    ws_open_tls (int port, const char *path_and_query);
+
 //  Close the connection cleanly (a close frame, then wait briefly for the
 //  server's), free the client and every frame still queued, and set
 //  *self_p to NULL. CHECKs that every frame the server sent was JSON text.
@@ -185,6 +189,11 @@ int
 int
     http_request_with (int port, const char *method, const char *path, const char *headers,
                        const void *body, size_t size, http_response_t *response);
+
+//  As http_request over TLS (https://); the certificate is not checked.
+int
+    https_request (int port, const char *method, const char *path, const void *body,
+                   size_t size, http_response_t *response);
 
 void
     http_response_free (http_response_t *response);
