@@ -41,6 +41,7 @@
 #include "backend.h"
 #include "clock.h"
 #include "log.h"
+#include "monitor.h"
 
 #define PEER_HWM            100000      //  per shard link, each way
 #define STORED_HWM          100000
@@ -75,6 +76,7 @@ static struct {
     atomic_bool stopping;               //  the thread should end
     atomic_bool cancelled;              //  calls should give up (shutdown)
     zsock_t *router, *stored, *inproc;
+    monitor_t *router_monitor, *stored_monitor;     //  with ZMQ_MONITOR=1
     void *router_h, *stored_h, *inproc_h;
     zhashx_t *pending;                  //  our id -> pending_t
     pending_t *head, *tail;
@@ -718,6 +720,8 @@ backend_start (void)
     zsock_set_heartbeat_ivl (s_self.stored, 1000);
     zsock_set_heartbeat_timeout (s_self.stored, 3000);
     zsock_set_router_mandatory (s_self.inproc, 1);
+    s_self.router_monitor = monitor_new (s_self.router, "shard backend");
+    s_self.stored_monitor = monitor_new (s_self.stored, "stored");
     if (zsock_bind (s_self.router, "%s", gateway_config.backend_endpoint) < 0) {
         log_error ("cannot bind the shard backend to %s: %s", gateway_config.backend_endpoint,
                    zmq_strerror (zmq_errno ()));
@@ -767,6 +771,8 @@ backend_stop (void)
         zsock_set_linger (s_self.router, 500);
     if (s_self.stored)
         zsock_set_linger (s_self.stored, 500);
+    monitor_destroy (&s_self.router_monitor);
+    monitor_destroy (&s_self.stored_monitor);
     zsock_destroy (&s_self.router);
     zsock_destroy (&s_self.stored);
     zsock_destroy (&s_self.inproc);

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "ids.h"
 #include "log.h"
+#include "monitor.h"
 #include "utf8.h"
 
 //  civetweb threads beyond one per WebSocket, for HTTP requests.
@@ -74,6 +75,7 @@ static config_option_t s_options [] = {
       "PEM private key file of TLS_CERT", &gateway_config.tls_key },
     { "HTTPS_PORT", CONFIG_INT, "8443", 1, 65535,
       "TCP port of HTTPS and WSS, when TLS_CERT and TLS_KEY are set", &gateway_config.https_port },
+    MONITOR_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }

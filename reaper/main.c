@@ -28,6 +28,7 @@
 #include "ids.h"
 #include "log.h"
 #include "metrics.h"
+#include "monitor.h"
 
 #define CALL_TIMEOUT_MS 5000
 
@@ -57,6 +58,7 @@ static config_option_t s_options [] = {
     { "GATEWAY_TIMEOUT_S", CONFIG_INT, "10", 2, 86400,
       "a gateway silent this long is dead: its connections are cleared",
       &s_config.gateway_timeout_s },
+    MONITOR_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -66,6 +68,7 @@ static config_option_t s_options [] = {
 
 static proto_client_t *s_stored;
 static proto_client_t *s_gateways [GATEWAYS_MAX];
+static monitor_t *s_monitors [GATEWAYS_MAX + 1];      //  with ZMQ_MONITOR=1
 static size_t s_gateway_count;
 
 static uint64_t s_sweeps, s_closed, s_gateways_forgotten;
@@ -253,6 +256,11 @@ main (int argc, char *argv [])
         log_error ("bad endpoint in STORED_ENDPOINT or GATEWAY_ENDPOINTS");
         return 2;
     }
+    //  (Attached once connected: a monitor sees from then on, which is
+    //  what matters here: disconnects and reconnects.)
+    s_monitors [0] = monitor_new (proto_client_socket (s_stored), "stored");
+    for (size_t i = 0; i < s_gateway_count; i++)
+        s_monitors [i + 1] = monitor_new (proto_client_socket (s_gateways [i]), "gateway");
     log_info ("closing rooms idle for %llds, every %llds",
               (long long) s_config.idle_timeout_s, (long long) s_config.interval_s);
 
@@ -273,6 +281,8 @@ main (int argc, char *argv [])
         int64_t nap = next_sweep - clock_mono_ms ();
         zclock_sleep ((int) (nap < 0? 0: nap > 100? 100: nap));
     }
+    for (size_t i = 0; i <= GATEWAYS_MAX; i++)
+        monitor_destroy (&s_monitors [i]);
     for (size_t i = 0; i < s_gateway_count; i++)
         proto_client_destroy (&s_gateways [i]);
     proto_client_destroy (&s_stored);

@@ -50,8 +50,12 @@ links_open (roomd_t *self)
         //  Detect a dead gateway (and reconnect to a new one) quickly.
         zsock_set_heartbeat_ivl (link->socket, 1000);
         zsock_set_heartbeat_timeout (link->socket, 3000);
+        char name [300];
+        snprintf (name, sizeof name, "gateway %s", endpoint);
+        link->monitor = monitor_new (link->socket, name);
         if (zsock_connect (link->socket, "%s", endpoint)) {
             log_error ("cannot connect to gateway %s", endpoint);
+            monitor_destroy (&link->monitor);
             zsock_destroy (&link->socket);
             return -1;
         }
@@ -65,8 +69,10 @@ links_open (roomd_t *self)
 void
 links_close (roomd_t *self)
 {
-    for (size_t i = 0; i < self->link_count; i++)
+    for (size_t i = 0; i < self->link_count; i++) {
+        monitor_destroy (&self->links [i].monitor);
         zsock_destroy (&self->links [i].socket);
+    }
     self->link_count = 0;
 }
 

@@ -38,6 +38,7 @@ static config_option_t s_options [] = {
       "messages a joining socket is sent", &s_config.history_on_join },
     { "ROOM_EVICT_S", CONFIG_INT, "300", 1, 86400,
       "a room with no sockets, unused this long, leaves memory", &s_config.room_idle_evict_s },
+    MONITOR_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }

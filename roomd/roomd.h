@@ -33,6 +33,7 @@
 #include <czmq.h>
 #include "proto.h"
 #include "metrics.h"
+#include "monitor.h"
 
 typedef struct roomd roomd_t;
 typedef struct room room_t;
@@ -60,6 +61,7 @@ typedef struct {
 
 struct link {
     zsock_t *socket;                    //  DEALER connected to one gateway's backend
+    monitor_t *monitor;                 //  its events, with ZMQ_MONITOR=1
     char endpoint [256];
     char gateway_id [PROTO_ID_MAX + 1]; //  from its last welcome, "" before
     int64_t welcomed_ms;                //  monotonic time of its last welcome
@@ -194,6 +196,7 @@ struct roomd {
     link_t links [LINKS_MAX];
     size_t link_count;
     zsock_t *store;                     //  DEALER to stored
+    monitor_t *store_monitor;
     uint64_t next_call_id;
     op_t *calls_head, *calls_tail;      //  calls in flight, by deadline
     zhashx_t *calls;                    //  the same, by request id (key: &op->call_id)

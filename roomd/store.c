@@ -46,6 +46,7 @@ store_open (roomd_t *self)
     //  A call to a stored that is not there fails at once (503) rather
     //  than waiting in a queue for its timeout.
     zsock_set_immediate (self->store, 1);
+    self->store_monitor = monitor_new (self->store, "stored");
     if (zsock_connect (self->store, "%s", self->config->stored_endpoint)) {
         log_error ("cannot connect to stored at %s", self->config->stored_endpoint);
         return -1;
@@ -64,6 +65,7 @@ void
 store_close (roomd_t *self)
 {
     zhashx_destroy (&self->calls);
+    monitor_destroy (&self->store_monitor);
     zsock_destroy (&self->store);
 }
 

@@ -12,6 +12,7 @@
 #include "stored.h"
 #include "config.h"
 #include "log.h"
+#include "monitor.h"
 
 static stored_config_t s_config;
 static log_level_t s_log_level;
@@ -37,6 +38,7 @@ static config_option_t s_options [] = {
       "initial LMDB map size in MiB; a full map doubles", &s_config.map_size_mb },
     { "STORED_BATCH_MAX", CONFIG_INT, "1024", 1, 65536,
       "most writes committed in one transaction", &s_config.batch_max },
+    MONITOR_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -62,8 +64,10 @@ main (int argc, char *argv [])
     zsock_set_linger (router, 0);
     zsock_set_rcvhwm (router, 100000);
     zsock_set_sndhwm (router, 100000);
+    monitor_t *monitor = monitor_new (router, "router");
     if (zsock_bind (router, "%s", s_config.endpoint) < 0) {
         log_error ("cannot bind %s: %s", s_config.endpoint, zmq_strerror (zmq_errno ()));
+        monitor_destroy (&monitor);
         zsock_destroy (&router);
         db_close (&db);
         return 1;
@@ -75,6 +79,7 @@ main (int argc, char *argv [])
     batch_run (batch, &terminated);
     batch_destroy (&batch);
 
+    monitor_destroy (&monitor);
     zsock_destroy (&router);
     db_close (&db);
     log_info ("stopped");

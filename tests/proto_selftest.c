@@ -10,6 +10,7 @@
 #include "ids.h"
 #include "utf8.h"
 #include "metrics.h"
+#include "monitor.h"
 
 typedef struct {
     const char *name;
@@ -19,6 +20,7 @@ typedef struct {
 static const selftest_t s_selftests [] = {
     { "utf8",  utf8_test },
     { "metrics", metrics_test },
+    { "monitor", monitor_test },
     { "clock", clock_test },
     { "ids",   ids_test },
     { "geo",   geo_test },

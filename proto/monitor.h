@@ -1,0 +1,44 @@
+/*  =========================================================================
+    monitor.h - log a ZeroMQ socket's events (ZMQ_MONITOR=1)
+
+    For an operator who wants to see why a peer is not reached: every
+    connect, retry, accept, disconnect and failed handshake of the
+    socket becomes a log line, through zmq_socket_monitor. Each monitor is
+    a czmq actor (a thread) that reads the socket's event pipe and logs.
+    =========================================================================
+*/
+
+#ifndef NEARCHAT_MONITOR_H_INCLUDED
+#define NEARCHAT_MONITOR_H_INCLUDED
+
+#include <stdbool.h>
+#include <czmq.h>
+
+typedef struct monitor monitor_t;
+
+//  The ZMQ_MONITOR setting (0 or 1), shared by every daemon: each puts
+//  MONITOR_OPTION in its settings table.
+extern int64_t monitor_wanted;
+#define MONITOR_OPTION \
+    { "ZMQ_MONITOR", CONFIG_INT, "0", 0, 1, \
+      "1: log every event of this daemon's ZeroMQ sockets (connected, disconnected, handshake failed, ...)", \
+      &monitor_wanted }
+
+//  Watch socket when ZMQ_MONITOR is 1 (call from the thread that owns it,
+//  before it binds or connects); name says which socket in the log.
+//  Returns NULL when monitoring is off, or cannot be set up (logged).
+monitor_t *
+    monitor_new (zsock_t *socket, const char *name);
+
+//  Stop watching; call before the socket is destroyed.
+void
+    monitor_destroy (monitor_t **self_p);
+
+//  The name of a ZMQ_EVENT_* (one bit), or "UNKNOWN".
+const char *
+    monitor_event_name (unsigned event);
+
+void
+    monitor_test (bool verbose);
+
+#endif
