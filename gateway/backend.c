@@ -42,6 +42,7 @@
 #include "clock.h"
 #include "log.h"
 #include "monitor.h"
+#include "tap.h"
 
 #define PEER_HWM            100000      //  per shard link, each way
 #define STORED_HWM          100000
@@ -91,6 +92,8 @@ static struct {
 int
 backend_send_parts (void *handle, const void *const *data, const size_t *size, int count)
 {
+    if (handle == s_self.router_h)      //  a peer's (the workers' inproc is ours)
+        tap_message (TAP_OUT, "backend peer", data [count - 1], size [count - 1]);
     for (int i = 0; i < count; i++)
         if (zmq_send (handle, data [i], size [i],
                       ZMQ_DONTWAIT | (i + 1 < count? ZMQ_SNDMORE: 0)) < 0)
@@ -317,8 +320,10 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
         return;
     }
     int rc;
-    if (pending->to_stored)
+    if (pending->to_stored) {
+        tap_message (TAP_OUT, "stored", s_self.buffer.data, s_self.buffer.size);
         rc = zmq_send (s_self.stored_h, s_self.buffer.data, s_self.buffer.size, ZMQ_DONTWAIT) < 0;
+    }
     else {
         const void *parts [] = { shard->identity.data, s_self.buffer.data };
         size_t sizes [] = { shard->identity.size, s_self.buffer.size };
@@ -542,6 +547,7 @@ s_from_peers (void)
     }
     const void *data = zmq_msg_data (&parts.part [1]);
     size_t size = zmq_msg_size (&parts.part [1]);
+    tap_message (TAP_IN, "backend peer", data, size);
     uint16_t type;
     uint64_t id;
     if (proto_peek (data, size, &type, &id)) {
@@ -618,6 +624,9 @@ s_from_stored (void)
         return false;
     //  The reply is the last frame.
     if (parts.count > 0)
+        tap_message (TAP_IN, "stored", zmq_msg_data (&parts.part [parts.count - 1]),
+                     zmq_msg_size (&parts.part [parts.count - 1]));
+    if (parts.count > 0)
         s_reply (zmq_msg_data (&parts.part [parts.count - 1]),
                  zmq_msg_size (&parts.part [parts.count - 1]), NULL);
     backend_parts_close (&parts);
@@ -634,8 +643,10 @@ s_beat (void)
 {
     proto_msg_t beat = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
         .gateway_id = gateway_config.gateway_id, .at_ms = clock_now_ms () } };
-    if (s_encode (&beat) == 0)
+    if (s_encode (&beat) == 0) {
+        tap_message (TAP_OUT, "stored", s_self.buffer.data, s_self.buffer.size);
         zmq_send (s_self.stored_h, s_self.buffer.data, s_self.buffer.size, ZMQ_DONTWAIT);
+    }
 }
 
 static void *
@@ -708,6 +719,10 @@ backend_start (void)
     zhashx_set_key_duplicator (s_self.pending, NULL);
     zhashx_set_key_destructor (s_self.pending, NULL);
 
+    char tap_name [PROTO_ID_MAX + 16];
+    snprintf (tap_name, sizeof tap_name, "gateway %s", gateway_config.gateway_id);
+    if (tap_open (tap_name))
+        return -1;
     s_self.router = backend_socket (ZMQ_ROUTER, PEER_HWM);
     s_self.stored = backend_socket (ZMQ_DEALER, STORED_HWM);
     s_self.inproc = backend_socket (ZMQ_ROUTER, PEER_HWM);
@@ -771,6 +786,7 @@ backend_stop (void)
         zsock_set_linger (s_self.router, 500);
     if (s_self.stored)
         zsock_set_linger (s_self.stored, 500);
+    tap_close ();
     monitor_destroy (&s_self.router_monitor);
     monitor_destroy (&s_self.stored_monitor);
     zsock_destroy (&s_self.router);

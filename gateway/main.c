@@ -25,6 +25,7 @@
 #include "ids.h"
 #include "log.h"
 #include "monitor.h"
+#include "tap.h"
 #include "utf8.h"
 
 //  civetweb threads beyond one per WebSocket, for HTTP requests.
@@ -76,6 +77,7 @@ static config_option_t s_options [] = {
     { "HTTPS_PORT", CONFIG_INT, "8443", 1, 65535,
       "TCP port of HTTPS and WSS, when TLS_CERT and TLS_KEY are set", &gateway_config.https_port },
     MONITOR_OPTION,
+    TAP_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include "client.h"
 #include "clock.h"
+#include "tap.h"
 
 //  Enough for 8 clients x 64 in flight with room to spare; past it a send
 //  fails at once rather than queueing without bound.
@@ -22,6 +23,7 @@ struct proto_client {
     void *handle;               //  its libzmq socket, for zmq_poll and zmq_msg_*
     uint64_t next_request_id;   //  ids this client hands out, from 1
     msgpack_sbuffer buffer;     //  reused encoding buffer
+    char endpoint [256];        //  the peer's, for the tap
 };
 
 proto_client_t *
@@ -45,6 +47,7 @@ proto_client_new (const char *endpoint)
     assert (self);
     self->socket = socket;
     self->handle = zsock_resolve (socket);
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
     self->next_request_id = 1;
     msgpack_sbuffer_init (&self->buffer);
     return self;
@@ -74,6 +77,7 @@ proto_client_send (proto_client_t *self, proto_msg_t *req)
         return -1;
     //  With ZMQ_IMMEDIATE and no connected peer, a blocking send would wait
     //  forever; a short wait covers the connect that is still under way.
+    tap_message (TAP_OUT, self->endpoint, self->buffer.data, self->buffer.size);
     int64_t deadline = clock_mono_ms () + 1000;
     while (zmq_send (self->handle, self->buffer.data, self->buffer.size, ZMQ_DONTWAIT) < 0) {
         if (errno != EAGAIN || clock_mono_ms () >= deadline)
@@ -108,6 +112,7 @@ proto_client_recv (proto_client_t *self, int timeout_ms)
         if (!zmq_msg_more (&frame))
             break;
     }
+    tap_message (TAP_IN, self->endpoint, zmq_msg_data (&frame), zmq_msg_size (&frame));
     char why [PROTO_WHY_MAX];
     proto_msg_t *reply = proto_decode (zmq_msg_data (&frame), zmq_msg_size (&frame),
                                        why, sizeof why);

@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <jansson.h>
 #include "proto.h"
 #include "clock.h"
 #include "utf8.h"
@@ -1262,4 +1263,95 @@ proto_test (bool verbose)
     assert (proto_reply_type (PROTO_ERROR) == 0);
     //  Five bytes that declare a huge array are refused before allocation.
     assert (proto_decode ("\xdd\xff\xff\xff\xff", 5, why, sizeof why) == NULL);
+}
+
+//  ---------------------------------------------------------------------------
+//  JSON for people
+
+//  Any msgpack value as JSON: maps keyed by strings (other keys are
+//  written as their JSON text), bin and ext as "<N bytes>".
+static json_t *
+s_json_of (const msgpack_object *object)
+{
+    switch (object->type) {
+        case MSGPACK_OBJECT_NIL:              return json_null ();
+        case MSGPACK_OBJECT_BOOLEAN:          return json_boolean (object->via.boolean);
+        case MSGPACK_OBJECT_POSITIVE_INTEGER: return json_integer ((json_int_t) object->via.u64);
+        case MSGPACK_OBJECT_NEGATIVE_INTEGER: return json_integer ((json_int_t) object->via.i64);
+        case MSGPACK_OBJECT_FLOAT32:
+        case MSGPACK_OBJECT_FLOAT64:
+            return isfinite (object->via.f64)? json_real (object->via.f64): json_string ("NaN/Inf");
+        case MSGPACK_OBJECT_STR: {
+            json_t *text = json_stringn (object->via.str.ptr, object->via.str.size);
+            return text? text: json_string ("<not UTF-8>");
+        }
+        case MSGPACK_OBJECT_ARRAY: {
+            json_t *array = json_array ();
+            for (uint32_t i = 0; i < object->via.array.size; i++)
+                json_array_append_new (array, s_json_of (&object->via.array.ptr [i]));
+            return array;
+        }
+        case MSGPACK_OBJECT_MAP: {
+            json_t *map = json_object ();
+            for (uint32_t i = 0; i < object->via.map.size; i++) {
+                const msgpack_object_kv *kv = &object->via.map.ptr [i];
+                json_t *value = s_json_of (&kv->val);
+                if (kv->key.type == MSGPACK_OBJECT_STR
+                &&  utf8_valid (kv->key.via.str.ptr, kv->key.via.str.size))
+                    json_object_setn_new (map, kv->key.via.str.ptr, kv->key.via.str.size, value);
+                else {
+                    json_t *key = s_json_of (&kv->key);
+                    char *text = json_dumps (key, JSON_ENCODE_ANY | JSON_COMPACT);
+                    json_object_set_new_nocheck (map, text? text: "?", value);
+                    free (text);
+                    json_decref (key);
+                }
+            }
+            return map;
+        }
+        default: {
+            char text [32];
+            snprintf (text, sizeof text, "<%u bytes>", object->via.bin.size);
+            return json_string (text);
+        }
+    }
+}
+
+json_t *
+proto_json (const void *data, size_t size)
+{
+    msgpack_unpacked unpacked;
+    msgpack_unpacked_init (&unpacked);
+    size_t offset = 0;
+    if (size > PROTO_FRAME_MAX
+    ||  msgpack_unpack_next (&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS) {
+        msgpack_unpacked_destroy (&unpacked);
+        return NULL;
+    }
+    const msgpack_object *envelope = &unpacked.data;
+    json_t *json = json_object ();
+    if (envelope->type == MSGPACK_OBJECT_ARRAY && envelope->via.array.size == 6) {
+        const msgpack_object *part = envelope->via.array.ptr;
+        const char *name = part [1].type == MSGPACK_OBJECT_POSITIVE_INTEGER
+                        && part [1].via.u64 < PROTO_TYPE_LIMIT
+                         ? s_types [part [1].via.u64].name: NULL;
+        json_object_set_new (json, "type", name? json_string (name): s_json_of (&part [1]));
+        json_object_set_new (json, "requestId", s_json_of (&part [2]));
+        json_object_set_new (json, "trace", s_json_of (&part [3]));
+        if (part [4].type == MSGPACK_OBJECT_POSITIVE_INTEGER && part [4].via.u64 <= CODEC_TIME_MAX) {
+            char when [32];
+            clock_iso8601 ((int64_t) part [4].via.u64, when);
+            json_object_set_new (json, "sentAt", json_string (when));
+        }
+        json_object_set_new (json, "body", s_json_of (&part [5]));
+    }
+    else
+        json_object_set_new (json, "raw", s_json_of (envelope));
+    msgpack_unpacked_destroy (&unpacked);
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *msg = proto_decode (data, size, why, sizeof why);
+    if (!msg)
+        json_object_set_new (json, "error", json_string (why));
+    proto_msg_destroy (&msg);
+    return json;
 }

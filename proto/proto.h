@@ -566,6 +566,14 @@ proto_msg_t *
 int
     proto_peek (const void *data, size_t size, uint16_t *type, uint64_t *request_id);
 
+//  A message as JSON, for people (nearchat-spy): {"type", "requestId",
+//  "trace", "sentAt", "body"} with the body's msgpack as it is, and
+//  "error" with the decoder's reason if proto_decode would refuse it.
+//  Returns NULL if the bytes are no msgpack at all. The caller decrefs.
+struct json_t;
+struct json_t *
+    proto_json (const void *data, size_t size);
+
 //  Free a decoded message and set *msg_p to NULL. NULL is fine.
 void
     proto_msg_destroy (proto_msg_t **msg_p);

@@ -29,6 +29,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "monitor.h"
+#include "tap.h"
 
 #define CALL_TIMEOUT_MS 5000
 
@@ -59,6 +60,7 @@ static config_option_t s_options [] = {
       "a gateway silent this long is dead: its connections are cleared",
       &s_config.gateway_timeout_s },
     MONITOR_OPTION,
+    TAP_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -243,6 +245,8 @@ main (int argc, char *argv [])
     zsys_init ();
     zsys_set_io_threads (1);
 
+    if (tap_open ("reaper"))
+        return 1;
     s_stored = proto_client_new (s_config.stored_endpoint);
     char endpoints [4096];
     snprintf (endpoints, sizeof endpoints, "%s", s_config.gateway_endpoints);
@@ -286,6 +290,7 @@ main (int argc, char *argv [])
     for (size_t i = 0; i < s_gateway_count; i++)
         proto_client_destroy (&s_gateways [i]);
     proto_client_destroy (&s_stored);
+    tap_close ();
     log_info ("stopped after %llu sweeps, %llu rooms closed",
               (unsigned long long) s_sweeps, (unsigned long long) s_closed);
     return 0;

@@ -20,6 +20,7 @@
 #include "clock.h"
 #include "log.h"
 #include "route.h"
+#include "tap.h"
 
 //  Enough queued messages for a burst; past it, sends to that gateway fail
 //  (and are counted) rather than grow memory.
@@ -84,6 +85,7 @@ link_send (roomd_t *self, link_t *link, const proto_msg_t *msg)
         log_error ("a %s does not encode", proto_type_name (msg->type));
         return;
     }
+    tap_message (TAP_OUT, link->endpoint, self->buffer.data, self->buffer.size);
     if (zmq_send (zsock_resolve (link->socket), self->buffer.data, self->buffer.size,
                   ZMQ_DONTWAIT) < 0)
         log_debug ("gateway %s missed a %s: %s", link->endpoint, proto_type_name (msg->type),
@@ -98,9 +100,11 @@ fanout_to_gateways (roomd_t *self, const proto_msg_t *event)
         log_error ("a %s does not encode", proto_type_name (event->type));
         return;
     }
-    for (size_t i = 0; i < self->link_count; i++)
+    for (size_t i = 0; i < self->link_count; i++) {
+        tap_message (TAP_OUT, self->links [i].endpoint, self->buffer.data, self->buffer.size);
         zmq_send (zsock_resolve (self->links [i].socket), self->buffer.data, self->buffer.size,
                   ZMQ_DONTWAIT);
+    }
     self->events++;
     log_write (LOG_LEVEL_DEBUG, event->trace_id, "%s fanned out to %zu gateways",
                proto_type_name (event->type), self->link_count);
@@ -157,6 +161,7 @@ link_receive (roomd_t *self, link_t *link)
     }
     const void *data = zmq_msg_data (&frame);
     size_t size = zmq_msg_size (&frame);
+    tap_message (TAP_IN, link->endpoint, data, size);
     char why [PROTO_WHY_MAX];
     proto_msg_t *msg = proto_decode (data, size, why, sizeof why);
     if (!msg) {

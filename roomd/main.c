@@ -39,6 +39,7 @@ static config_option_t s_options [] = {
     { "ROOM_EVICT_S", CONFIG_INT, "300", 1, 86400,
       "a room with no sockets, unused this long, leaves memory", &s_config.room_idle_evict_s },
     MONITOR_OPTION,
+    TAP_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -103,11 +104,14 @@ main (int argc, char *argv [])
     self.rooms = rooms_new ();
     metrics_histogram_init (&self.send_seconds, metrics_seconds_bounds,
                             metrics_seconds_bound_count);
-    if (store_open (&self) || links_open (&self)) {
+    char tap_name [PROTO_ID_MAX + 16];
+    snprintf (tap_name, sizeof tap_name, "roomd %s", s_config.shard_id);
+    if (tap_open (tap_name) || store_open (&self) || links_open (&self)) {
         links_close (&self);
         store_close (&self);
         zhashx_destroy (&self.rooms);
         msgpack_sbuffer_destroy (&self.buffer);
+        tap_close ();
         return 1;
     }
     log_info ("shard %s serving, stored at %s", s_config.shard_id, s_config.stored_endpoint);
@@ -118,6 +122,7 @@ main (int argc, char *argv [])
     store_close (&self);
     zhashx_destroy (&self.rooms);
     msgpack_sbuffer_destroy (&self.buffer);
+    tap_close ();
     log_info ("stopped");
     return 0;
 }

@@ -34,6 +34,7 @@
 #include "proto.h"
 #include "metrics.h"
 #include "monitor.h"
+#include "tap.h"
 
 typedef struct roomd roomd_t;
 typedef struct room room_t;

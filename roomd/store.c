@@ -17,6 +17,7 @@
 #include "roomd.h"
 #include "clock.h"
 #include "log.h"
+#include "tap.h"
 
 #define STORE_HWM   100000
 
@@ -145,9 +146,13 @@ store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done)
     if (op->request)
         memcpy (call->trace_id, op->request->trace_id, sizeof call->trace_id);
     msgpack_sbuffer_clear (&self->buffer);
-    if (proto_encode (call, &self->buffer)
-    ||  zmq_send (zsock_resolve (self->store), self->buffer.data, self->buffer.size,
-                  ZMQ_DONTWAIT) < 0) {
+    int rc = proto_encode (call, &self->buffer);
+    if (rc == 0) {
+        tap_message (TAP_OUT, "stored", self->buffer.data, self->buffer.size);
+        rc = zmq_send (zsock_resolve (self->store), self->buffer.data, self->buffer.size,
+                       ZMQ_DONTWAIT) < 0;
+    }
+    if (rc) {
         log_warn ("cannot send %s to stored: %s", proto_type_name (call->type),
                   zmq_strerror (zmq_errno ()));
         done (self, op, NULL);
@@ -176,6 +181,7 @@ store_receive (roomd_t *self)
         zmq_msg_close (&frame);
         return false;
     }
+    tap_message (TAP_IN, "stored", zmq_msg_data (&frame), zmq_msg_size (&frame));
     char why [PROTO_WHY_MAX];
     proto_msg_t *reply = proto_decode (zmq_msg_data (&frame), zmq_msg_size (&frame),
                                        why, sizeof why);

@@ -25,6 +25,7 @@
 #include "stored.h"
 #include "clock.h"
 #include "log.h"
+#include "tap.h"
 
 #define ROUTING_MAX     8       //  frames before the payload we will echo back
 #define GROW_AT_PERCENT 80      //  grow the map before it fills, not only after
@@ -184,6 +185,7 @@ s_send (batch_t *self, zmq_msg_t *routing, int routing_count, const msgpack_sbuf
         }
     }
     zmq_send (self->router, payload->data, payload->size, ZMQ_DONTWAIT);
+    tap_message (TAP_OUT, "client", payload->data, payload->size);
 }
 
 static void
@@ -338,6 +340,7 @@ s_recv (batch_t *self, zmq_msg_t *routing, int *routing_count, zmq_msg_t *payloa
             dropped = true;
         zmq_msg_recv (payload, self->router, 0);    //  the rest is already here
     }
+    tap_message (TAP_IN, "client", zmq_msg_data (payload), zmq_msg_size (payload));
     if (dropped) {
         log_warn ("dropped a message with more than %d routing frames", ROUTING_MAX);
         s_close_routing (routing, *routing_count);

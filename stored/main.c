@@ -13,6 +13,7 @@
 #include "config.h"
 #include "log.h"
 #include "monitor.h"
+#include "tap.h"
 
 static stored_config_t s_config;
 static log_level_t s_log_level;
@@ -39,6 +40,7 @@ static config_option_t s_options [] = {
     { "STORED_BATCH_MAX", CONFIG_INT, "1024", 1, 65536,
       "most writes committed in one transaction", &s_config.batch_max },
     MONITOR_OPTION,
+    TAP_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -59,6 +61,10 @@ main (int argc, char *argv [])
     db_t db;
     if (db_open (&db, &s_config))
         return 1;
+    if (tap_open ("stored")) {
+        db_close (&db);
+        return 1;
+    }
     zsock_t *router = zsock_new (ZMQ_ROUTER);
     assert (router);
     zsock_set_linger (router, 0);
@@ -82,6 +88,7 @@ main (int argc, char *argv [])
     monitor_destroy (&monitor);
     zsock_destroy (&router);
     db_close (&db);
+    tap_close ();
     log_info ("stopped");
     return 0;
 }

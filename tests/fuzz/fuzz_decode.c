@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
+#include <stdlib.h>
 #include "proto.h"
 
 int LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
@@ -16,6 +18,14 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     uint16_t type;
     uint64_t request_id;
     proto_peek (data, size, &type, &request_id);
+    //  What nearchat-spy prints: any bytes, no crash; JSON it can write.
+    json_t *json = proto_json (data, size);
+    if (json) {
+        char *text = json_dumps (json, JSON_COMPACT);
+        assert (text);
+        free (text);
+        json_decref (json);
+    }
     char why [PROTO_WHY_MAX];
     proto_msg_t *msg = proto_decode (data, size, why, sizeof why);
     if (!msg)
