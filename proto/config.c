@@ -12,6 +12,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,7 +32,7 @@ s_flag_name (const char *name, char *flag, size_t size)
 static void
 s_usage (const char *program, const char *summary, const config_option_t *options)
 {
-    printf ("usage: %s [--help] [--version] [--SETTING=VALUE ...]\n\n%s\n\n", program, summary);
+    printf ("usage: %s [--help] [--version] [--check] [--SETTING=VALUE ...]\n\n%s\n\n", program, summary);
     printf ("Each setting is read from its environment variable or its flag (the flag wins):\n\n");
     for (const config_option_t *option = options; option->name; option++) {
         char flag [64];
@@ -106,8 +107,14 @@ config_load (const char *program, const char *summary, config_option_t *options,
         if (value)
             s_apply (program, option, value);
     }
+    bool check = false;
+    const char *level_text = NULL;      //  a LOG_LEVEL flag's, for --check
     for (int arg = 1; arg < argc; arg++) {
         const char *word = argv [arg];
+        if (strcmp (word, "--check") == 0) {
+            check = true;
+            continue;
+        }
         if (strcmp (word, "--help") == 0 || strcmp (word, "-h") == 0) {
             s_usage (program, summary, options);
             exit (0);
@@ -141,5 +148,20 @@ config_load (const char *program, const char *summary, config_option_t *options,
             exit (2);
         }
         s_apply (program, match, value);
+        if (match->kind == CONFIG_LOG_LEVEL)
+            level_text = value;
+    }
+    if (check) {
+        //  Every value passed its checks: show what the daemon would run with.
+        for (config_option_t *option = options; option->name; option++)
+            if (option->kind == CONFIG_INT)
+                printf ("%s=%" PRId64 "\n", option->name, *(int64_t *) option->target);
+            else
+            if (option->kind == CONFIG_STRING)
+                printf ("%s=%s\n", option->name, *(const char **) option->target);
+            else
+                printf ("%s=%s\n", option->name, level_text? level_text
+                        : getenv (option->name)? getenv (option->name): option->default_value);
+        exit (0);
     }
 }

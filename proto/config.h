@@ -37,8 +37,9 @@ typedef struct {
 } config_option_t;
 
 //  Read every option of the NULL-name-terminated table from argv and the
-//  environment. Handles --help (prints usage, exits 0) and --version
-//  (exits 0). On a bad value or an unknown flag, prints why and exits 2.
+//  environment. Handles --help (prints usage, exits 0), --version (exits
+//  0) and --check (prints every setting as NAME=value once all are read
+//  and checked, exits 0). On a bad value or an unknown flag, prints why and exits 2.
 void
     config_load (const char *program, const char *summary,
                  config_option_t *options, int argc, char **argv);

@@ -1,0 +1,43 @@
+# nearchat: one image for every daemon (stored, gateway, roomd, reaper) and
+# the operators' tools (nearchat-spy, nearchat-ping); compose.yml picks the
+# daemon with each service's command. Libraries come from Debian's packages.
+
+# --- build ------------------------------------------------------------------
+FROM debian:bookworm-slim AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      build-essential cmake pkg-config \
+      libzmq3-dev libczmq-dev libcivetweb-dev libmsgpack-dev liblmdb-dev uuid-dev \
+      libjansson-dev libssl-dev \
+ && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY . .
+RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+ && cmake --build build -j "$(nproc)" \
+      --target stored gateway roomd reaper nearchat-spy nearchat-ping
+
+# --- run --------------------------------------------------------------------
+FROM debian:bookworm-slim
+# civetweb opens "libcrypto.so" by that name for TLS, a name only the -dev
+# package provides: it is pointed at the runtime library (gateway/sslshim.c
+# tells the rest of that story).
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      libzmq5 libczmq4 libcivetweb1 libmsgpackc2 liblmdb0 libuuid1 libjansson4 libssl3 \
+      curl lmdb-utils ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && ln -s "$(ls /usr/lib/*/libcrypto.so.3 | head -n 1)" /usr/local/lib/libcrypto.so \
+ && ldconfig \
+ && useradd --system --home-dir /data --shell /usr/sbin/nologin nearchat \
+ && mkdir -p /data && chown nearchat:nearchat /data
+COPY --from=build /src/build/bin/stored /src/build/bin/gateway /src/build/bin/roomd \
+                  /src/build/bin/reaper /src/build/bin/nearchat-spy \
+                  /src/build/bin/nearchat-ping /usr/local/bin/
+# The gateway finds its libssl.so shim through $ORIGIN/../lib/nearchat.
+COPY --from=build /src/build/lib/nearchat/ /usr/local/lib/nearchat/
+USER nearchat
+WORKDIR /data
+VOLUME /data
+ENV DATA_DIR=/data
+EXPOSE 8080 8443
+CMD ["gateway"]
