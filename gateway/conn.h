@@ -30,6 +30,7 @@
 //  A frame's JSON text, shared by every queue it is on.
 typedef struct {
     atomic_int refs;
+    int64_t made_ns;                        //  monotonic, for the delivery latency
     size_t size;
     char data [];
 } frame_t;

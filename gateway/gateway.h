@@ -73,10 +73,20 @@ typedef struct {
     atomic_ullong messages_received;    //  client frames read
     atomic_ullong messages_delivered;   //  frames written to sockets
     atomic_ullong slow_reader_drops;    //  sockets closed as slow readers
+    atomic_ullong frames_dropped;       //  frames queued for them, never written
     atomic_ullong http_requests;
     atomic_ullong events;               //  events received from shards
     atomic_llong shards_live;
+    //  Delivery latency, from a frame made (an event or a reply received)
+    //  to its write: a histogram over metrics_seconds_bounds, kept in
+    //  atomics because every writer thread observes into it.
+    atomic_ullong delivery_buckets [PROTO_BUCKETS_MAX];
+    atomic_ullong delivery_count;
+    atomic_ullong delivery_sum_ns;
 } gateway_metrics_t;
+
+//  Count one delivery that took ns nanoseconds (any thread).
+void gateway_metrics_delivered (int64_t ns);
 
 extern gateway_metrics_t gateway_metrics;
 

@@ -25,6 +25,21 @@ typedef struct {
     const char *label;                  //  "shard" for a shard's samples, else NULL
 } source_t;
 
+void
+gateway_metrics_delivered (int64_t ns)
+{
+    gateway_metrics_t *m = &gateway_metrics;
+    double seconds = (double) ns / 1e9;
+    for (size_t i = 0; i < metrics_seconds_bound_count; i++)
+        if (seconds <= metrics_seconds_bounds [i]) {
+            atomic_fetch_add_explicit (&m->delivery_buckets [i], 1, memory_order_relaxed);
+            break;
+        }
+    atomic_fetch_add_explicit (&m->delivery_sum_ns, (unsigned long long) (ns > 0? ns: 0),
+                               memory_order_relaxed);
+    atomic_fetch_add_explicit (&m->delivery_count, 1, memory_order_relaxed);
+}
+
 static void
 s_own (metrics_set_t *set)
 {
@@ -49,6 +64,25 @@ s_own (metrics_set_t *set)
                      (double) atomic_load (&m->http_requests));
     metrics_gauge (set, "nearchat_gateway_shards_live", "Room shards this gateway routes to.",
                    (double) atomic_load (&m->shards_live));
+    metrics_counter (set, "nearchat_gateway_frames_dropped_total",
+                     "Frames queued for slow readers and dropped with them.",
+                     (double) atomic_load (&m->frames_dropped));
+    //  A snapshot of the writers' atomics: the count is read first, so
+    //  buckets may run ahead of it by an observation, never behind.
+    static __thread metrics_histogram_t delivery;
+    metrics_histogram_init (&delivery, metrics_seconds_bounds, metrics_seconds_bound_count);
+    delivery.count = atomic_load (&m->delivery_count);
+    uint64_t below = 0;
+    for (size_t i = 0; i < metrics_seconds_bound_count; i++) {
+        delivery.counts [i] = atomic_load (&m->delivery_buckets [i]);
+        below += delivery.counts [i];
+    }
+    if (below > delivery.count)
+        delivery.count = below;
+    delivery.sum = (double) atomic_load (&m->delivery_sum_ns) / 1e9;
+    metrics_histogram (set, "nearchat_gateway_delivery_seconds",
+                       "From a frame made (an event or a reply received) to its write to the socket.",
+                       &delivery);
 }
 
 //  Ask stored (shard_id NULL) or one shard for its metrics.

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <czmq.h>
 #include "conn.h"
+#include "clock.h"
 #include "log.h"
 
 typedef struct {
@@ -56,6 +57,7 @@ frame_new (const char *text)
     frame_t *frame = malloc (sizeof *frame + size + 1);
     assert (frame);
     atomic_init (&frame->refs, 1);
+    frame->made_ns = clock_mono_ns ();
     frame->size = size;
     memcpy (frame->data, text, size + 1);
     return frame;
@@ -103,6 +105,7 @@ s_enqueue (conn_t *conn, frame_t *frame)
         return;
     }
     if (conn->queue_count >= (size_t) gateway_config.socket_queue_max) {
+        atomic_fetch_add (&gateway_metrics.frames_dropped, conn->queue_count + 1);
         conn_queue_drop (conn);
         conn->state = CONN_CLOSING;
         conn->close_pending = true;

@@ -37,6 +37,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include "conn.h"
+#include "clock.h"
 #include "log.h"
 
 #define COALESCE_MAX        (64 * 1024)     //  bytes of small frames gathered for one send
@@ -252,13 +253,19 @@ s_serve (conn_t *conn)
     if (closing)
         s_close_slow (conn);
     else {
+        int64_t made_ns [FRAMES_MAX];
         for (size_t i = 0; i < count; i++) {
             s_stage (&conn->out, frames [i]->data, frames [i]->size, MG_WEBSOCKET_OPCODE_TEXT);
+            made_ns [i] = frames [i]->made_ns;
             frame_unref (frames [i]);
         }
         result = s_flush (conn);
-        if (count)
+        if (count) {
             atomic_fetch_add (&gateway_metrics.messages_delivered, count);
+            int64_t now_ns = clock_mono_ns ();
+            for (size_t i = 0; i < count; i++)
+                gateway_metrics_delivered (now_ns - made_ns [i]);
+        }
     }
 
     pthread_mutex_lock (&conn->lock);

@@ -273,6 +273,7 @@ s_test_metrics (void)
         "nearchat_stored_rooms_active", "nearchat_stored_commits_total",
         "nearchat_stored_commit_batch_writes", "nearchat_stored_commit_seconds",
         "nearchat_roomd_rooms", "nearchat_roomd_send_seconds", "nearchat_roomd_messages_total",
+        "nearchat_gateway_delivery_seconds", "nearchat_gateway_frames_dropped_total",
         "nearchat_reaper_sweeps_total", "nearchat_reaper_rooms_closed_total",
         "nearchat_up",
     };
@@ -331,6 +332,9 @@ s_test_metrics (void)
     CHECK (s_histogram_ok (&after, "nearchat_stored_commit_seconds", ""));
     CHECK (s_histogram_ok (&after, "nearchat_stored_commit_batch_writes", ""));
     CHECK (s_histogram_ok (&after, "nearchat_reaper_sweep_seconds", ""));
+    CHECK (s_histogram_ok (&after, "nearchat_gateway_delivery_seconds", ""));
+    CHECK (s_value (&after, "nearchat_gateway_delivery_seconds_count", "")
+           >= s_value (&before, "nearchat_gateway_delivery_seconds_count", "") + 15);
     for (int i = 0; i < s_system.shard_count; i++) {
         char label [64];
         snprintf (label, sizeof label, "shard=\"%s\"", s_system.shard_ids [i]);
