@@ -1320,14 +1320,11 @@ s_json_of (const msgpack_object *object)
 json_t *
 proto_json (const void *data, size_t size)
 {
+    //  The same skim first as for decoding: a declared size is believed
+    //  only once the bytes are there, so nothing huge is allocated.
     msgpack_unpacked unpacked;
-    msgpack_unpacked_init (&unpacked);
-    size_t offset = 0;
-    if (size > PROTO_FRAME_MAX
-    ||  msgpack_unpack_next (&unpacked, data, size, &offset) != MSGPACK_UNPACK_SUCCESS) {
-        msgpack_unpacked_destroy (&unpacked);
+    if (s_parse (data, size, &unpacked, NULL, 0))
         return NULL;
-    }
     const msgpack_object *envelope = &unpacked.data;
     json_t *json = json_object ();
     if (envelope->type == MSGPACK_OBJECT_ARRAY && envelope->via.array.size == 6) {

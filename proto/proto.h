@@ -569,7 +569,7 @@ int
 //  A message as JSON, for people (nearchat-spy): {"type", "requestId",
 //  "trace", "sentAt", "body"} with the body's msgpack as it is, and
 //  "error" with the decoder's reason if proto_decode would refuse it.
-//  Returns NULL if the bytes are no msgpack at all. The caller decrefs.
+//  Returns NULL if the bytes are not one msgpack object. The caller decrefs.
 struct json_t;
 struct json_t *
     proto_json (const void *data, size_t size);
