@@ -2,7 +2,8 @@
     test_metrics - GET /metrics against the real system (stored, gateway,
     2 shards, the reaper every second)
 
-    The text is checked line by line against Prometheus's text format: a
+    The text is read by Prometheus's own parser (python3-prometheus-client)
+    and checked line by line against the text format here as well: a
     family's HELP and TYPE once, before its samples; sample names that
     belong to their family (_bucket, _sum, _count for histograms); label
     sets well formed; values numbers; histogram buckets cumulative and
@@ -242,6 +243,33 @@ s_scrape (scrape_t *scrape)
     CHECK (scrape->valid);
 }
 
+//  The scrape through Prometheus's own parser (Debian's
+//  python3-prometheus-client): it must take every family. Returns how many
+//  families it read, or -1.
+static int
+s_prometheus_parses (const scrape_t *scrape)
+{
+    char path [PATH_MAX];
+    snprintf (path, sizeof path, "%s/scrape.txt", harness_dir ());
+    FILE *file = fopen (path, "w");
+    if (!file)
+        return -1;
+    fputs (scrape->text + 1, file);         //  without the newline s_scrape put first
+    fclose (file);
+    char command [PATH_MAX + 256];
+    snprintf (command, sizeof command,
+              "/usr/bin/python3 -c 'import sys\n"
+              "from prometheus_client.parser import text_string_to_metric_families as parse\n"
+              "print(len(list(parse(open(sys.argv[1]).read()))))' '%s'", path);
+    FILE *pipe = popen (command, "r");
+    if (!pipe)
+        return -1;
+    int families = -1;
+    if (fscanf (pipe, "%d", &families) != 1)
+        families = -1;
+    return pclose (pipe) == 0? families: -1;
+}
+
 static void
 s_free (scrape_t *scrape)
 {
@@ -329,6 +357,10 @@ s_test_metrics (void)
     CHECK (s_sum (&after, "nearchat_roomd_sockets") == 2);
     CHECK (s_sum (&after, "nearchat_reaper_sweeps_total")
            > s_sum (&before, "nearchat_reaper_sweeps_total"));
+    int families = s_prometheus_parses (&after);
+    if (!CHECK (families == after.family_count))
+        fprintf (stderr, "  Prometheus's parser read %d families of %d\n", families,
+                 after.family_count);
     CHECK (s_histogram_ok (&after, "nearchat_stored_commit_seconds", ""));
     CHECK (s_histogram_ok (&after, "nearchat_stored_commit_batch_writes", ""));
     CHECK (s_histogram_ok (&after, "nearchat_reaper_sweep_seconds", ""));
