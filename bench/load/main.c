@@ -1,0 +1,758 @@
+/*  =========================================================================
+    nearchat-load - a load generator for nearchat (and the reference peer)
+
+        nearchat-load fanout      [--rooms 100 --members 10 --rate 5 --seconds 10 --size 100]
+        nearchat-load connections [--sockets 1000 --members 10 --hold 5 --pids P1,P2,...]
+        common: --port 8080 --json PATH --label NAME --sources 50
+
+    One process, one thread, one epoll loop over every socket. Rooms are
+    made over HTTP (POST /rooms), then every member connects over
+    WebSocket (source addresses spread over 127.0.0.2.. so that ephemeral
+    ports do not run out), joins its room and waits for message-history.
+
+    fanout: each member sends --rate messages a second whose text begins
+    with its send time (monotonic microseconds, one clock: sender and
+    receivers are this process), its member index and a sequence number;
+    every receiver records the latency of each new-message and checks, per
+    sender, that the sequence numbers arrive once and in order (gaps are
+    losses, repeats duplicates). connections: holds the sockets idle and
+    reads the resident memory and CPU of the given server processes.
+
+    Loopback only; bounded in sockets, messages and time. It measures and
+    prints; it never judges.
+    =========================================================================
+*/
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include "stats.h"
+#include "wsproto.h"
+
+#define SOCKETS_MAX     50000
+#define MEMBERS_MAX     100
+#define IN_MAX          (256 * 1024)
+#define CONNECTING_MAX  256             //  handshakes under way at once
+#define ROOM_ID_MAX     64
+
+typedef enum { C_IDLE, C_CONNECTING, C_UPGRADING, C_JOINING, C_JOINED, C_DEAD } state_t;
+
+typedef struct {
+    int fd;
+    state_t state;
+    int room, member;
+    char key [WSPROTO_KEY_SIZE];
+    uint8_t *in;
+    size_t in_size;
+    uint8_t *out;
+    size_t out_size, out_max, out_sent;
+    uint64_t next_send_us;
+    uint64_t sent;
+    int64_t last_seen [MEMBERS_MAX];    //  per sender of the room: its last sequence number
+} conn_t;
+
+static struct {
+    const char *scenario, *label, *json_path, *pids;
+    int port, rooms, members, sockets, sources;
+    double rate, seconds, hold;
+    int size;
+} s_opt = { "fanout", "nearchat", NULL, NULL, 8080, 100, 10, 1000, 50, 5, 10, 5, 100 };
+
+static conn_t *s_conns;
+static int s_conn_count;
+static char (*s_room_ids) [ROOM_ID_MAX];
+static int s_epoll;
+static stats_t s_latency;
+static uint64_t s_delivered, s_duplicated, s_gaps, s_acks, s_errors, s_sent, s_failed_conns;
+static uint64_t s_last_delivery_us;
+
+static uint64_t
+s_now_us (void)
+{
+    struct timespec now;
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    return (uint64_t) now.tv_sec * 1000000 + (uint64_t) now.tv_nsec / 1000;
+}
+
+//  ---------------------------------------------------------------------------
+//  HTTP: make a room (blocking; done before the sockets open)
+
+static int
+s_create_room (int index, char *room_id)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) s_opt.port) };
+    inet_pton (AF_INET, "127.0.0.1", &to.sin_addr);
+    if (fd < 0 || connect (fd, (struct sockaddr *) &to, sizeof to)) {
+        if (fd >= 0)
+            close (fd);
+        return -1;
+    }
+    char body [160], request [512];
+    snprintf (body, sizeof body, "{\"userId\":\"load-owner-%d\",\"latitude\":%.5f,\"longitude\":%.5f}",
+              index, 10 + (index % 100) * 0.01, 10 + (index / 100) * 0.01);
+    int length = snprintf (request, sizeof request,
+        "POST /rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+        "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen (body), body);
+    if (write (fd, request, (size_t) length) != length) {
+        close (fd);
+        return -1;
+    }
+    char answer [4096];
+    size_t used = 0;
+    ssize_t got;
+    while (used < sizeof answer - 1 && (got = read (fd, answer + used, sizeof answer - 1 - used)) > 0)
+        used += (size_t) got;
+    answer [used] = 0;
+    close (fd);
+    const char *at = strstr (answer, "\"roomId\":\"");
+    if (strncmp (answer, "HTTP/1.1 200", 12) != 0 || !at)
+        return -1;
+    at += 10;
+    size_t id_length = strcspn (at, "\"");
+    if (id_length == 0 || id_length >= ROOM_ID_MAX)
+        return -1;
+    memcpy (room_id, at, id_length);
+    room_id [id_length] = 0;
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Sockets
+
+static void
+s_watch (conn_t *conn, bool want_write)
+{
+    struct epoll_event event = { .events = EPOLLIN | (want_write? EPOLLOUT: 0),
+                                 .data.ptr = conn };
+    epoll_ctl (s_epoll, EPOLL_CTL_MOD, conn->fd, &event);
+}
+
+static void
+s_kill (conn_t *conn)
+{
+    if (conn->state == C_DEAD)
+        return;
+    if (conn->state != C_JOINED)
+        s_failed_conns++;
+    conn->state = C_DEAD;
+    epoll_ctl (s_epoll, EPOLL_CTL_DEL, conn->fd, NULL);
+    close (conn->fd);
+    conn->fd = -1;
+}
+
+//  Write what is queued; watch for writability while some is left.
+static void
+s_flush (conn_t *conn)
+{
+    while (conn->out_sent < conn->out_size) {
+        ssize_t wrote = send (conn->fd, conn->out + conn->out_sent,
+                              conn->out_size - conn->out_sent, MSG_NOSIGNAL);
+        if (wrote < 0) {
+            if (errno == EAGAIN) {
+                s_watch (conn, true);
+                return;
+            }
+            s_kill (conn);
+            return;
+        }
+        conn->out_sent += (size_t) wrote;
+    }
+    conn->out_size = conn->out_sent = 0;
+    s_watch (conn, false);
+}
+
+static void
+s_queue (conn_t *conn, const void *data, size_t size)
+{
+    if (conn->out_size + size > conn->out_max) {
+        conn->out_max = (conn->out_size + size) * 2;
+        conn->out = realloc (conn->out, conn->out_max);
+    }
+    memcpy (conn->out + conn->out_size, data, size);
+    conn->out_size += size;
+}
+
+static void
+s_send_text (conn_t *conn, const char *text)
+{
+    uint8_t frame [8192], mask [4];
+    uint32_t random_bits = (uint32_t) rand ();
+    memcpy (mask, &random_bits, 4);
+    int length = wsproto_frame (frame, sizeof frame, WSPROTO_TEXT, text, strlen (text), mask);
+    if (length > 0) {
+        s_queue (conn, frame, (size_t) length);
+        s_flush (conn);
+    }
+}
+
+static int
+s_open (conn_t *conn, int index)
+{
+    int fd = socket (AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0)
+        return -1;
+    int one = 1;
+    setsockopt (fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    //  A source address of its own, the port chosen at connect: 4-tuples,
+    //  not ports, are what must be unique.
+    setsockopt (fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    struct sockaddr_in from = { .sin_family = AF_INET };
+    from.sin_addr.s_addr = htonl (0x7F000002u + (uint32_t) (index % s_opt.sources));
+    if (bind (fd, (struct sockaddr *) &from, sizeof from)) {
+        close (fd);
+        return -1;
+    }
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) s_opt.port) };
+    inet_pton (AF_INET, "127.0.0.1", &to.sin_addr);
+    if (connect (fd, (struct sockaddr *) &to, sizeof to) && errno != EINPROGRESS) {
+        close (fd);
+        return -1;
+    }
+    conn->fd = fd;
+    conn->state = C_CONNECTING;
+    struct epoll_event event = { .events = EPOLLIN | EPOLLOUT, .data.ptr = conn };
+    epoll_ctl (s_epoll, EPOLL_CTL_ADD, fd, &event);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  Frames in
+
+static void
+s_on_new_message (conn_t *conn, const char *text, size_t size, uint64_t now_us)
+{
+    (void) size;
+    unsigned long long sent_us, n;
+    int sender;
+    if (sscanf (text, "%llu %d %llu", &sent_us, &sender, &n) != 3
+    ||  sender < 0 || sender >= s_opt.members) {
+        s_errors++;
+        return;
+    }
+    s_delivered++;
+    s_last_delivery_us = now_us;
+    stats_record (&s_latency, now_us > sent_us? now_us - sent_us: 0);
+    int64_t *last = &conn->last_seen [sender];
+    if ((int64_t) n <= *last)
+        s_duplicated++;
+    else {
+        s_gaps += (uint64_t) ((int64_t) n - *last - 1);
+        *last = (int64_t) n;
+    }
+}
+
+static void
+s_on_frame (conn_t *conn, const wsproto_frame_t *frame, uint64_t now_us)
+{
+    if (frame->opcode == WSPROTO_PING) {
+        uint8_t pong [140], mask [4] = { 1, 2, 3, 4 };
+        int length = wsproto_frame (pong, sizeof pong, WSPROTO_PONG, frame->payload,
+                                    frame->length, mask);
+        s_queue (conn, pong, (size_t) length);
+        s_flush (conn);
+        return;
+    }
+    if (frame->opcode == WSPROTO_CLOSE) {
+        s_kill (conn);
+        return;
+    }
+    if (frame->opcode != WSPROTO_TEXT)
+        return;
+    const char *json = (const char *) frame->payload;
+    size_t size = frame->length;
+    //  A look at the type, not a parse: at 300,000 frames a second the
+    //  measuring must cost less than what is measured.
+    const char *type = memmem (json, size < 64? size: 64, "\"type\":\"", 8);
+    if (!type)
+        return;
+    type += 8;
+    if (!strncmp (type, "new-message\"", 12)) {
+        const char *text = memmem (json, size, "\"text\":\"", 8);
+        if (text)
+            s_on_new_message (conn, text + 8, size - (size_t) (text + 8 - json), now_us);
+    }
+    else
+    if (!strncmp (type, "ack\"", 4))
+        s_acks++;
+    else
+    if (!strncmp (type, "message-history\"", 16) && conn->state == C_JOINING)
+        conn->state = C_JOINED;
+    else
+    if (!strncmp (type, "error\"", 6))
+        s_errors++;
+}
+
+static void
+s_join (conn_t *conn)
+{
+    char text [256];
+    snprintf (text, sizeof text, "{\"action\":\"join-room\",\"roomId\":\"%s\"}",
+              s_room_ids [conn->room]);
+    conn->state = C_JOINING;
+    s_send_text (conn, text);
+}
+
+static void
+s_on_readable (conn_t *conn, uint64_t now_us)
+{
+    for (;;) {
+        if (conn->in_size == IN_MAX) {
+            s_kill (conn);                  //  a frame larger than we take
+            return;
+        }
+        ssize_t got = recv (conn->fd, conn->in + conn->in_size, IN_MAX - conn->in_size, 0);
+        if (got == 0 || (got < 0 && errno != EAGAIN)) {
+            s_kill (conn);
+            return;
+        }
+        if (got < 0)
+            break;
+        conn->in_size += (size_t) got;
+    }
+    size_t at = 0;
+    if (conn->state == C_UPGRADING) {
+        int length = wsproto_response ((const char *) conn->in, conn->in_size, conn->key);
+        if (length < 0) {
+            s_kill (conn);
+            return;
+        }
+        if (length == 0)
+            return;
+        at = (size_t) length;
+        s_join (conn);
+    }
+    while (conn->state != C_DEAD) {
+        wsproto_frame_t frame;
+        long used = wsproto_parse (conn->in + at, conn->in_size - at, &frame);
+        if (used < 0) {
+            s_kill (conn);
+            return;
+        }
+        if (used == 0)
+            break;
+        s_on_frame (conn, &frame, now_us);
+        at += (size_t) used;
+    }
+    if (conn->state != C_DEAD) {
+        memmove (conn->in, conn->in + at, conn->in_size - at);
+        conn->in_size -= at;
+    }
+}
+
+static void
+s_on_event (conn_t *conn, uint32_t events, uint64_t now_us)
+{
+    if (conn->state == C_DEAD)
+        return;
+    if (conn->state == C_CONNECTING && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+        int error = 0;
+        socklen_t size = sizeof error;
+        getsockopt (conn->fd, SOL_SOCKET, SO_ERROR, &error, &size);
+        if (error) {
+            s_kill (conn);
+            return;
+        }
+        uint8_t random [16];
+        if (getrandom (random, sizeof random, 0) != sizeof random)
+            memset (random, 7, sizeof random);
+        wsproto_key (random, conn->key);
+        char path [96], request [512];
+        snprintf (path, sizeof path, "/ws?userId=load-%d-%d", conn->room, conn->member);
+        int length = wsproto_request (request, sizeof request, "127.0.0.1", s_opt.port, path,
+                                      conn->key);
+        conn->state = C_UPGRADING;
+        s_queue (conn, request, (size_t) length);
+        s_flush (conn);
+        return;
+    }
+    if (events & EPOLLIN)
+        s_on_readable (conn, now_us);
+    if (conn->state != C_DEAD && (events & EPOLLOUT))
+        s_flush (conn);
+}
+
+//  Run the loop until done () says so or deadline (monotonic µs) passes.
+static void
+s_loop (uint64_t deadline_us, bool (*done) (void), void (*tick) (uint64_t now_us))
+{
+    struct epoll_event events [512];
+    while (!done () && s_now_us () < deadline_us) {
+        int count = epoll_wait (s_epoll, events, 512, tick? 1: 10);
+        uint64_t now_us = s_now_us ();
+        for (int i = 0; i < count; i++)
+            s_on_event (events [i].data.ptr, events [i].events, now_us);
+        if (tick)
+            tick (now_us);
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Setting up: rooms, sockets, joins
+
+static int s_next_to_open;
+
+static int
+s_in_progress (void)
+{
+    int count = 0;
+    for (int i = 0; i < s_next_to_open; i++)
+        count += s_conns [i].state == C_CONNECTING || s_conns [i].state == C_UPGRADING
+              || s_conns [i].state == C_JOINING;
+    return count;
+}
+
+static void
+s_open_more (uint64_t now_us)
+{
+    (void) now_us;
+    int room_for = CONNECTING_MAX - s_in_progress ();
+    for (; room_for > 0 && s_next_to_open < s_conn_count; room_for--, s_next_to_open++)
+        if (s_open (&s_conns [s_next_to_open], s_next_to_open))
+            s_kill (&s_conns [s_next_to_open]);
+}
+
+static bool
+s_all_joined (void)
+{
+    if (s_next_to_open < s_conn_count)
+        return false;
+    for (int i = 0; i < s_conn_count; i++)
+        if (s_conns [i].state != C_JOINED && s_conns [i].state != C_DEAD)
+            return false;
+    return true;
+}
+
+//  Make the rooms and join every member; returns the seconds it took, or -1.
+static double
+s_set_up (int rooms, int members)
+{
+    s_room_ids = calloc ((size_t) rooms, ROOM_ID_MAX);
+    for (int r = 0; r < rooms; r++)
+        if (s_create_room (r, s_room_ids [r])) {
+            fprintf (stderr, "nearchat-load: POST /rooms failed on port %d\n", s_opt.port);
+            return -1;
+        }
+    s_conn_count = rooms * members;
+    s_conns = calloc ((size_t) s_conn_count, sizeof *s_conns);
+    for (int i = 0; i < s_conn_count; i++) {
+        conn_t *conn = &s_conns [i];
+        conn->fd = -1;
+        conn->room = i / members;
+        conn->member = i % members;
+        conn->in = malloc (IN_MAX);
+        for (int m = 0; m < MEMBERS_MAX; m++)
+            conn->last_seen [m] = -1;
+    }
+    uint64_t started = s_now_us ();
+    s_loop (started + 120 * 1000000ull, s_all_joined, s_open_more);
+    return (double) (s_now_us () - started) / 1e6;
+}
+
+static int
+s_joined (void)
+{
+    int joined = 0;
+    for (int i = 0; i < s_conn_count; i++)
+        joined += s_conns [i].state == C_JOINED;
+    return joined;
+}
+
+//  ---------------------------------------------------------------------------
+//  fanout
+
+static uint64_t s_interval_us, s_stop_sending_us;
+static char *s_padding;
+
+static void
+s_send_due (uint64_t now_us)
+{
+    if (now_us >= s_stop_sending_us)
+        return;
+    for (int i = 0; i < s_conn_count; i++) {
+        conn_t *conn = &s_conns [i];
+        if (conn->state != C_JOINED || conn->next_send_us > now_us)
+            continue;
+        char text [8192];
+        snprintf (text, sizeof text,
+                  "{\"action\":\"send-message\",\"roomId\":\"%s\",\"messageId\":\"l%d-%llu\","
+                  "\"message\":\"%llu %d %llu %s\"}", s_room_ids [conn->room], i,
+                  (unsigned long long) conn->sent, (unsigned long long) s_now_us (),
+                  conn->member, (unsigned long long) conn->sent, s_padding);
+        conn->sent++;
+        s_sent++;
+        conn->next_send_us += s_interval_us;
+        if (conn->next_send_us < now_us)
+            conn->next_send_us = now_us;    //  behind: do not burst to catch up
+        s_send_text (conn, text);
+    }
+}
+
+static uint64_t s_expected;
+
+static bool
+s_all_delivered (void)
+{
+    return s_stop_sending_us && s_now_us () > s_stop_sending_us
+        && s_delivered + s_duplicated >= s_expected;
+}
+
+static bool
+s_never (void)
+{
+    return false;
+}
+
+static void
+s_report_json (const char *fields)
+{
+    if (!s_opt.json_path)
+        return;
+    FILE *file = fopen (s_opt.json_path, "w");
+    if (!file)
+        return;
+    fprintf (file, "{\"label\":\"%s\",\"scenario\":\"%s\",%s}\n", s_opt.label, s_opt.scenario,
+             fields);
+    fclose (file);
+}
+
+static int
+s_fanout (void)
+{
+    double setup_s = s_set_up (s_opt.rooms, s_opt.members);
+    if (setup_s < 0)
+        return 1;
+    int joined = s_joined ();
+    printf ("%s fanout: %d rooms x %d members, %d of %d sockets joined in %.1f s\n", s_opt.label,
+            s_opt.rooms, s_opt.members, joined, s_conn_count, setup_s);
+    s_padding = malloc ((size_t) s_opt.size + 1);
+    memset (s_padding, 'x', (size_t) s_opt.size);
+    s_padding [s_opt.size] = 0;
+    s_interval_us = (uint64_t) (1e6 / s_opt.rate);
+    uint64_t start = s_now_us ();
+    for (int i = 0; i < s_conn_count; i++)      //  spread the first sends over an interval
+        s_conns [i].next_send_us = start + (uint64_t) rand () % s_interval_us;
+    stats_reset (&s_latency);
+    s_stop_sending_us = start + (uint64_t) (s_opt.seconds * 1e6);
+    s_loop (s_stop_sending_us, s_never, s_send_due);
+    //  Every member, the sender too, gets each message of its room.
+    s_expected = s_sent * (uint64_t) s_opt.members;
+    s_loop (s_now_us () + 5 * 1000000ull, s_all_delivered, NULL);
+    uint64_t lost = s_expected > s_delivered - s_duplicated? s_expected - (s_delivered - s_duplicated): 0;
+    //  Over the time the deliveries took: past saturation they go on after
+    //  the sending stopped, and the rate is what the system carried.
+    uint64_t delivering_us = s_last_delivery_us > start? s_last_delivery_us - start: 1;
+    double rate = (double) s_delivered / ((double) delivering_us / 1e6);
+    printf ("  sent %llu, acked %llu, delivered %llu of %llu (missing at the end %llu, gaps %llu, duplicated %llu,"
+            " errors %llu, sockets failed %llu)\n",
+            (unsigned long long) s_sent, (unsigned long long) s_acks,
+            (unsigned long long) s_delivered, (unsigned long long) s_expected,
+            (unsigned long long) lost, (unsigned long long) s_gaps,
+            (unsigned long long) s_duplicated, (unsigned long long) s_errors,
+            (unsigned long long) s_failed_conns);
+    printf ("  deliveries/s %.0f; latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f\n", rate,
+            (double) stats_quantile (&s_latency, 0.5) / 1000,
+            (double) stats_quantile (&s_latency, 0.9) / 1000,
+            (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000);
+    char fields [1024];
+    snprintf (fields, sizeof fields,
+              "\"rooms\":%d,\"members\":%d,\"rate\":%g,\"seconds\":%g,\"sent\":%llu,"
+              "\"delivered\":%llu,\"expected\":%llu,\"missing\":%llu,\"gaps\":%llu,\"duplicated\":%llu,"
+              "\"errors\":%llu,\"failed_sockets\":%llu,\"deliveries_per_s\":%.0f,"
+              "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f",
+              s_opt.rooms, s_opt.members, s_opt.rate, s_opt.seconds,
+              (unsigned long long) s_sent, (unsigned long long) s_delivered,
+              (unsigned long long) s_expected, (unsigned long long) lost,
+              (unsigned long long) s_gaps, (unsigned long long) s_duplicated,
+              (unsigned long long) s_errors, (unsigned long long) s_failed_conns, rate,
+              (double) stats_quantile (&s_latency, 0.5) / 1000,
+              (double) stats_quantile (&s_latency, 0.9) / 1000,
+              (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000);
+    s_report_json (fields);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+//  connections
+
+typedef struct {
+    int pid;
+    char name [32];
+    long rss_kib;
+    double cpu_s;
+} process_t;
+
+static bool
+s_read_process (process_t *process)
+{
+    char path [64], line [512];
+    snprintf (path, sizeof path, "/proc/%d/status", process->pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false;
+    while (fgets (line, sizeof line, file)) {
+        if (!strncmp (line, "Name:", 5))
+            sscanf (line + 5, "%31s", process->name);
+        if (!strncmp (line, "VmRSS:", 6))
+            process->rss_kib = atol (line + 6);
+    }
+    fclose (file);
+    snprintf (path, sizeof path, "/proc/%d/stat", process->pid);
+    file = fopen (path, "r");
+    if (!file)
+        return false;
+    unsigned long utime = 0, stime = 0;
+    //  Fields 14 and 15, after the command in parentheses.
+    if (fgets (line, sizeof line, file)) {
+        const char *after = strrchr (line, ')');
+        if (after)
+            sscanf (after + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+                    &utime, &stime);
+    }
+    fclose (file);
+    process->cpu_s = (double) (utime + stime) / (double) sysconf (_SC_CLK_TCK);
+    return true;
+}
+
+static int
+s_read_pids (process_t *processes, int max)
+{
+    int count = 0;
+    if (!s_opt.pids)
+        return 0;
+    char *copy = strdup (s_opt.pids), *save = NULL;
+    for (char *pid = strtok_r (copy, ",", &save); pid && count < max; pid = strtok_r (NULL, ",", &save))
+        processes [count++] = (process_t) { .pid = atoi (pid) };
+    free (copy);
+    return count;
+}
+
+static int
+s_connections (void)
+{
+    process_t before [16], after [16];
+    int count = s_read_pids (before, 16);
+    for (int i = 0; i < count; i++)
+        s_read_process (&before [i]);
+    int rooms = (s_opt.sockets + s_opt.members - 1) / s_opt.members;
+    double setup_s = s_set_up (rooms, s_opt.members);
+    if (setup_s < 0)
+        return 1;
+    int joined = s_joined ();
+    printf ("%s connections: %d of %d sockets joined to %d rooms in %.1f s (%.0f a second)\n",
+            s_opt.label, joined, s_conn_count, rooms, setup_s, joined / setup_s);
+    //  Idle: hold them, and see what the servers spend meanwhile.
+    memcpy (after, before, sizeof before);
+    for (int i = 0; i < count; i++)
+        s_read_process (&after [i]);
+    uint64_t idle_start = s_now_us ();
+    s_loop (idle_start + (uint64_t) (s_opt.hold * 1e6), s_never, NULL);
+    double idle_s = (double) (s_now_us () - idle_start) / 1e6;
+    long rss_total = 0, rss_grown = 0;
+    double cpu_total = 0;
+    for (int i = 0; i < count; i++) {
+        process_t end = after [i];
+        if (!s_read_process (&end))
+            continue;
+        double cpu = (end.cpu_s - after [i].cpu_s) / idle_s * 100;
+        rss_total += end.rss_kib;
+        rss_grown += end.rss_kib - before [i].rss_kib;
+        cpu_total += cpu;
+        printf ("  %-8s pid %-7d %7ld KiB resident (+%ld), idle CPU %.2f%% of a core\n",
+                end.name, end.pid, end.rss_kib, end.rss_kib - before [i].rss_kib, cpu);
+    }
+    double per_socket = joined? (double) rss_grown / joined: 0;
+    if (count)
+        printf ("  all: %ld KiB, +%ld KiB for %d sockets = %.1f KiB a socket; idle CPU %.2f%%\n",
+                rss_total, rss_grown, joined, per_socket, cpu_total);
+    char fields [512];
+    snprintf (fields, sizeof fields,
+              "\"sockets\":%d,\"joined\":%d,\"connect_per_s\":%.0f,\"rss_kib\":%ld,"
+              "\"rss_grown_kib\":%ld,\"kib_per_socket\":%.1f,\"idle_cpu_percent\":%.2f",
+              s_conn_count, joined, joined / setup_s, rss_total, rss_grown, per_socket, cpu_total);
+    s_report_json (fields);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+        "usage: nearchat-load fanout      [--rooms 100] [--members 10] [--rate 5] [--seconds 10] [--size 100]\n"
+        "       nearchat-load connections [--sockets 1000] [--members 10] [--hold 5] [--pids P1,P2]\n"
+        "       common: [--port 8080] [--json PATH] [--label NAME] [--sources 50]\n");
+}
+
+int
+main (int argc, char *argv [])
+{
+    if (argc < 2 || !strcmp (argv [1], "--help")) {
+        s_usage (argc < 2? stderr: stdout);
+        return argc < 2? 2: 0;
+    }
+    s_opt.scenario = argv [1];
+    for (int i = 2; i < argc; i++) {
+        const char *name = argv [i], *value = i + 1 < argc? argv [i + 1]: NULL;
+        if (!value || strncmp (name, "--", 2)) {
+            fprintf (stderr, "nearchat-load: bad argument '%s'\n", name);
+            s_usage (stderr);
+            return 2;
+        }
+        i++;
+        if (!strcmp (name, "--port"))          s_opt.port = atoi (value);
+        else if (!strcmp (name, "--rooms"))    s_opt.rooms = atoi (value);
+        else if (!strcmp (name, "--members"))  s_opt.members = atoi (value);
+        else if (!strcmp (name, "--sockets"))  s_opt.sockets = atoi (value);
+        else if (!strcmp (name, "--sources"))  s_opt.sources = atoi (value);
+        else if (!strcmp (name, "--rate"))     s_opt.rate = atof (value);
+        else if (!strcmp (name, "--seconds"))  s_opt.seconds = atof (value);
+        else if (!strcmp (name, "--hold"))     s_opt.hold = atof (value);
+        else if (!strcmp (name, "--size"))     s_opt.size = atoi (value);
+        else if (!strcmp (name, "--json"))     s_opt.json_path = value;
+        else if (!strcmp (name, "--label"))    s_opt.label = value;
+        else if (!strcmp (name, "--pids"))     s_opt.pids = value;
+        else {
+            fprintf (stderr, "nearchat-load: unknown option '%s'\n", name);
+            return 2;
+        }
+    }
+    //  Bounded, whatever is asked.
+    if (s_opt.port < 1 || s_opt.port > 65535 || s_opt.rooms < 1 || s_opt.members < 1
+    ||  s_opt.members > MEMBERS_MAX || s_opt.rooms * s_opt.members > SOCKETS_MAX
+    ||  s_opt.sockets < 1 || s_opt.sockets > SOCKETS_MAX || s_opt.rate <= 0 || s_opt.rate > 1000
+    ||  s_opt.seconds <= 0 || s_opt.seconds > 600 || s_opt.hold <= 0 || s_opt.hold > 600
+    ||  s_opt.size < 0 || s_opt.size > 4000 || s_opt.sources < 1 || s_opt.sources > 250) {
+        fprintf (stderr, "nearchat-load: a value is out of bounds (see --help; at most %d sockets,"
+                 " %d members, 600 s)\n", SOCKETS_MAX, MEMBERS_MAX);
+        return 2;
+    }
+    struct rlimit files;
+    if (getrlimit (RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+        files.rlim_cur = files.rlim_max;
+        setrlimit (RLIMIT_NOFILE, &files);
+    }
+    s_epoll = epoll_create1 (0);
+    srand ((unsigned) s_now_us ());
+    if (!strcmp (s_opt.scenario, "fanout"))
+        return s_fanout ();
+    if (!strcmp (s_opt.scenario, "connections"))
+        return s_connections ();
+    fprintf (stderr, "nearchat-load: unknown scenario '%s'\n", s_opt.scenario);
+    s_usage (stderr);
+    return 2;
+}
