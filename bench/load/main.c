@@ -65,11 +65,11 @@ typedef struct {
 } conn_t;
 
 static struct {
-    const char *scenario, *label, *json_path, *pids;
+    const char *scenario, *label, *json_path, *pids, *cdf_path;
     int port, rooms, members, sockets, sources;
     double rate, seconds, hold;
     int size;
-} s_opt = { "fanout", "nearchat", NULL, NULL, 8080, 100, 10, 1000, 50, 5, 10, 5, 100 };
+} s_opt = { "fanout", "nearchat", NULL, NULL, NULL, 8080, 100, 10, 1000, 50, 5, 10, 5, 100 };
 
 static conn_t *s_conns;
 static int s_conn_count;
@@ -582,6 +582,19 @@ s_fanout (void)
               (double) stats_quantile (&s_latency, 0.9) / 1000,
               (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000);
     s_report_json (fields);
+    if (s_opt.cdf_path) {
+        //  The latency distribution, for a plot: "quantile milliseconds"
+        //  lines, dense in the tail where the story is.
+        FILE *file = fopen (s_opt.cdf_path, "w");
+        for (double tail = 0.5; file && tail >= 0.00001; tail /= 1.25) {
+            double q = 1 - tail;
+            fprintf (file, "%.6f %.3f\n", q, (double) stats_quantile (&s_latency, q) / 1000);
+        }
+        if (file) {
+            fprintf (file, "1.000000 %.3f\n", (double) s_latency.max / 1000);
+            fclose (file);
+        }
+    }
     return 0;
 }
 
@@ -695,7 +708,8 @@ s_usage (FILE *out)
     fprintf (out,
         "usage: nearchat-load fanout      [--rooms 100] [--members 10] [--rate 5] [--seconds 10] [--size 100]\n"
         "       nearchat-load connections [--sockets 1000] [--members 10] [--hold 5] [--pids P1,P2]\n"
-        "       common: [--port 8080] [--json PATH] [--label NAME] [--sources 50]\n");
+        "       common: [--port 8080] [--json PATH] [--label NAME] [--sources 50]\n"
+        "       fanout also: [--cdf PATH] (quantile and latency lines, for a plot)\n");
 }
 
 int
@@ -726,6 +740,7 @@ main (int argc, char *argv [])
         else if (!strcmp (name, "--json"))     s_opt.json_path = value;
         else if (!strcmp (name, "--label"))    s_opt.label = value;
         else if (!strcmp (name, "--pids"))     s_opt.pids = value;
+        else if (!strcmp (name, "--cdf"))      s_opt.cdf_path = value;
         else {
             fprintf (stderr, "nearchat-load: unknown option '%s'\n", name);
             return 2;

@@ -1,0 +1,15 @@
+# Send-to-receive latency by percentile, nearchat and the reference peer at
+# the same offered load. Variables (gnuplot -e): out, nearchat, peer, rate.
+set terminal pngcairo size 900,560 font ",11"
+set output out
+set title sprintf("fanout 100 rooms x 10 members, %s messages/s each member", rate)
+set xlabel "percentile"
+set ylabel "latency (ms)"
+set logscale y
+set grid
+set key top left
+set xtics ("50%%" 0.301, "90%%" 1, "99%%" 2, "99.9%%" 3, "99.99%%" 4)
+set xrange [0.3:4.2]
+nines(q) = q < 1 ? -log10(1 - q) : 1/0
+plot nearchat using (nines($1)):($2 > 0 ? $2 : 0.001) with linespoints lw 2 title "nearchat", \
+     peer using (nines($1)):($2 > 0 ? $2 : 0.001) with linespoints lw 2 title "reference peer (Node ws)"
