@@ -84,7 +84,9 @@ void writers_stop (void);
 //  Hand conn to a writer: it has frames queued, or close_pending. Conn's
 //  lock held; does nothing while a writer has it or its socket is full.
 void writers_wake (conn_t *conn);
-//  The socket of civetweb's connection mg, or -1 (see writers.c).
+//  The socket of civetweb's connection mg, or -1 (see writers.c); it is
+//  known as a connection's until writers_forget_fd, before civetweb closes it.
 int  writers_find_fd (const struct mg_connection *mg);
+void writers_forget_fd (int fd);
 
 #endif

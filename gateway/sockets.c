@@ -272,7 +272,9 @@ sockets_close (conn_t **conn_p, char *room_id)
     while (conn->writing)
         pthread_cond_wait (&conn->idle, &conn->lock);
     pthread_mutex_unlock (&conn->lock);
-    //  From here on no thread touches conn->mg or conn->fd (conn.h).
+    //  From here on no thread touches conn->mg or conn->fd (conn.h); civetweb
+    //  closes the socket after this handler, so its number is free to find.
+    writers_forget_fd (conn->fd);
     atomic_fetch_sub (&gateway_metrics.connections_open, 1);
     atomic_fetch_add (&gateway_metrics.disconnects, 1);
     conn_unref (conn);

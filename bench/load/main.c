@@ -3,6 +3,7 @@
 
         nearchat-load fanout      [--rooms 100 --members 10 --rate 5 --seconds 10 --size 100]
         nearchat-load connections [--sockets 1000 --members 10 --hold 5 --pids P1,P2,...]
+        nearchat-load churn       [--sockets 1000 --rooms 100 --seconds 10]
         common: --port 8080 --json PATH --label NAME --sources 50
 
     One process, one thread, one epoll loop over every socket. Rooms are
@@ -17,6 +18,8 @@
     sender, that the sequence numbers arrive once and in order (gaps are
     losses, repeats duplicates). connections: holds the sockets idle and
     reads the resident memory and CPU of the given server processes.
+    churn: every socket connects, joins, says one thing, waits for its
+    ack, leaves and closes, and the next user takes its place.
 
     Loopback only; bounded in sockets, messages and time. It measures and
     prints; it never judges.
@@ -61,6 +64,9 @@ typedef struct {
     size_t out_size, out_max, out_sent;
     uint64_t next_send_us;
     uint64_t sent;
+    int index;                          //  in s_conns
+    uint64_t generation;                //  churn: the how-manieth user of this slot
+    uint64_t cycle_start_us;            //  churn: when this user's connect began
     int64_t last_seen [MEMBERS_MAX];    //  per sender of the room: its last sequence number
 } conn_t;
 
@@ -78,6 +84,15 @@ static int s_epoll;
 static stats_t s_latency;
 static uint64_t s_delivered, s_duplicated, s_gaps, s_acks, s_errors, s_sent, s_failed_conns;
 static uint64_t s_last_delivery_us;
+static bool s_churn;                    //  the churn scenario: every slot cycles
+static uint64_t s_cycles, s_churn_stop_us;
+static stats_t s_cycle_latency;
+//  Slots whose next user connects once the current batch of events is
+//  done: a new socket may reuse the old one's number, and an event of the
+//  old one still in the batch must not reach the new.
+static int *s_reopen;
+static int s_reopen_count;
+static int s_open (conn_t *conn, int index);
 
 static uint64_t
 s_now_us (void)
@@ -152,6 +167,9 @@ s_kill (conn_t *conn)
     epoll_ctl (s_epoll, EPOLL_CTL_DEL, conn->fd, NULL);
     close (conn->fd);
     conn->fd = -1;
+    conn->in_size = conn->out_size = conn->out_sent = 0;
+    if (s_churn && s_now_us () < s_churn_stop_us)      //  a failed cycle: the next user
+        s_reopen [s_reopen_count++] = conn->index;
 }
 
 //  Write what is queued; watch for writability while some is left.
@@ -224,6 +242,7 @@ s_open (conn_t *conn, int index)
     }
     conn->fd = fd;
     conn->state = C_CONNECTING;
+    conn->cycle_start_us = s_now_us ();
     struct epoll_event event = { .events = EPOLLIN | EPOLLOUT, .data.ptr = conn };
     epoll_ctl (s_epoll, EPOLL_CTL_ADD, fd, &event);
     return 0;
@@ -253,6 +272,45 @@ s_on_new_message (conn_t *conn, const char *text, size_t size, uint64_t now_us)
         s_gaps += (uint64_t) ((int64_t) n - *last - 1);
         *last = (int64_t) n;
     }
+}
+
+//  churn: a joined user says one thing...
+static void
+s_churn_say (conn_t *conn)
+{
+    char text [256];
+    snprintf (text, sizeof text, "{\"action\":\"send-message\",\"roomId\":\"%s\","
+              "\"messageId\":\"c%d-%llu\",\"message\":\"0 0 0 churn\"}",
+              s_room_ids [conn->room], conn->index, (unsigned long long) conn->generation);
+    s_sent++;
+    s_send_text (conn, text);
+}
+
+//  ...and once it is acknowledged, leaves, closes, and the slot's next user
+//  connects (until the run ends).
+static void
+s_churn_next (conn_t *conn, uint64_t now_us)
+{
+    char text [256];
+    snprintf (text, sizeof text, "{\"action\":\"leave-room\",\"roomId\":\"%s\"}",
+              s_room_ids [conn->room]);
+    s_send_text (conn, text);
+    uint8_t close_frame [16], mask [4] = { 9, 8, 7, 6 };
+    const uint8_t normal [2] = { 0x03, 0xE8 };          //  1000, normal closure
+    int length = wsproto_frame (close_frame, sizeof close_frame, WSPROTO_CLOSE, normal, 2, mask);
+    s_queue (conn, close_frame, (size_t) length);
+    s_flush (conn);
+    s_cycles++;
+    stats_record (&s_cycle_latency, now_us - conn->cycle_start_us);
+    if (conn->fd >= 0) {
+        epoll_ctl (s_epoll, EPOLL_CTL_DEL, conn->fd, NULL);
+        close (conn->fd);
+        conn->fd = -1;
+    }
+    conn->state = C_DEAD;
+    conn->in_size = conn->out_size = conn->out_sent = 0;
+    if (now_us < s_churn_stop_us)
+        s_reopen [s_reopen_count++] = conn->index;
 }
 
 static void
@@ -286,11 +344,17 @@ s_on_frame (conn_t *conn, const wsproto_frame_t *frame, uint64_t now_us)
             s_on_new_message (conn, text + 8, size - (size_t) (text + 8 - json), now_us);
     }
     else
-    if (!strncmp (type, "ack\"", 4))
+    if (!strncmp (type, "ack\"", 4)) {
         s_acks++;
+        if (s_churn)
+            s_churn_next (conn, now_us);
+    }
     else
-    if (!strncmp (type, "message-history\"", 16) && conn->state == C_JOINING)
+    if (!strncmp (type, "message-history\"", 16) && conn->state == C_JOINING) {
         conn->state = C_JOINED;
+        if (s_churn)
+            s_churn_say (conn);
+    }
     else
     if (!strncmp (type, "error\"", 6))
         s_errors++;
@@ -371,7 +435,11 @@ s_on_event (conn_t *conn, uint32_t events, uint64_t now_us)
             memset (random, 7, sizeof random);
         wsproto_key (random, conn->key);
         char path [96], request [512];
-        snprintf (path, sizeof path, "/ws?userId=load-%d-%d", conn->room, conn->member);
+        if (s_churn)
+            snprintf (path, sizeof path, "/ws?userId=churn-%d-%llu", conn->index,
+                      (unsigned long long) conn->generation);
+        else
+            snprintf (path, sizeof path, "/ws?userId=load-%d-%d", conn->room, conn->member);
         int length = wsproto_request (request, sizeof request, "127.0.0.1", s_opt.port, path,
                                       conn->key);
         conn->state = C_UPGRADING;
@@ -395,6 +463,13 @@ s_loop (uint64_t deadline_us, bool (*done) (void), void (*tick) (uint64_t now_us
         uint64_t now_us = s_now_us ();
         for (int i = 0; i < count; i++)
             s_on_event (events [i].data.ptr, events [i].events, now_us);
+        for (int i = 0; i < s_reopen_count; i++) {
+            conn_t *conn = &s_conns [s_reopen [i]];
+            conn->generation++;
+            if (s_open (conn, conn->index))
+                s_failed_conns++;
+        }
+        s_reopen_count = 0;
         if (tick)
             tick (now_us);
     }
@@ -426,6 +501,12 @@ s_open_more (uint64_t now_us)
 }
 
 static bool
+s_all_opened (void)
+{
+    return s_next_to_open >= s_conn_count;
+}
+
+static bool
 s_all_joined (void)
 {
     if (s_next_to_open < s_conn_count)
@@ -448,9 +529,11 @@ s_set_up (int rooms, int members)
         }
     s_conn_count = rooms * members;
     s_conns = calloc ((size_t) s_conn_count, sizeof *s_conns);
+    s_reopen = calloc ((size_t) s_conn_count, sizeof *s_reopen);
     for (int i = 0; i < s_conn_count; i++) {
         conn_t *conn = &s_conns [i];
         conn->fd = -1;
+        conn->index = i;
         conn->room = i / members;
         conn->member = i % members;
         conn->in = malloc (IN_MAX);
@@ -458,7 +541,8 @@ s_set_up (int rooms, int members)
             conn->last_seen [m] = -1;
     }
     uint64_t started = s_now_us ();
-    s_loop (started + 120 * 1000000ull, s_all_joined, s_open_more);
+    //  (Churning slots never all rest joined: there, all opened is enough.)
+    s_loop (started + 120 * 1000000ull, s_churn? s_all_opened: s_all_joined, s_open_more);
     return (double) (s_now_us () - started) / 1e6;
 }
 
@@ -701,6 +785,50 @@ s_connections (void)
 }
 
 //  ---------------------------------------------------------------------------
+//  churn
+
+static int
+s_churn_run (void)
+{
+    //  --sockets clients cycle over --rooms rooms; the rooms are made and
+    //  the first round joins like the other scenarios, then every slot
+    //  cycles until --seconds pass.
+    s_churn = true;
+    int members = (s_opt.sockets + s_opt.rooms - 1) / s_opt.rooms;
+    if (members > MEMBERS_MAX)
+        members = MEMBERS_MAX;
+    stats_reset (&s_cycle_latency);
+    uint64_t start = s_now_us ();
+    s_churn_stop_us = start + (uint64_t) (s_opt.seconds * 1e6);
+    double setup_s = s_set_up (s_opt.rooms, members);
+    if (setup_s < 0)
+        return 1;
+    s_loop (s_churn_stop_us, s_never, NULL);
+    //  Let the cycles under way finish.
+    s_loop (s_now_us () + 2000000, s_never, NULL);
+    double elapsed_s = (double) (s_now_us () - start) / 1e6;
+    double rate = (double) s_cycles / elapsed_s;
+    printf ("%s churn: %d clients over %d rooms, %.1f s: %llu cycles (connect, join, send, ack,"
+            " leave, close), %.0f a second\n", s_opt.label, s_conn_count, s_opt.rooms, elapsed_s,
+            (unsigned long long) s_cycles, rate);
+    printf ("  cycle ms p50 %.2f p99 %.2f max %.2f; errors %llu, failed sockets %llu\n",
+            (double) stats_quantile (&s_cycle_latency, 0.5) / 1000,
+            (double) stats_quantile (&s_cycle_latency, 0.99) / 1000,
+            (double) s_cycle_latency.max / 1000, (unsigned long long) s_errors,
+            (unsigned long long) s_failed_conns);
+    char fields [512];
+    snprintf (fields, sizeof fields,
+              "\"clients\":%d,\"rooms\":%d,\"cycles\":%llu,\"cycles_per_s\":%.1f,"
+              "\"cycle_p50_ms\":%.3f,\"cycle_p99_ms\":%.3f,\"errors\":%llu,\"failed_sockets\":%llu",
+              s_conn_count, s_opt.rooms, (unsigned long long) s_cycles, rate,
+              (double) stats_quantile (&s_cycle_latency, 0.5) / 1000,
+              (double) stats_quantile (&s_cycle_latency, 0.99) / 1000,
+              (unsigned long long) s_errors, (unsigned long long) s_failed_conns);
+    s_report_json (fields);
+    return 0;
+}
+
+//  ---------------------------------------------------------------------------
 
 static void
 s_usage (FILE *out)
@@ -708,6 +836,7 @@ s_usage (FILE *out)
     fprintf (out,
         "usage: nearchat-load fanout      [--rooms 100] [--members 10] [--rate 5] [--seconds 10] [--size 100]\n"
         "       nearchat-load connections [--sockets 1000] [--members 10] [--hold 5] [--pids P1,P2]\n"
+        "       nearchat-load churn       [--sockets 1000] [--rooms 100] [--seconds 10]\n"
         "       common: [--port 8080] [--json PATH] [--label NAME] [--sources 50]\n"
         "       fanout also: [--cdf PATH] (quantile and latency lines, for a plot)\n");
 }
@@ -767,6 +896,8 @@ main (int argc, char *argv [])
         return s_fanout ();
     if (!strcmp (s_opt.scenario, "connections"))
         return s_connections ();
+    if (!strcmp (s_opt.scenario, "churn"))
+        return s_churn_run ();
     fprintf (stderr, "nearchat-load: unknown scenario '%s'\n", s_opt.scenario);
     s_usage (stderr);
     return 2;
