@@ -70,6 +70,15 @@ main (void)
     CHECK (j_num (report, "joined") == 40 && j_num (report, "rss_kib") > 0);
     json_decref (report);
 
+    printf ("churn against nearchat: 10 clients over 2 rooms, 2 s\n");
+    snprintf (args, sizeof args, "churn --port %d --sockets 10 --rooms 2 --seconds 2",
+              s_system.http_port);
+    report = s_load (args);
+    REQUIRE (report);
+    CHECK (j_num (report, "cycles") > 10);
+    CHECK (j_num (report, "errors") == 0 && j_num (report, "failed_sockets") == 0);
+    json_decref (report);
+
     printf ("fanout against the reference peer\n");
     int port = harness_free_port ();
     pid_t peer = fork ();

@@ -356,8 +356,10 @@ s_on_frame (conn_t *conn, const wsproto_frame_t *frame, uint64_t now_us)
             s_churn_say (conn);
     }
     else
-    if (!strncmp (type, "error\"", 6))
-        s_errors++;
+    if (!strncmp (type, "error\"", 6)) {
+        if (s_errors++ < 5)         //  the first few say what went wrong
+            fprintf (stderr, "nearchat-load: %.*s\n", (int) (size < 300? size: 300), json);
+    }
 }
 
 static void
