@@ -79,6 +79,17 @@ main (void)
     CHECK (j_num (report, "errors") == 0 && j_num (report, "failed_sockets") == 0);
     json_decref (report);
 
+    printf ("http against nearchat: 300 rooms made, 1 s of searches and of joins\n");
+    snprintf (args, sizeof args, "http --port %d --clients 4 --rooms-total 300 --seconds 1",
+              s_system.http_port);
+    report = s_load (args);
+    REQUIRE (report);
+    CHECK (j_num (report, "rooms") >= 300);
+    CHECK (j_num (report, "search_per_s") > 0 && j_num (report, "join_per_s") > 0);
+    CHECK (j_num (report, "create_errors") == 0 && j_num (report, "search_errors") == 0
+           && j_num (report, "join_errors") == 0);
+    json_decref (report);
+
     printf ("fanout against the reference peer\n");
     int port = harness_free_port ();
     pid_t peer = fork ();

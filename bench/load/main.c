@@ -4,6 +4,7 @@
         nearchat-load fanout      [--rooms 100 --members 10 --rate 5 --seconds 10 --size 100]
         nearchat-load connections [--sockets 1000 --members 10 --hold 5 --pids P1,P2,...]
         nearchat-load churn       [--sockets 1000 --rooms 100 --seconds 10]
+        nearchat-load http        [--clients 32 --rooms-total 100000 --seconds 10]
         common: --port 8080 --json PATH --label NAME --sources 50
 
     One process, one thread, one epoll loop over every socket. Rooms are
@@ -42,6 +43,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "scenarios.h"
 #include "stats.h"
 #include "wsproto.h"
 
@@ -72,10 +74,11 @@ typedef struct {
 
 static struct {
     const char *scenario, *label, *json_path, *pids, *cdf_path;
-    int port, rooms, members, sockets, sources;
+    int port, rooms, members, sockets, sources, clients, rooms_total;
     double rate, seconds, hold;
     int size;
-} s_opt = { "fanout", "nearchat", NULL, NULL, NULL, 8080, 100, 10, 1000, 50, 5, 10, 5, 100 };
+} s_opt = { "fanout", "nearchat", NULL, NULL, NULL, 8080, 100, 10, 1000, 50, 32, 100000,
+            5, 10, 5, 100 };
 
 static conn_t *s_conns;
 static int s_conn_count;
@@ -839,6 +842,7 @@ s_usage (FILE *out)
         "usage: nearchat-load fanout      [--rooms 100] [--members 10] [--rate 5] [--seconds 10] [--size 100]\n"
         "       nearchat-load connections [--sockets 1000] [--members 10] [--hold 5] [--pids P1,P2]\n"
         "       nearchat-load churn       [--sockets 1000] [--rooms 100] [--seconds 10]\n"
+        "       nearchat-load http        [--clients 32] [--rooms-total 100000] [--seconds 10]\n"
         "       common: [--port 8080] [--json PATH] [--label NAME] [--sources 50]\n"
         "       fanout also: [--cdf PATH] (quantile and latency lines, for a plot)\n");
 }
@@ -872,6 +876,8 @@ main (int argc, char *argv [])
         else if (!strcmp (name, "--label"))    s_opt.label = value;
         else if (!strcmp (name, "--pids"))     s_opt.pids = value;
         else if (!strcmp (name, "--cdf"))      s_opt.cdf_path = value;
+        else if (!strcmp (name, "--clients"))  s_opt.clients = atoi (value);
+        else if (!strcmp (name, "--rooms-total")) s_opt.rooms_total = atoi (value);
         else {
             fprintf (stderr, "nearchat-load: unknown option '%s'\n", name);
             return 2;
@@ -882,7 +888,9 @@ main (int argc, char *argv [])
     ||  s_opt.members > MEMBERS_MAX || s_opt.rooms * s_opt.members > SOCKETS_MAX
     ||  s_opt.sockets < 1 || s_opt.sockets > SOCKETS_MAX || s_opt.rate <= 0 || s_opt.rate > 1000
     ||  s_opt.seconds <= 0 || s_opt.seconds > 600 || s_opt.hold <= 0 || s_opt.hold > 600
-    ||  s_opt.size < 0 || s_opt.size > 4000 || s_opt.sources < 1 || s_opt.sources > 250) {
+    ||  s_opt.size < 0 || s_opt.size > 4000 || s_opt.sources < 1 || s_opt.sources > 250
+    ||  s_opt.clients < 1 || s_opt.clients > 1000 || s_opt.rooms_total < 1
+    ||  s_opt.rooms_total > 1000000) {
         fprintf (stderr, "nearchat-load: a value is out of bounds (see --help; at most %d sockets,"
                  " %d members, 600 s)\n", SOCKETS_MAX, MEMBERS_MAX);
         return 2;
@@ -900,6 +908,11 @@ main (int argc, char *argv [])
         return s_connections ();
     if (!strcmp (s_opt.scenario, "churn"))
         return s_churn_run ();
+    if (!strcmp (s_opt.scenario, "http")) {
+        load_options_t options = { s_opt.port, s_opt.clients, s_opt.rooms_total, s_opt.seconds,
+                                   s_opt.label, s_opt.json_path };
+        return scenario_http (&options);
+    }
     fprintf (stderr, "nearchat-load: unknown scenario '%s'\n", s_opt.scenario);
     s_usage (stderr);
     return 2;
