@@ -46,6 +46,7 @@ static struct {
     char (*ids) [ID_MAX];               //  the rooms made
     size_t id_count, id_max;
     uint64_t requests, errors, users;
+    uint64_t full;                      //  joins refused as the room was full: no error
     stats_t latency;
     int epoll;
 } s_http;
@@ -139,6 +140,10 @@ s_answer_size (const client_t *client, int *status)
 static void
 s_on_answer (const char *answer, size_t size, int status)
 {
+    if (status == 400 && s_http.phase == PHASE_JOIN && memmem (answer, size, "Room is full", 12)) {
+        s_http.full++;
+        return;
+    }
     if (status != 200) {
         if (s_http.errors++ < 5)
             fprintf (stderr, "nearchat-load: http %d: %.*s\n", status,
@@ -200,7 +205,7 @@ static double
 s_phase (client_t *clients, int count, phase_t phase, uint64_t deadline_us, size_t target)
 {
     s_http.phase = phase;
-    s_http.requests = s_http.errors = 0;
+    s_http.requests = s_http.errors = s_http.full = 0;
     stats_reset (&s_http.latency);
     uint64_t start = s_now_us ();
     for (int i = 0; i < count; i++)
@@ -226,11 +231,12 @@ static void
 s_print (const char *label, const char *what, double seconds, FILE *json, bool first)
 {
     double rate = (double) s_http.requests / seconds;
-    printf ("  %-7s %8llu requests in %5.1f s: %8.0f/s; ms p50 %.2f p99 %.2f max %.2f; errors %llu\n",
-            what, (unsigned long long) s_http.requests, seconds, rate,
+    printf ("  %-7s %8llu requests in %5.1f s: %8.0f/s; ms p50 %.2f p99 %.2f max %.2f; errors %llu"
+            "%s\n", what, (unsigned long long) s_http.requests, seconds, rate,
             (double) stats_quantile (&s_http.latency, 0.5) / 1000,
             (double) stats_quantile (&s_http.latency, 0.99) / 1000,
-            (double) s_http.latency.max / 1000, (unsigned long long) s_http.errors);
+            (double) s_http.latency.max / 1000, (unsigned long long) s_http.errors,
+            s_http.full? " (and rooms full)": "");
     if (json)
         fprintf (json, "%s\"%s_per_s\":%.1f,\"%s_p50_ms\":%.3f,\"%s_p99_ms\":%.3f,\"%s_errors\":%llu",
                  first? "": ",", what, rate, what,
