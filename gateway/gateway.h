@@ -136,6 +136,9 @@ typedef struct {
 
 int  sockets_start (void);          //  the table and the writer threads; 0 or -1
 void sockets_stop (void);           //  after civetweb has stopped: join writers, free
+//  Shut every open socket down, so that civetweb's threads reading them
+//  return at once (the first step of a stop).
+void sockets_interrupt (void);
 size_t sockets_open (void);
 
 //  A new open connection for civetweb's mg, registered in the table.

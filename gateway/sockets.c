@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <czmq.h>
 #include "conn.h"
 #include "clock.h"
@@ -216,6 +217,19 @@ sockets_start (void)
     size_t writers = gateway_config.writer_threads? (size_t) gateway_config.writer_threads
                    : cores > 2? (size_t) cores / 2: 1;
     return writers_start (writers);
+}
+
+void
+sockets_interrupt (void)
+{
+    //  While the table holds a conn, civetweb has not closed its socket
+    //  (that comes after the close handler, which takes it out first).
+    //  (For writing: zhashx's cursor is the table's own.)
+    pthread_rwlock_wrlock (&s_index_lock);
+    for (conn_t *conn = zhashx_first (s_conns); conn; conn = zhashx_next (s_conns))
+        if (conn->fd >= 0)
+            shutdown (conn->fd, SHUT_RDWR);
+    pthread_rwlock_unlock (&s_index_lock);
 }
 
 void
