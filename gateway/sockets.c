@@ -262,6 +262,7 @@ sockets_add (struct mg_connection *mg, const char *user_id, const profile_t *pro
     conn->profile = *profile;
     conn->mg = mg;
     conn->fd = writers_find_fd (mg);
+    log_debug ("socket %s of user %s is descriptor %d", conn->id, user_id, conn->fd);
     if (conn->fd < 0)
         log_warn ("socket %s: its descriptor was not found; writes to it may block", conn->id);
     atomic_init (&conn->refs, 1);
