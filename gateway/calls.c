@@ -17,6 +17,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include "backend.h"
 #include "clock.h"
@@ -145,4 +146,33 @@ backend_post (proto_msg_t *request)
         return -1;
     request->request_id = 0;
     return s_worker_send (worker, request);
+}
+
+proto_msg_t *
+backend_expect (proto_msg_t *request, int expected, int timeout_ms,
+                int *status, char *reason, size_t reason_size)
+{
+    proto_msg_t *reply = backend_call (request, timeout_ms);
+    if (!reply) {
+        *status = errno == EPROTO? 500: 503;
+        snprintf (reason, reason_size, "%s",
+                  errno == EPROTO? "the gateway's backend answered with a garbled reply"
+                : errno == ECANCELED? "the gateway is stopping"
+                : errno == EAGAIN? "the gateway's backend is overloaded"
+                : "the gateway's backend did not answer in time");
+        return NULL;
+    }
+    if (reply->type == expected)
+        return reply;
+    if (reply->type == PROTO_ERROR) {
+        *status = reply->error.status;
+        snprintf (reason, reason_size, "%s", reply->error.reason);
+    }
+    else {
+        *status = 500;
+        snprintf (reason, reason_size, "the backend answered with a %s",
+                  proto_type_name (reply->type));
+    }
+    proto_msg_destroy (&reply);
+    return NULL;
 }

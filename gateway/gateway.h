@@ -108,6 +108,11 @@ void backend_stop (void);
 //  ETIMEDOUT (no answer), ECANCELED (stopping) or EPROTO (garbled).
 //  request->request_id is overwritten.
 proto_msg_t *backend_call (proto_msg_t *request, int timeout_ms);
+//  backend_call for the clients' handlers: the reply when it is of type
+//  expected; else NULL with the HTTP status and reason to give the client
+//  (an error from roomd or stored keeps its own).
+proto_msg_t *backend_expect (proto_msg_t *request, int expected, int timeout_ms,
+                             int *status, char *reason, size_t reason_size);
 //  Send request and forget it (failures are logged by the backend).
 //  Returns 0, or -1 when it could not even be queued.
 int backend_post (proto_msg_t *request);

@@ -77,25 +77,14 @@ static proto_msg_t *
 s_call (action_t *self, proto_msg_t *request, int expected)
 {
     snprintf (request->trace_id, sizeof request->trace_id, "%s", self->trace);
-    proto_msg_t *reply = backend_call (request, (int) gateway_config.request_timeout_ms + 1000);
-    if (!reply) {
-        if (errno == EPROTO)
-            s_error (self, 500, "the gateway's backend answered with a garbled reply");
-        else
-            s_error (self, 503, "%s", errno == ECANCELED? "the gateway is stopping"
-                     : errno == EAGAIN? "the gateway's backend is overloaded"
-                     : "the gateway's backend did not answer in time");
-        return NULL;
-    }
-    if (reply->type == PROTO_ERROR)
-        s_error (self, reply->error.status, "%s", reply->error.reason);
-    else
-    if (reply->type != expected)
-        s_error (self, 500, "the backend answered with a %s", proto_type_name (reply->type));
-    else
-        return reply;
-    proto_msg_destroy (&reply);
-    return NULL;
+    int status;
+    char reason [PROTO_REASON_MAX];
+    proto_msg_t *reply = backend_expect (request, expected,
+                                         (int) gateway_config.request_timeout_ms + 1000,
+                                         &status, reason, sizeof reason);
+    if (!reply)
+        s_error (self, status, "%s", reason);
+    return reply;
 }
 
 //  Read roomId, which every action but ping has.
