@@ -333,19 +333,27 @@ s_search_rooms (request_t *self)
     return s_answer (self, 200, rooms);
 }
 
+//  The body of join and close: {roomId, userId}. Returns 0, or the status
+//  of the error already answered.
 static int
-s_join_room (request_t *self)
+s_room_and_user (request_t *self, char *room_id, char *user_id)
 {
     json_t *body = s_body (self);
     if (!body)
         return self->status;
-    char room_id [PROTO_ID_MAX + 1], user_id [PROTO_ID_MAX + 1], why [160];
-    if (input_id (body, "roomId", true, room_id, why, sizeof why) < 0
-    ||  input_id (body, "userId", true, user_id, why, sizeof why) < 0) {
-        json_decref (body);
-        return s_error (self, 400, "%s", why);
-    }
+    char why [160];
+    int rc = input_id (body, "roomId", true, room_id, why, sizeof why) < 0
+          || input_id (body, "userId", true, user_id, why, sizeof why) < 0;
     json_decref (body);
+    return rc? s_error (self, 400, "%s", why): 0;
+}
+
+static int
+s_join_room (request_t *self)
+{
+    char room_id [PROTO_ID_MAX + 1], user_id [PROTO_ID_MAX + 1];
+    if (s_room_and_user (self, room_id, user_id))
+        return self->status;
     proto_msg_t request = { .type = PROTO_ROOM_JOIN, .room_join = {
         .room_id = room_id, .user_id = user_id } };
     proto_msg_t *reply = s_call (self, &request, PROTO_JOIN_REPLY, s_timeout ());
@@ -362,16 +370,9 @@ s_join_room (request_t *self)
 static int
 s_close_room (request_t *self)
 {
-    json_t *body = s_body (self);
-    if (!body)
+    char room_id [PROTO_ID_MAX + 1], user_id [PROTO_ID_MAX + 1];
+    if (s_room_and_user (self, room_id, user_id))
         return self->status;
-    char room_id [PROTO_ID_MAX + 1], user_id [PROTO_ID_MAX + 1], why [160];
-    if (input_id (body, "roomId", true, room_id, why, sizeof why) < 0
-    ||  input_id (body, "userId", true, user_id, why, sizeof why) < 0) {
-        json_decref (body);
-        return s_error (self, 400, "%s", why);
-    }
-    json_decref (body);
     proto_msg_t request = { .type = PROTO_ROOM_CLOSE, .room_close = {
         .room_id = room_id, .user_id = user_id } };
     proto_msg_t *reply = s_call (self, &request, PROTO_ROOM_REPLY, s_timeout ());
