@@ -85,9 +85,10 @@ main (int argc, char *argv [])
                  s_options, argc, argv);
     char shard_id [PROTO_ID_MAX + 1];
     if (strcmp (s_config.shard_id, "auto") == 0) {
-        //  In a container the pid is 1 and the hostname the container's,
-        //  so a restarted shard keeps its id (and its rooms); on a shared
-        //  host the pid tells shards apart.
+        //  In a container the hostname is the container's and the pid is
+        //  the same small number at every start (under compose's init, the
+        //  one after it), so a restarted shard keeps its id (and its rooms);
+        //  on a shared host the pid tells shards apart.
         char host [PROTO_ID_MAX - 8] = "roomd";
         gethostname (host, sizeof host);
         host [sizeof host - 1] = 0;
