@@ -13,6 +13,7 @@
 #include "client.h"
 #include "clock.h"
 #include "tap.h"
+#include "monitor.h"
 
 //  Enough for 8 clients x 64 in flight with room to spare; past it a send
 //  fails at once rather than queueing without bound.
@@ -24,6 +25,7 @@ struct proto_client {
     uint64_t next_request_id;   //  ids this client hands out, from 1
     msgpack_sbuffer buffer;     //  reused encoding buffer
     char endpoint [256];        //  the peer's, for the tap
+    monitor_t *monitor;         //  its events, with ZMQ_MONITOR=1
 };
 
 proto_client_t *
@@ -39,12 +41,16 @@ proto_client_new (const char *endpoint)
     //  Fail sends at once when the peer is gone rather than queueing for a
     //  peer that may never come back.
     zsock_set_immediate (socket, 1);
+    //  Watched before it connects, so that the first events are seen too.
+    monitor_t *monitor = monitor_new (socket, endpoint);
     if (zsock_connect (socket, "%s", endpoint) != 0) {
+        monitor_destroy (&monitor);
         zsock_destroy (&socket);
         return NULL;
     }
     proto_client_t *self = calloc (1, sizeof *self);
     assert (self);
+    self->monitor = monitor;
     self->socket = socket;
     self->handle = zsock_resolve (socket);
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
@@ -59,6 +65,7 @@ proto_client_destroy (proto_client_t **self_p)
     assert (self_p);
     proto_client_t *self = *self_p;
     if (self) {
+        monitor_destroy (&self->monitor);
         zsock_destroy (&self->socket);
         msgpack_sbuffer_destroy (&self->buffer);
         free (self);

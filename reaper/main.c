@@ -70,7 +70,6 @@ static config_option_t s_options [] = {
 
 static proto_client_t *s_stored;
 static proto_client_t *s_gateways [GATEWAYS_MAX];
-static monitor_t *s_monitors [GATEWAYS_MAX + 1];      //  with ZMQ_MONITOR=1
 static size_t s_gateway_count;
 
 static uint64_t s_sweeps, s_closed, s_gateways_forgotten;
@@ -260,11 +259,6 @@ main (int argc, char *argv [])
         log_error ("bad endpoint in STORED_ENDPOINT or GATEWAY_ENDPOINTS");
         return 2;
     }
-    //  (Attached once connected: a monitor sees from then on, which is
-    //  what matters here: disconnects and reconnects.)
-    s_monitors [0] = monitor_new (proto_client_socket (s_stored), "stored");
-    for (size_t i = 0; i < s_gateway_count; i++)
-        s_monitors [i + 1] = monitor_new (proto_client_socket (s_gateways [i]), "gateway");
     log_info ("closing rooms idle for %llds, every %llds",
               (long long) s_config.idle_timeout_s, (long long) s_config.interval_s);
 
@@ -285,8 +279,6 @@ main (int argc, char *argv [])
         int64_t nap = next_sweep - clock_mono_ms ();
         zclock_sleep ((int) (nap < 0? 0: nap > 100? 100: nap));
     }
-    for (size_t i = 0; i <= GATEWAYS_MAX; i++)
-        monitor_destroy (&s_monitors [i]);
     for (size_t i = 0; i < s_gateway_count; i++)
         proto_client_destroy (&s_gateways [i]);
     proto_client_destroy (&s_stored);
