@@ -231,11 +231,10 @@ handle_store_stats (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
 int
 handle_metrics (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
 {
-    (void) request;
-    proto_stats_reply_t stats;
+    //  The same numbers as store-stats, and the commit histograms.
     proto_msg_t scratch = { 0 };
     handle_store_stats (ctx, request, &scratch);
-    stats = scratch.stats_reply;
+    const proto_stats_reply_t stats = scratch.stats_reply;
     //  One reply at a time is encoded before the next request is read.
     static metrics_set_t set;
     metrics_set_init (&set, "stored", "stored");

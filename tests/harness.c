@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "harness.h"
 #include "clock.h"
 #include "ids.h"
@@ -263,6 +264,30 @@ harness_kill (harness_daemon_t *daemon)
     kill (daemon->pid, SIGKILL);
     waitpid (daemon->pid, NULL, 0);
     daemon->pid = 0;
+}
+
+int
+harness_log_lines (const harness_daemon_t *daemon, const char *trace, const char *prefix,
+                   char *first, size_t size)
+{
+    FILE *file = fopen (daemon->log_path, "r");
+    if (!file)
+        return 0;
+    char line [4096];
+    int count = 0;
+    while (fgets (line, sizeof line, file)) {
+        json_t *object = json_loads (line, 0, NULL);
+        const char *msg = json_string_value (json_object_get (object, "msg"));
+        const char *its_trace = json_string_value (json_object_get (object, "trace"));
+        if (msg && !strncmp (msg, prefix, strlen (prefix))
+        &&  (!trace || (its_trace && !strcmp (its_trace, trace)))) {
+            if (count++ == 0 && first)
+                snprintf (first, size, "%s", msg);
+        }
+        json_decref (object);
+    }
+    fclose (file);
+    return count;
 }
 
 void

@@ -67,6 +67,11 @@ int harness_stop (harness_daemon_t *daemon);
 void harness_kill (harness_daemon_t *daemon);
 //  Print the last lines of its log on stderr.
 void harness_print_log (const harness_daemon_t *daemon);
+//  The lines of its log whose msg begins with prefix and, unless trace is
+//  NULL, whose trace is trace: how many, and the first one's msg copied to
+//  first (when not NULL, at most size bytes).
+int harness_log_lines (const harness_daemon_t *daemon, const char *trace, const char *prefix,
+                       char *first, size_t size);
 //  Run binary with env to completion (5 s at most); returns its exit status,
 //  and its stderr in output (at most size bytes).
 int harness_run (const char *binary, const char *const *env, const char *const *args,

@@ -28,18 +28,7 @@ s_logged (const harness_daemon_t *daemon, const char *what)
     snprintf (prefix, sizeof prefix, "zmq %s", what);
     int64_t deadline = clock_mono_ms () + 15000;
     do {
-        FILE *file = fopen (daemon->log_path, "r");
-        char line [4096];
-        bool found = false;
-        while (file && !found && fgets (line, sizeof line, file)) {
-            json_t *object = json_loads (line, 0, NULL);
-            const char *msg = j_str (object, "msg");
-            found = msg && !strncmp (msg, prefix, strlen (prefix));
-            json_decref (object);
-        }
-        if (file)
-            fclose (file);
-        if (found)
+        if (harness_log_lines (daemon, NULL, prefix, NULL, 0))
             return true;
         usleep (100 * 1000);
     } while (clock_mono_ms () < deadline);

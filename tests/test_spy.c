@@ -30,21 +30,11 @@ static bool
 s_tap_of (const harness_daemon_t *daemon, char *endpoint)
 {
     const char *prefix = "tap: publishing every message on ";
-    FILE *file = fopen (daemon->log_path, "r");
-    char line [4096];
-    bool found = false;
-    while (file && !found && fgets (line, sizeof line, file)) {
-        json_t *object = json_loads (line, 0, NULL);
-        const char *msg = j_str (object, "msg");
-        if (msg && !strncmp (msg, prefix, strlen (prefix))) {
-            snprintf (endpoint, 128, "%s", msg + strlen (prefix));
-            found = true;
-        }
-        json_decref (object);
-    }
-    if (file)
-        fclose (file);
-    return found;
+    char msg [128];
+    if (!harness_log_lines (daemon, NULL, prefix, msg, sizeof msg))
+        return false;
+    memmove (endpoint, msg + strlen (prefix), strlen (msg + strlen (prefix)) + 1);
+    return true;
 }
 
 //  Start the spy with args (NULL-terminated, after the program), its

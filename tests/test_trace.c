@@ -51,27 +51,6 @@ s_read_log (const harness_daemon_t *daemon, const char *name, const char *prefix
     return found;
 }
 
-//  How many lines of the log carry trace and have msg starting with prefix.
-static int
-s_lines_with (const harness_daemon_t *daemon, const char *trace, const char *prefix)
-{
-    FILE *file = fopen (daemon->log_path, "r");
-    if (!file)
-        return 0;
-    char line [4096];
-    int count = 0;
-    while (fgets (line, sizeof line, file)) {
-        json_t *object = json_loads (line, 0, NULL);
-        const char *msg = j_str (object, "msg");
-        if (msg && j_str (object, "trace") && !strcmp (j_str (object, "trace"), trace)
-        &&  !strncmp (msg, prefix, strlen (prefix)))
-            count++;
-        json_decref (object);
-    }
-    fclose (file);
-    return count;
-}
-
 static void
 s_test_trace (void)
 {
@@ -96,11 +75,11 @@ s_test_trace (void)
     s_read_log (&s_system.stored, "stored", NULL, none);
     for (int i = 0; i < 2; i++) {
         const char *trace = traces [i];
-        if (!CHECK (s_lines_with (&s_system.shards [0], trace, "room-send for room") == 1)
-        ||  !CHECK (s_lines_with (&s_system.shards [0], trace, "msg-append -> stored") == 1)
-        ||  !CHECK (s_lines_with (&s_system.shards [0], trace, "event-message fanned out") == 1)
-        ||  !CHECK (s_lines_with (&s_system.stored, trace, "msg-append committed") == 1)
-        ||  !CHECK (s_lines_with (&s_system.gateways [0], trace, "event-message for room") == 1))
+        if (!CHECK (harness_log_lines (&s_system.shards [0], trace, "room-send for room", NULL, 0) == 1)
+        ||  !CHECK (harness_log_lines (&s_system.shards [0], trace, "msg-append -> stored", NULL, 0) == 1)
+        ||  !CHECK (harness_log_lines (&s_system.shards [0], trace, "event-message fanned out", NULL, 0) == 1)
+        ||  !CHECK (harness_log_lines (&s_system.stored, trace, "msg-append committed", NULL, 0) == 1)
+        ||  !CHECK (harness_log_lines (&s_system.gateways [0], trace, "event-message for room", NULL, 0) == 1))
             fprintf (stderr, "  trace %s is missing from a daemon's log\n", trace);
     }
 }

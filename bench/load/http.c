@@ -22,7 +22,6 @@
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 #include "scenarios.h"
 #include "stats.h"
@@ -50,14 +49,6 @@ static struct {
     stats_t latency;
     int epoll;
 } s_http;
-
-static uint64_t
-s_now_us (void)
-{
-    struct timespec now;
-    clock_gettime (CLOCK_MONOTONIC, &now);
-    return (uint64_t) now.tv_sec * 1000000 + (uint64_t) now.tv_nsec / 1000;
-}
 
 static double
 s_random (double low, double high)
@@ -109,7 +100,7 @@ s_send_request (client_t *client)
             "Content-Length: %zu\r\n\r\n%s", s_http.phase == PHASE_CREATE? "/rooms": "/rooms/join",
             strlen (body), body);
     }
-    client->sent_us = s_now_us ();
+    client->sent_us = load_now_us ();
     client->busy = true;
     if (send (client->fd, request, (size_t) length, MSG_NOSIGNAL) != length) {
         s_http.errors++;
@@ -189,7 +180,7 @@ s_on_readable (client_t *client, bool go_on)
     }
     if (size == 0)
         return;
-    stats_record (&s_http.latency, s_now_us () - client->sent_us);
+    stats_record (&s_http.latency, load_now_us () - client->sent_us);
     s_http.requests++;
     s_on_answer (client->in, (size_t) size, status);
     memmove (client->in, client->in + size, client->in_size - (size_t) size);
@@ -207,24 +198,24 @@ s_phase (client_t *clients, int count, phase_t phase, uint64_t deadline_us, size
     s_http.phase = phase;
     s_http.requests = s_http.errors = s_http.full = 0;
     stats_reset (&s_http.latency);
-    uint64_t start = s_now_us ();
+    uint64_t start = load_now_us ();
     for (int i = 0; i < count; i++)
         s_send_request (&clients [i]);
     struct epoll_event events [256];
     for (;;) {
-        bool go_on = s_now_us () < deadline_us && (!target || s_http.id_count < target);
+        bool go_on = load_now_us () < deadline_us && (!target || s_http.id_count < target);
         bool busy = false;
         for (int i = 0; i < count && !busy; i++)
             busy = clients [i].busy;
         if (!go_on && !busy)
             break;
-        if (!go_on && s_now_us () > deadline_us + 5000000)
+        if (!go_on && load_now_us () > deadline_us + 5000000)
             break;                          //  an answer that never comes
         int ready = epoll_wait (s_http.epoll, events, 256, 100);
         for (int i = 0; i < ready; i++)
             s_on_readable (events [i].data.ptr, go_on);
     }
-    return (double) (s_now_us () - start) / 1e6;
+    return (double) (load_now_us () - start) / 1e6;
 }
 
 static void
@@ -266,7 +257,7 @@ scenario_http (const load_options_t *options)
     printf ("%s http: %d clients, rooms in a 1 x 1 degree square\n", options->label,
             options->clients);
     double seconds = s_phase (clients, options->clients, PHASE_CREATE,
-                              s_now_us () + (uint64_t) (options->seconds * 3e6),
+                              load_now_us () + (uint64_t) (options->seconds * 3e6),
                               (size_t) options->rooms_total);
     s_print (options->label, "create", seconds, json, true);
     if (json)
@@ -274,10 +265,10 @@ scenario_http (const load_options_t *options)
     printf ("  (%zu rooms exist)\n", s_http.id_count);
     if (s_http.id_count) {
         seconds = s_phase (clients, options->clients, PHASE_SEARCH,
-                           s_now_us () + (uint64_t) (options->seconds * 1e6), 0);
+                           load_now_us () + (uint64_t) (options->seconds * 1e6), 0);
         s_print (options->label, "search", seconds, json, false);
         seconds = s_phase (clients, options->clients, PHASE_JOIN,
-                           s_now_us () + (uint64_t) (options->seconds * 1e6), 0);
+                           load_now_us () + (uint64_t) (options->seconds * 1e6), 0);
         s_print (options->label, "join", seconds, json, false);
     }
     if (json) {

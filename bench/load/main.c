@@ -96,9 +96,24 @@ static stats_t s_cycle_latency;
 static int *s_reopen;
 static int s_reopen_count;
 static int s_open (conn_t *conn, int index);
+static int s_in_progress;               //  sockets connecting, upgrading or joining
 
-static uint64_t
-s_now_us (void)
+static bool
+s_is_in_progress (state_t state)
+{
+    return state == C_CONNECTING || state == C_UPGRADING || state == C_JOINING;
+}
+
+//  Every change of state goes through here, which keeps s_in_progress.
+static void
+s_set_state (conn_t *conn, state_t state)
+{
+    s_in_progress += s_is_in_progress (state) - s_is_in_progress (conn->state);
+    conn->state = state;
+}
+
+uint64_t
+load_now_us (void)
 {
     struct timespec now;
     clock_gettime (CLOCK_MONOTONIC, &now);
@@ -166,12 +181,12 @@ s_kill (conn_t *conn)
         return;
     if (conn->state != C_JOINED)
         s_failed_conns++;
-    conn->state = C_DEAD;
+    s_set_state (conn, C_DEAD);
     epoll_ctl (s_epoll, EPOLL_CTL_DEL, conn->fd, NULL);
     close (conn->fd);
     conn->fd = -1;
     conn->in_size = conn->out_size = conn->out_sent = 0;
-    if (s_churn && s_now_us () < s_churn_stop_us)      //  a failed cycle: the next user
+    if (s_churn && load_now_us () < s_churn_stop_us)      //  a failed cycle: the next user
         s_reopen [s_reopen_count++] = conn->index;
 }
 
@@ -244,8 +259,8 @@ s_open (conn_t *conn, int index)
         return -1;
     }
     conn->fd = fd;
-    conn->state = C_CONNECTING;
-    conn->cycle_start_us = s_now_us ();
+    s_set_state (conn, C_CONNECTING);
+    conn->cycle_start_us = load_now_us ();
     struct epoll_event event = { .events = EPOLLIN | EPOLLOUT, .data.ptr = conn };
     epoll_ctl (s_epoll, EPOLL_CTL_ADD, fd, &event);
     return 0;
@@ -310,7 +325,7 @@ s_churn_next (conn_t *conn, uint64_t now_us)
         close (conn->fd);
         conn->fd = -1;
     }
-    conn->state = C_DEAD;
+    s_set_state (conn, C_DEAD);
     conn->in_size = conn->out_size = conn->out_sent = 0;
     if (now_us < s_churn_stop_us)
         s_reopen [s_reopen_count++] = conn->index;
@@ -354,7 +369,7 @@ s_on_frame (conn_t *conn, const wsproto_frame_t *frame, uint64_t now_us)
     }
     else
     if (!strncmp (type, "message-history\"", 16) && conn->state == C_JOINING) {
-        conn->state = C_JOINED;
+        s_set_state (conn, C_JOINED);
         if (s_churn)
             s_churn_say (conn);
     }
@@ -371,7 +386,7 @@ s_join (conn_t *conn)
     char text [256];
     snprintf (text, sizeof text, "{\"action\":\"join-room\",\"roomId\":\"%s\"}",
               s_room_ids [conn->room]);
-    conn->state = C_JOINING;
+    s_set_state (conn, C_JOINING);
     s_send_text (conn, text);
 }
 
@@ -447,7 +462,7 @@ s_on_event (conn_t *conn, uint32_t events, uint64_t now_us)
             snprintf (path, sizeof path, "/ws?userId=load-%d-%d", conn->room, conn->member);
         int length = wsproto_request (request, sizeof request, "127.0.0.1", s_opt.port, path,
                                       conn->key);
-        conn->state = C_UPGRADING;
+        s_set_state (conn, C_UPGRADING);
         s_queue (conn, request, (size_t) length);
         s_flush (conn);
         return;
@@ -463,9 +478,9 @@ static void
 s_loop (uint64_t deadline_us, bool (*done) (void), void (*tick) (uint64_t now_us))
 {
     struct epoll_event events [512];
-    while (!done () && s_now_us () < deadline_us) {
+    while (!done () && load_now_us () < deadline_us) {
         int count = epoll_wait (s_epoll, events, 512, tick? 1: 10);
-        uint64_t now_us = s_now_us ();
+        uint64_t now_us = load_now_us ();
         for (int i = 0; i < count; i++)
             s_on_event (events [i].data.ptr, events [i].events, now_us);
         for (int i = 0; i < s_reopen_count; i++) {
@@ -485,21 +500,12 @@ s_loop (uint64_t deadline_us, bool (*done) (void), void (*tick) (uint64_t now_us
 
 static int s_next_to_open;
 
-static int
-s_in_progress (void)
-{
-    int count = 0;
-    for (int i = 0; i < s_next_to_open; i++)
-        count += s_conns [i].state == C_CONNECTING || s_conns [i].state == C_UPGRADING
-              || s_conns [i].state == C_JOINING;
-    return count;
-}
 
 static void
 s_open_more (uint64_t now_us)
 {
     (void) now_us;
-    int room_for = CONNECTING_MAX - s_in_progress ();
+    int room_for = CONNECTING_MAX - s_in_progress;
     for (; room_for > 0 && s_next_to_open < s_conn_count; room_for--, s_next_to_open++)
         if (s_open (&s_conns [s_next_to_open], s_next_to_open))
             s_kill (&s_conns [s_next_to_open]);
@@ -545,10 +551,10 @@ s_set_up (int rooms, int members)
         for (int m = 0; m < MEMBERS_MAX; m++)
             conn->last_seen [m] = -1;
     }
-    uint64_t started = s_now_us ();
+    uint64_t started = load_now_us ();
     //  (Churning slots never all rest joined: there, all opened is enough.)
     s_loop (started + 120 * 1000000ull, s_churn? s_all_opened: s_all_joined, s_open_more);
-    return (double) (s_now_us () - started) / 1e6;
+    return (double) (load_now_us () - started) / 1e6;
 }
 
 static int
@@ -579,7 +585,7 @@ s_send_due (uint64_t now_us)
         snprintf (text, sizeof text,
                   "{\"action\":\"send-message\",\"roomId\":\"%s\",\"messageId\":\"l%d-%llu\","
                   "\"message\":\"%llu %d %llu %s\"}", s_room_ids [conn->room], i,
-                  (unsigned long long) conn->sent, (unsigned long long) s_now_us (),
+                  (unsigned long long) conn->sent, (unsigned long long) load_now_us (),
                   conn->member, (unsigned long long) conn->sent, s_padding);
         conn->sent++;
         s_sent++;
@@ -595,7 +601,7 @@ static uint64_t s_expected;
 static bool
 s_all_delivered (void)
 {
-    return s_stop_sending_us && s_now_us () > s_stop_sending_us
+    return s_stop_sending_us && load_now_us () > s_stop_sending_us
         && s_delivered + s_duplicated >= s_expected;
 }
 
@@ -631,7 +637,7 @@ s_fanout (void)
     memset (s_padding, 'x', (size_t) s_opt.size);
     s_padding [s_opt.size] = 0;
     s_interval_us = (uint64_t) (1e6 / s_opt.rate);
-    uint64_t start = s_now_us ();
+    uint64_t start = load_now_us ();
     for (int i = 0; i < s_conn_count; i++)      //  spread the first sends over an interval
         s_conns [i].next_send_us = start + (uint64_t) rand () % s_interval_us;
     stats_reset (&s_latency);
@@ -639,7 +645,7 @@ s_fanout (void)
     s_loop (s_stop_sending_us, s_never, s_send_due);
     //  Every member, the sender too, gets each message of its room.
     s_expected = s_sent * (uint64_t) s_opt.members;
-    s_loop (s_now_us () + 5 * 1000000ull, s_all_delivered, NULL);
+    s_loop (load_now_us () + 5 * 1000000ull, s_all_delivered, NULL);
     uint64_t lost = s_expected > s_delivered - s_duplicated? s_expected - (s_delivered - s_duplicated): 0;
     //  Over the time the deliveries took: past saturation they go on after
     //  the sending stopped, and the rate is what the system carried.
@@ -760,9 +766,9 @@ s_connections (void)
     memcpy (after, before, sizeof before);
     for (int i = 0; i < count; i++)
         s_read_process (&after [i]);
-    uint64_t idle_start = s_now_us ();
+    uint64_t idle_start = load_now_us ();
     s_loop (idle_start + (uint64_t) (s_opt.hold * 1e6), s_never, NULL);
-    double idle_s = (double) (s_now_us () - idle_start) / 1e6;
+    double idle_s = (double) (load_now_us () - idle_start) / 1e6;
     long rss_total = 0, rss_grown = 0;
     double cpu_total = 0;
     for (int i = 0; i < count; i++) {
@@ -803,15 +809,15 @@ s_churn_run (void)
     if (members > MEMBERS_MAX)
         members = MEMBERS_MAX;
     stats_reset (&s_cycle_latency);
-    uint64_t start = s_now_us ();
+    uint64_t start = load_now_us ();
     s_churn_stop_us = start + (uint64_t) (s_opt.seconds * 1e6);
     double setup_s = s_set_up (s_opt.rooms, members);
     if (setup_s < 0)
         return 1;
     s_loop (s_churn_stop_us, s_never, NULL);
     //  Let the cycles under way finish.
-    s_loop (s_now_us () + 2000000, s_never, NULL);
-    double elapsed_s = (double) (s_now_us () - start) / 1e6;
+    s_loop (load_now_us () + 2000000, s_never, NULL);
+    double elapsed_s = (double) (load_now_us () - start) / 1e6;
     double rate = (double) s_cycles / elapsed_s;
     printf ("%s churn: %d clients over %d rooms, %.1f s: %llu cycles (connect, join, send, ack,"
             " leave, close), %.0f a second\n", s_opt.label, s_conn_count, s_opt.rooms, elapsed_s,
@@ -901,7 +907,7 @@ main (int argc, char *argv [])
         setrlimit (RLIMIT_NOFILE, &files);
     }
     s_epoll = epoll_create1 (0);
-    srand ((unsigned) s_now_us ());
+    srand ((unsigned) load_now_us ());
     if (!strcmp (s_opt.scenario, "fanout"))
         return s_fanout ();
     if (!strcmp (s_opt.scenario, "connections"))

@@ -7,6 +7,8 @@
 #ifndef NEARCHAT_SCENARIOS_H_INCLUDED
 #define NEARCHAT_SCENARIOS_H_INCLUDED
 
+#include <stdint.h>
+
 typedef struct {
     int port;
     int clients;                //  connections, each with one request in flight
@@ -17,5 +19,8 @@ typedef struct {
 } load_options_t;
 
 int scenario_http (const load_options_t *options);
+
+//  Monotonic microseconds, the one clock of every scenario (main.c).
+uint64_t load_now_us (void);
 
 #endif
