@@ -52,7 +52,8 @@
 typedef enum {
     FROM_WORKER,                        //  a worker waits: answer on inproc
     FROM_PEER,                          //  a peer of the ROUTER waits: answer there
-    FROM_POST                           //  nobody waits: log failures
+    FROM_POST,                          //  nobody waits: log failures
+    FROM_LOOP                           //  an owned socket's action: call its then
 } origin_t;
 
 typedef struct pending pending_t;
@@ -68,8 +69,13 @@ struct pending {
     uint16_t type;
     char trace [PROTO_TRACE_MAX + 1];
     proto_msg_t *join;                  //  a socket's room-join, kept for its reply
+    backend_then_fn *then;              //  FROM_LOOP: what to call with the reply
+    void *then_arg;
+    int expected;                       //  FROM_LOOP: the reply type that is success
     pending_t *prev, *next;             //  in deadline order
 };
+
+static __thread bool s_on_thread;      //  this is the backend thread
 
 static struct {
     pthread_t thread;
@@ -137,6 +143,10 @@ s_answer_error (const pending_t *pending, uint16_t status, const char *reason)
     if (pending->origin == FROM_POST) {
         log_write (LOG_LEVEL_WARN, pending->trace, "a %s was lost: %s",
                    proto_type_name (pending->type), reason);
+        return;
+    }
+    if (pending->origin == FROM_LOOP) {
+        pending->then (pending->then_arg, NULL, status, reason);
         return;
     }
     proto_msg_t error = { .type = PROTO_ERROR, .error = { status, reason } };
@@ -267,12 +277,17 @@ s_room_of (const proto_msg_t *msg)
     }
 }
 
-//  Send request (taken) on to stored or its room's shard, under an id of
-//  ours; or answer the asker at once when that cannot be done.
+//  Send request on to stored or its room's shard, under an id of ours
+//  (written into request); or answer the asker at once when that cannot
+//  be done. then, then_arg and expected are FROM_LOOP's.
 static void
-s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
+s_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
+           backend_then_fn *then, void *then_arg, int expected)
 {
     pending_t *pending = s_pending_new (origin, from, request);
+    pending->then = then;
+    pending->then_arg = then_arg;
+    pending->expected = expected;
     const char *room_id = s_room_of (request);
     const shard_t *shard = NULL;
     if (request->type == PROTO_METRICS && request->metrics.shard_id && origin != FROM_PEER) {
@@ -280,7 +295,6 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
         shard = shards_find (request->metrics.shard_id);
         if (!shard) {
             s_pending_fail (&pending, 404, "no such live shard");
-            proto_msg_destroy (&request);
             return;
         }
         pending->to_shard = shard->identity;
@@ -296,7 +310,6 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
             log_write (LOG_LEVEL_WARN, request->trace_id, "%s for room %s: no shard is live",
                        proto_type_name (request->type), room_id);
             s_pending_fail (&pending, 503, "no room shard is available");
-            proto_msg_destroy (&request);
             return;
         }
         pending->to_shard = shard->identity;
@@ -307,7 +320,6 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
         snprintf (reason, sizeof reason, "the gateway's backend does not route %s",
                   proto_type_name (request->type));
         s_pending_fail (&pending, 400, reason);
-        proto_msg_destroy (&request);
         return;
     }
     request->request_id = pending->id;
@@ -316,7 +328,6 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
         log_write (LOG_LEVEL_ERROR, request->trace_id, "a %s does not encode again",
                    proto_type_name (request->type));
         s_pending_fail (&pending, 500, "the request could not be passed on");
-        proto_msg_destroy (&request);
         return;
     }
     int rc;
@@ -336,16 +347,17 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from)
         log_write (LOG_LEVEL_WARN, request->trace_id, "%s: %s", proto_type_name (request->type),
                    reason);
         s_pending_fail (&pending, 503, reason);
-        proto_msg_destroy (&request);
         return;
     }
     log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s -> %s", proto_type_name (request->type),
                pending->to_stored? "stored": shard->id);
-    //  A socket's join is finished here when its reply comes (see the header).
-    if (request->type == PROTO_ROOM_JOIN && request->room_join.conn_id && origin == FROM_WORKER)
-        pending->join = request;
-    else
-        proto_msg_destroy (&request);
+    //  A socket's join is finished here when its reply comes (see the
+    //  header): keep a copy of it, decoded from what was sent.
+    if (request->type == PROTO_ROOM_JOIN && request->room_join.conn_id
+    &&  (origin == FROM_WORKER || origin == FROM_LOOP)) {
+        pending->join = proto_decode (s_self.buffer.data, s_self.buffer.size, NULL, 0);
+        assert (pending->join);
+    }
 }
 
 //  A reply from stored (from == NULL) or from a peer of the ROUTER.
@@ -396,6 +408,14 @@ s_reply (const void *data, size_t size, const ident_t *from)
                        proto_type_name (pending->type), reply->error.status, reply->error.reason);
         if (pending->origin == FROM_WORKER)
             s_answer (pending, data, size);
+        if (pending->origin == FROM_LOOP) {
+            int status = 0;
+            char reason [PROTO_REASON_MAX];
+            if (backend_judge (&reply, pending->expected, &status, reason, sizeof reason))
+                pending->then (pending->then_arg, reply, 0, NULL);
+            else
+                pending->then (pending->then_arg, NULL, status, reason);
+        }
         proto_msg_destroy (&reply);
     }
     else
@@ -483,8 +503,10 @@ s_from_workers (void)
         size_t size = zmq_msg_size (&parts.part [1]);
         char why [PROTO_WHY_MAX];
         proto_msg_t *request = proto_decode (data, size, why, sizeof why);
-        if (request)
-            s_forward (request, request->request_id? FROM_WORKER: FROM_POST, &from);
+        if (request) {
+            s_forward (request, request->request_id? FROM_WORKER: FROM_POST, &from, NULL, NULL, 0);
+            proto_msg_destroy (&request);
+        }
         else {
             log_error ("a worker's request does not decode: %s", why);
             s_refuse (s_self.inproc_h, &from, data, size, why, true);
@@ -595,8 +617,10 @@ s_from_peers (void)
         proto_msg_destroy (&msg);
     }
     else
-    if (s_room_of (msg) && msg->request_id)
-        s_forward (msg, FROM_PEER, &from);
+    if (s_room_of (msg) && msg->request_id) {
+        s_forward (msg, FROM_PEER, &from, NULL, NULL, 0);
+        proto_msg_destroy (&msg);
+    }
     else {
         log_warn ("a peer sent a %s, which the gateway's backend does not serve",
                   proto_type_name (msg->type));
@@ -653,11 +677,7 @@ static void *
 s_run (void *arg)
 {
     (void) arg;
-    zmq_pollitem_t items [] = {
-        { s_self.router_h, 0, ZMQ_POLLIN, 0 },
-        { s_self.stored_h, 0, ZMQ_POLLIN, 0 },
-        { s_self.inproc_h, 0, ZMQ_POLLIN, 0 },
-    };
+    s_on_thread = true;
     int64_t next_beat = 0;
     while (!atomic_load (&s_self.stopping)) {
         if (clock_mono_ms () >= next_beat) {
@@ -670,19 +690,30 @@ s_run (void *arg)
             if (until < wait)
                 wait = until < 0? 0: until;
         }
-        if (zmq_poll (items, 3, (long) wait) < 0 && zmq_errno () == ETERM)
-            break;
+        //  Owned sockets' frames are read and their actions begun in here.
+        loop_wait ((int) wait);
         //  Peers first: their replies and events finish work already begun.
-        for (int i = 0; i < DRAIN_MAX && s_from_peers (); i++)
+        bool more = false;
+        int i;
+        for (i = 0; i < DRAIN_MAX && s_from_peers (); i++)
             ;
-        for (int i = 0; i < DRAIN_MAX && s_from_stored (); i++)
+        more |= i == DRAIN_MAX;
+        for (i = 0; i < DRAIN_MAX && s_from_stored (); i++)
             ;
-        for (int i = 0; i < DRAIN_MAX && s_from_workers (); i++)
+        more |= i == DRAIN_MAX;
+        for (i = 0; i < DRAIN_MAX && s_from_workers (); i++)
             ;
+        more |= i == DRAIN_MAX;
+        //  Then write, once, all that the turn queued for owned sockets:
+        //  the more a turn gathers, the fewer the writes.
+        loop_flush ();
+        loop_hurry (more);
         s_pending_expire ();
         shards_check ();
     }
-    //  What workers posted last (a closing socket's leave) still goes out.
+    //  Owned sockets are closed as civetweb closes its own: each one's
+    //  leave and conn-del are posted, and go out with the workers' last.
+    loop_close_all ();
     for (int i = 0; i < DRAIN_MAX && s_from_workers (); i++)
         ;
     //  Nobody will answer what is still pending.
@@ -690,7 +721,21 @@ s_run (void *arg)
         pending_t *pending = s_self.head;
         s_pending_fail (&pending, 503, "the gateway is stopping");
     }
+    loop_flush ();                      //  the closes that waited for their actions
     return NULL;
+}
+
+bool
+backend_on_thread (void)
+{
+    return s_on_thread;
+}
+
+void
+backend_request (proto_msg_t *request, int expected, backend_then_fn *then, void *then_arg)
+{
+    assert (s_on_thread);
+    s_forward (request, then? FROM_LOOP: FROM_POST, NULL, then, then_arg, expected);
 }
 
 zsock_t *
@@ -759,6 +804,9 @@ backend_start (void)
     zmq_pollitem_t item = { s_self.stored_h, 0, ZMQ_POLLOUT, 0 };
     if (zmq_poll (&item, 1, 1000) <= 0)
         log_warn ("stored at %s does not answer yet", gateway_config.stored_endpoint);
+    void *handles [] = { s_self.router_h, s_self.stored_h, s_self.inproc_h };
+    if (loop_start (handles, 3))
+        return -1;
     shards_reset ();
     atomic_store (&s_self.stopping, false);
     atomic_store (&s_self.cancelled, false);
@@ -794,6 +842,7 @@ backend_stop (void)
     zsock_destroy (&s_self.inproc);
     zhashx_destroy (&s_self.pending);
     msgpack_sbuffer_destroy (&s_self.buffer);
+    loop_destroy ();
     pthread_mutex_lock (&s_report.mutex);
     free (s_report.data);
     s_report.data = NULL;

@@ -53,6 +53,26 @@ bool backend_cancelled (void);
 void backend_fail_shard (const char *shard_id, const char *why);
 
 //  ---------------------------------------------------------------------------
+//  loop.c: the backend thread's event loop (epoll) over the owned sockets,
+//  the adoption mailbox and the ZeroMQ sockets' descriptors
+
+//  Make the epoll set, watching handles' ZMQ_FD. Returns 0, or -1.
+int  loop_start (void *const *handles, int count);
+//  Wait at most timeout_ms for a client socket, an adoption or a ZeroMQ
+//  socket (at once when one has a message already), and handle the
+//  client sockets' input.
+void loop_wait (int timeout_ms);
+//  The turn's end: go on with the sockets whose action ended, write what
+//  was queued.
+void loop_flush (void);
+//  A turn left messages unread (more): the next wait does not sleep.
+void loop_hurry (bool more);
+//  Close every owned socket (the gateway is stopping).
+void loop_close_all (void);
+//  Free what loop_start made (after the thread has ended).
+void loop_destroy (void);
+
+//  ---------------------------------------------------------------------------
 //  shards.c (backend thread only, but for backend_shards in gateway.h)
 
 //  A shard said hello on router from identity from: record it and answer

@@ -141,6 +141,11 @@ int
 backend_post (proto_msg_t *request)
 {
     assert (request);
+    request->request_id = 0;
+    if (backend_on_thread ()) {
+        backend_request (request, 0, NULL, NULL);
+        return 0;
+    }
     worker_t *worker = s_worker_get ();
     if (!worker)
         return -1;
@@ -148,10 +153,30 @@ backend_post (proto_msg_t *request)
     return s_worker_send (worker, request);
 }
 
+bool
+backend_judge (proto_msg_t **reply_p, int expected, int *status, char *reason,
+               size_t reason_size)
+{
+    proto_msg_t *reply = *reply_p;
+    if (reply->type == expected)
+        return true;
+    if (reply->type == PROTO_ERROR) {
+        *status = reply->error.status;
+        snprintf (reason, reason_size, "%s", reply->error.reason);
+    }
+    else {
+        *status = 500;
+        snprintf (reason, reason_size, "the backend answered with a %s",
+                  proto_type_name (reply->type));
+    }
+    return false;
+}
+
 proto_msg_t *
 backend_expect (proto_msg_t *request, int expected, int timeout_ms,
                 int *status, char *reason, size_t reason_size)
 {
+    assert (!backend_on_thread ());     //  it would wait for itself
     proto_msg_t *reply = backend_call (request, timeout_ms);
     if (!reply) {
         *status = errno == EPROTO? 500: 503;
@@ -162,17 +187,8 @@ backend_expect (proto_msg_t *request, int expected, int timeout_ms,
                 : "the gateway's backend did not answer in time");
         return NULL;
     }
-    if (reply->type == expected)
+    if (backend_judge (&reply, expected, status, reason, reason_size))
         return reply;
-    if (reply->type == PROTO_ERROR) {
-        *status = reply->error.status;
-        snprintf (reason, reason_size, "%s", reply->error.reason);
-    }
-    else {
-        *status = 500;
-        snprintf (reason, reason_size, "the backend answered with a %s",
-                  proto_type_name (reply->type));
-    }
     proto_msg_destroy (&reply);
     return NULL;
 }

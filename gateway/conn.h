@@ -14,6 +14,9 @@
         writing is set: sockets_close marks the conn CLOSED and waits for
         writing to clear before civetweb may close the socket, so a write
         or a shutdown never lands on a socket that is no longer ours;
+      - an owned conn (the event loop serves its socket, loop.c; mg is
+        NULL) is read, written and closed on the backend thread alone: its
+        "ready" is a stay on the loop's flush list, not the writers';
       - lifetime: one reference for the table (sockets_add .. sockets_close),
         one for each stay on the ready list and on the parked list.
         conn_unref frees the conn with the last.
@@ -31,11 +34,14 @@
 typedef struct {
     atomic_int refs;
     int64_t made_ns;                        //  monotonic, for the delivery latency
+    int opcode;                             //  WSFRAME_TEXT, or a pong's or a close's
     size_t size;
     char data [];
 } frame_t;
 
 frame_t *frame_new (const char *text);
+//  A control frame (a pong, a close) of payload.
+frame_t *frame_new_control (int opcode, const void *payload, size_t size);
 void frame_unref (frame_t *frame);
 
 typedef enum { CONN_OPEN, CONN_CLOSING, CONN_CLOSED } conn_state_t;
@@ -50,8 +56,9 @@ typedef struct {
 struct conn {
     char id [IDS_UUID_SIZE];                //  (const)
     char user_id [PROTO_ID_MAX + 1];        //  (const)
-    struct mg_connection *mg;               //  (const) civetweb's
+    struct mg_connection *mg;               //  (const) civetweb's, NULL when owned
     int fd;                                 //  (const) its socket, or -1 when not found
+    bool owned;                             //  (const) the event loop serves fd
     profile_t profile;                      //  the worker thread's alone
     atomic_int refs;
     pthread_mutex_t lock;
@@ -63,7 +70,15 @@ struct conn {
     bool close_pending;                     //  (lock) a slow reader: write a close frame, shut it
     outbuf_t out;                           //  the writer's, while writing is set or parked
     char *join_request;                     //  (lock) client requestId (JSON) of a join in flight
-    conn_t *ready_next;                     //  under the ready list's lock
+    conn_t *ready_next;                     //  under the ready list's lock, or the loop's
+    //  The event loop's, for an owned conn (backend thread only).
+    struct { uint8_t *data; size_t size, max; } in;     //  read, not yet handled
+    bool busy;                              //  an action waits for its reply: frames wait
+    bool processing;                        //  the loop is handling its frames now
+    bool resuming;                          //  on the loop's resume list
+    bool ended;                             //  the peer is gone: close once not busy
+    uint32_t interest;                      //  its epoll events now
+    conn_t *loop_prev, *loop_next;          //  the loop's list of its conns
     //  Under sockets.c's index lock (held is also written by the backend
     //  thread under the lock held for reading: it alone does so).
     char room_id [PROTO_ID_MAX + 1];        //  "" when in no room
@@ -73,6 +88,8 @@ struct conn {
 };
 
 void conn_unref (conn_t *conn);
+//  Queue frame (a reference is taken) for conn, or find it a slow reader.
+void sockets_queue (conn_t *conn, frame_t *frame);
 //  Drop every queued frame. Conn's lock held.
 void conn_queue_drop (conn_t *conn);
 
@@ -88,5 +105,22 @@ void writers_wake (conn_t *conn);
 //  known as a connection's until writers_forget_fd, before civetweb closes it.
 int  writers_find_fd (const struct mg_connection *mg);
 void writers_forget_fd (int fd);
+//  Fd is a client socket of ours (taken over): looks skip it.
+void writers_claim_fd (int fd);
+//  Write what is queued for conn, or close it as a slow reader: a writer
+//  thread's turn, also taken by the loop for its owned conns (which it
+//  wakes with writers_wake, taking a reference as the ready list does).
+void writers_serve (conn_t *conn);
+//  The socket of a parked owned conn drained (the loop saw it writable),
+//  or the conn is closing: off the parked state, back to serving.
+void writers_unpark (conn_t *conn);
+
+//  ---------------------------------------------------------------------------
+//  loop.c (backend thread)
+
+//  Owned conn has frames to write (writers_wake) or waits for its socket
+//  to drain (parked): the loop's turn.
+void loop_wake (conn_t *conn);
+void loop_park (conn_t *conn);
 
 #endif

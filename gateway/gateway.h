@@ -116,6 +116,19 @@ proto_msg_t *backend_expect (proto_msg_t *request, int expected, int timeout_ms,
 //  Send request and forget it (failures are logged by the backend).
 //  Returns 0, or -1 when it could not even be queued.
 int backend_post (proto_msg_t *request);
+//  What the backend thread's own requests call with their answer: the
+//  reply when it is of the type expected (borrowed: it is destroyed after
+//  the call), else NULL with the HTTP status and reason for the client.
+typedef void backend_then_fn (void *arg, proto_msg_t *reply, int status, const char *reason);
+//  True on the backend thread (which runs the event loop, loop.c).
+bool backend_on_thread (void);
+//  Backend thread only: send request (borrowed) and call then when its
+//  answer comes, or at once when it cannot be sent. then NULL: a post.
+void backend_request (proto_msg_t *request, int expected, backend_then_fn *then, void *then_arg);
+//  Whether *reply_p is of type expected; if not, the status and reason to
+//  give the client (an error from roomd or stored keeps its own).
+bool backend_judge (proto_msg_t **reply_p, int expected, int *status, char *reason,
+                    size_t reason_size);
 //  Close the calling thread's DEALER, if it has one (civetweb's
 //  exit_thread callback calls this on every worker thread).
 void backend_thread_exit (void);
@@ -146,9 +159,11 @@ void sockets_stop (void);           //  after civetweb has stopped: join writers
 void sockets_interrupt (void);
 size_t sockets_open (void);
 
-//  A new open connection for civetweb's mg, registered in the table.
-//  The table holds one reference until sockets_close.
-conn_t *sockets_add (struct mg_connection *mg, const char *user_id, const profile_t *profile);
+//  A new open connection, registered in the table: civetweb's mg, or
+//  (mg NULL) socket fd, taken over for the event loop (loop_take). The
+//  table holds one reference until sockets_close.
+conn_t *sockets_add (struct mg_connection *mg, int fd, const char *user_id,
+                     const profile_t *profile);
 //  The socket closed (civetweb's close handler): out of the table and its
 //  room, no more writes to mg once this returns. Copies the room it was
 //  in to room_id ("" if none). Drops the table's reference (*conn_p = NULL).
@@ -158,6 +173,11 @@ const char *conn_id (const conn_t *conn);
 const char *conn_user_id (const conn_t *conn);
 //  The worker thread's own copy of the profile (only that thread touches it).
 profile_t *conn_profile (conn_t *conn);
+//  The event loop serves it (else a civetweb thread does).
+bool conn_is_owned (const conn_t *conn);
+//  A reference of an action's that waits for its reply.
+void conn_hold (conn_t *conn);
+void conn_release (conn_t *conn);
 //  False once the socket is being closed (slow reader, broken): its
 //  worker should stop reading (the data handler returns 0).
 bool conn_is_open (conn_t *conn);
@@ -187,6 +207,18 @@ void sockets_deliver (const proto_msg_t *event);
 //  join-reply): queue its user-joined and message-history, then the
 //  events held since sockets_join_begin, and let later events through.
 void sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *reply);
+
+//  ---------------------------------------------------------------------------
+//  The event loop (loop.c) that serves plain WebSockets on the backend thread
+
+//  Take mg's socket over from civetweb (in its ready handler): returns our
+//  descriptor for it, or -1 (TLS, or not found: civetweb keeps serving it).
+int  loop_take (const struct mg_connection *mg);
+//  Hand conn (added with the descriptor loop_take gave) to the event loop.
+void loop_adopt (conn_t *conn);
+//  Owned conn's action has ended (its reply came and was handled): its
+//  next frames may be handled.
+void loop_done (conn_t *conn);
 
 //  ---------------------------------------------------------------------------
 //  TLS (tls.c)
@@ -243,6 +275,13 @@ int input_text_number (const char *text, double *out);
 int  http_handle (struct mg_connection *mg, void *data);
 //  Write an HTTP response of status with body (taken) as JSON.
 void http_reply (struct mg_connection *mg, int status, json_t *body);
+
+//  A client's data frame for conn (any opcode but the control ones).
+void ws_frame (conn_t *conn, int opcode, bool fin, const char *data, size_t size);
+//  Conn opened (tell stored), or closed (out of the table; its leave and
+//  conn-del go): the ends of every socket's life, civetweb's or the loop's.
+void ws_opened (conn_t *conn);
+void ws_closed (conn_t *conn);
 
 int  ws_connect (const struct mg_connection *mg, void *data);
 void ws_ready (struct mg_connection *mg, void *data);

@@ -144,16 +144,20 @@ main (int argc, char *argv [])
     signal (SIGPIPE, SIG_IGN);
     zsys_handler_set (NULL);
     zsys_set_logstream (NULL);
-    //  A DEALER for every civetweb thread that calls the backend, which
-    //  is every thread, past ZeroMQ's default of 1024 sockets.
-    zsys_set_max_sockets ((size_t) (gateway_config.max_connections + HTTP_THREADS + 64));
+    //  civetweb's threads: HTTP requests and WebSocket handshakes, and
+    //  with TLS one for each WebSocket, which stays on its thread (plain
+    //  ones are taken over by the event loop, loop.c). Each thread that
+    //  calls the backend has a DEALER, past ZeroMQ's default of 1024 sockets.
+    int64_t civetweb_threads = HTTP_THREADS + (tls? gateway_config.max_connections: 0);
+    zsys_set_max_sockets ((size_t) (civetweb_threads + 64));
     zsys_init ();
     zsys_set_io_threads (1);
 
-    //  Each WebSocket holds a TCP socket and its thread's DEALER (an
-    //  eventfd): warn now rather than fail at the thousandth client.
+    //  Each WebSocket holds its TCP socket, and a civetweb thread's DEALER
+    //  (an eventfd) too over TLS: warn now rather than fail at the
+    //  thousandth client.
     struct rlimit files;
-    int64_t needed = 2 * (gateway_config.max_connections + HTTP_THREADS) + 256;
+    int64_t needed = gateway_config.max_connections + 2 * civetweb_threads + 256;
     if (getrlimit (RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
     &&  (int64_t) files.rlim_cur < needed)
         log_warn ("open files are limited to %llu; MAX_CONNECTIONS=%lld needs about %lld",
@@ -173,8 +177,7 @@ main (int argc, char *argv [])
         snprintf (ports + strlen (ports), sizeof ports - strlen (ports),
                   strchr (bind, ':')? ",[%s]:%llds": ",%s:%llds", bind,
                   (long long) gateway_config.https_port);
-    snprintf (threads, sizeof threads, "%lld",
-              (long long) (gateway_config.max_connections + HTTP_THREADS));
+    snprintf (threads, sizeof threads, "%lld", (long long) civetweb_threads);
     const char *options [] = {
         "listening_ports", ports,
         "num_threads", threads,
@@ -224,12 +227,15 @@ main (int argc, char *argv [])
     sigwait (&signals, &signal_number);
     log_info ("stopping on %s", signal_number == SIGINT? "SIGINT": "SIGTERM");
 
+    //  Calls give up, civetweb's sockets are shut so its threads return,
+    //  then the event loop closes its own (each socket's leave and
+    //  conn-del still go out), then the writers stop.
     backend_interrupt ();
     sockets_interrupt ();
     mg_stop (context);
     log_debug ("civetweb stopped");
-    sockets_stop ();
     backend_stop ();
+    sockets_stop ();
     mg_exit_library ();
     zsys_shutdown ();
     log_info ("stopped");

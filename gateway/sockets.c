@@ -39,6 +39,7 @@
 #include "conn.h"
 #include "clock.h"
 #include "log.h"
+#include "wsframe.h"
 
 typedef struct {
     conn_t **conns;
@@ -60,8 +61,24 @@ frame_new (const char *text)
     assert (frame);
     atomic_init (&frame->refs, 1);
     frame->made_ns = clock_mono_ns ();
+    frame->opcode = WSFRAME_TEXT;
     frame->size = size;
     memcpy (frame->data, text, size + 1);
+    return frame;
+}
+
+frame_t *
+frame_new_control (int opcode, const void *payload, size_t size)
+{
+    frame_t *frame = malloc (sizeof *frame + size + 1);
+    assert (frame);
+    atomic_init (&frame->refs, 1);
+    frame->made_ns = clock_mono_ns ();
+    frame->opcode = opcode;
+    frame->size = size;
+    if (size)
+        memcpy (frame->data, payload, size);
+    frame->data [size] = 0;
     return frame;
 }
 
@@ -98,8 +115,8 @@ conn_queue_drop (conn_t *conn)
 }
 
 //  Queue frame for conn, or find conn a slow reader. Never blocks on I/O.
-static void
-s_enqueue (conn_t *conn, frame_t *frame)
+void
+sockets_queue (conn_t *conn, frame_t *frame)
 {
     pthread_mutex_lock (&conn->lock);
     if (conn->state != CONN_OPEN) {
@@ -226,8 +243,9 @@ sockets_interrupt (void)
     //  (that comes after the close handler, which takes it out first).
     //  (For writing: zhashx's cursor is the table's own.)
     pthread_rwlock_wrlock (&s_index_lock);
+    //  The event loop's own are closed by it, with a close frame.
     for (conn_t *conn = zhashx_first (s_conns); conn; conn = zhashx_next (s_conns))
-        if (conn->fd >= 0)
+        if (conn->fd >= 0 && !conn->owned)
             shutdown (conn->fd, SHUT_RDWR);
     pthread_rwlock_unlock (&s_index_lock);
 }
@@ -252,18 +270,20 @@ sockets_open (void)
 }
 
 conn_t *
-sockets_add (struct mg_connection *mg, const char *user_id, const profile_t *profile)
+sockets_add (struct mg_connection *mg, int fd, const char *user_id, const profile_t *profile)
 {
-    assert (mg && user_id && profile);
+    assert ((mg || fd >= 0) && user_id && profile);
     conn_t *conn = calloc (1, sizeof *conn);
     assert (conn);
     ids_uuid (conn->id);
     snprintf (conn->user_id, sizeof conn->user_id, "%s", user_id);
     conn->profile = *profile;
     conn->mg = mg;
-    conn->fd = writers_find_fd (mg);
-    log_debug ("socket %s of user %s is descriptor %d", conn->id, user_id, conn->fd);
-    if (conn->fd < 0)
+    conn->owned = !mg;
+    conn->fd = mg? writers_find_fd (mg): fd;
+    log_debug ("socket %s of user %s is descriptor %d%s", conn->id, user_id, conn->fd,
+               conn->owned? " (the event loop's)": "");
+    if (conn->fd < 0 && !mg_get_request_info (mg)->is_ssl)
         log_warn ("socket %s: its descriptor was not found; writes to it may block", conn->id);
     atomic_init (&conn->refs, 1);
     pthread_mutex_init (&conn->lock, NULL);
@@ -320,6 +340,24 @@ profile_t *
 conn_profile (conn_t *conn)
 {
     return &conn->profile;
+}
+
+bool
+conn_is_owned (const conn_t *conn)
+{
+    return conn->owned;
+}
+
+void
+conn_hold (conn_t *conn)
+{
+    atomic_fetch_add (&conn->refs, 1);
+}
+
+void
+conn_release (conn_t *conn)
+{
+    conn_unref (conn);
 }
 
 bool
@@ -395,7 +433,7 @@ sockets_send (conn_t *conn, json_t *frame)
     }
     frame_t *queued = frame_new (text);
     free (text);
-    s_enqueue (conn, queued);
+    sockets_queue (conn, queued);
     frame_unref (queued);
 }
 
@@ -474,7 +512,7 @@ sockets_deliver (const proto_msg_t *event)
         if (conn->joining && !closed)
             s_hold (conn, frame, seq);
         else
-            s_enqueue (conn, frame);
+            sockets_queue (conn, frame);
     }
     if (closed && room) {
         for (size_t i = 0; i < count; i++) {
@@ -533,8 +571,8 @@ sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *repl
         char *joined_text = render_text (joined);
         if (joined_text && history_text) {
             frame_t *first = frame_new (joined_text), *second = frame_new (history_text);
-            s_enqueue (conn, first);
-            s_enqueue (conn, second);
+            sockets_queue (conn, first);
+            sockets_queue (conn, second);
             frame_unref (first);
             frame_unref (second);
         }
@@ -544,7 +582,7 @@ sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *repl
         uint64_t history_seq = reply->count? reply->messages [reply->count - 1].seq: 0;
         for (size_t i = 0; i < conn->held_count; i++)
             if (conn->held [i].seq == 0 || conn->held [i].seq > history_seq)
-                s_enqueue (conn, conn->held [i].frame);
+                sockets_queue (conn, conn->held [i].frame);
         s_held_drop (conn);
     }
     pthread_rwlock_unlock (&s_index_lock);

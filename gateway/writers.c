@@ -40,6 +40,7 @@
 #include "conn.h"
 #include "clock.h"
 #include "log.h"
+#include "wsframe.h"
 
 #define COALESCE_MAX        (64 * 1024)     //  bytes of small frames gathered for one send
 #define FRAMES_MAX          256             //  frames taken from a queue at once
@@ -83,32 +84,11 @@ s_out_add (outbuf_t *out, const void *data, size_t size)
     out->size += size;
 }
 
-//  A server frame's header (servers never mask). Returns its size.
-static size_t
-s_header (unsigned char *out, size_t size, int opcode)
-{
-    out [0] = (unsigned char) (0x80 | opcode);
-    if (size < 126) {
-        out [1] = (unsigned char) size;
-        return 2;
-    }
-    if (size <= 0xFFFF) {
-        out [1] = 126;
-        out [2] = (unsigned char) (size >> 8);
-        out [3] = (unsigned char) size;
-        return 4;
-    }
-    out [1] = 127;
-    for (int i = 0; i < 8; i++)
-        out [2 + i] = (unsigned char) ((uint64_t) size >> (56 - 8 * i));
-    return 10;
-}
-
 static void
 s_stage (outbuf_t *out, const void *payload, size_t size, int opcode)
 {
-    unsigned char header [10];
-    s_out_add (out, header, s_header (header, size, opcode));
+    uint8_t header [WSFRAME_HEADER_MAX];
+    s_out_add (out, header, wsframe_header (header, opcode, size));
     s_out_add (out, payload, size);
 }
 
@@ -122,7 +102,8 @@ s_flush (conn_t *conn)
 {
     outbuf_t *out = &conn->out;
     flush_t result = FLUSH_DONE;
-    mg_lock_connection (conn->mg);
+    if (conn->mg)
+        mg_lock_connection (conn->mg);
     if (conn->fd < 0) {
         //  The fallback: civetweb's blocking write.
         if (mg_write (conn->mg, out->data + out->sent, out->size - out->sent)
@@ -146,7 +127,8 @@ s_flush (conn_t *conn)
             break;
         }
     }
-    mg_unlock_connection (conn->mg);
+    if (conn->mg)
+        mg_unlock_connection (conn->mg);
     if (out->sent == out->size)
         out->size = out->sent = 0;
     return result;
@@ -168,11 +150,11 @@ s_close_slow (conn_t *conn)
     }
     //  Half a frame may be in flight: then a close frame would garble it.
     if (conn->out.size == 0) {
-        s_stage (&conn->out, payload, sizeof payload, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE);
+        s_stage (&conn->out, payload, sizeof payload, WSFRAME_CLOSE);
         s_flush (conn);
     }
-    //  civetweb's read loop sees the end of the stream and closes the
-    //  connection; its close handler then runs as for any close.
+    //  civetweb's read loop (or the event loop, for an owned conn) sees
+    //  the end of the stream and closes the connection as for any close.
     shutdown (conn->fd, SHUT_RDWR);
 }
 
@@ -186,6 +168,10 @@ writers_wake (conn_t *conn)
         return;
     conn->ready = true;
     atomic_fetch_add (&conn->refs, 1);
+    if (conn->owned) {
+        loop_wake (conn);
+        return;
+    }
     pthread_mutex_lock (&s_ready_lock);
     conn->ready_next = NULL;
     if (s_ready_tail)
@@ -205,6 +191,10 @@ s_park (conn_t *conn)
         return;
     conn->parked = true;
     atomic_fetch_add (&conn->refs, 1);
+    if (conn->owned) {
+        loop_park (conn);
+        return;
+    }
     pthread_mutex_lock (&s_parked_lock);
     if (s_parked_count == s_parked_max) {
         s_parked_max = s_parked_max? s_parked_max * 2: 64;
@@ -221,9 +211,8 @@ s_park (conn_t *conn)
 //  ---------------------------------------------------------------------------
 //  Threads
 
-//  Write what is queued for conn (or close it as a slow reader).
-static void
-s_serve (conn_t *conn)
+void
+writers_serve (conn_t *conn)
 {
     frame_t *frames [FRAMES_MAX];
     size_t count = 0, bytes = 0;
@@ -256,7 +245,7 @@ s_serve (conn_t *conn)
     else {
         int64_t made_ns [FRAMES_MAX];
         for (size_t i = 0; i < count; i++) {
-            s_stage (&conn->out, frames [i]->data, frames [i]->size, MG_WEBSOCKET_OPCODE_TEXT);
+            s_stage (&conn->out, frames [i]->data, frames [i]->size, frames [i]->opcode);
             made_ns [i] = frames [i]->made_ns;
             frame_unref (frames [i]);
         }
@@ -309,7 +298,7 @@ s_writer (void *arg)
         pthread_mutex_unlock (&s_ready_lock);
         if (!conn)
             break;                          //  stopping, and nothing left
-        s_serve (conn);
+        writers_serve (conn);
         conn_unref (conn);                  //  the ready list's reference
     }
     return NULL;
@@ -377,6 +366,21 @@ s_poll (void *arg)
     free (fds);
     free (conns);
     return NULL;
+}
+
+void
+writers_unpark (conn_t *conn)
+{
+    pthread_mutex_lock (&conn->lock);
+    if (conn->parked) {
+        conn->parked = false;
+        if (conn->state == CONN_OPEN || conn->close_pending)
+            writers_wake (conn);
+        pthread_mutex_unlock (&conn->lock);
+        conn_unref (conn);                  //  the parked state's reference
+    }
+    else
+        pthread_mutex_unlock (&conn->lock);
 }
 
 int
@@ -547,6 +551,14 @@ writers_find_fd (const struct mg_connection *mg)
         s_bit_set (&s_fds.ours, found, true);
     pthread_mutex_unlock (&s_fds.lock);
     return found;
+}
+
+void
+writers_claim_fd (int fd)
+{
+    pthread_mutex_lock (&s_fds.lock);
+    s_bit_set (&s_fds.ours, fd, true);
+    pthread_mutex_unlock (&s_fds.lock);
 }
 
 void

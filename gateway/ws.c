@@ -15,26 +15,42 @@
     =========================================================================
 */
 
+#include <assert.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "gateway.h"
 #include "clock.h"
 #include "ids.h"
 #include "log.h"
 #include "utf8.h"
+#include "wsframe.h"
 
 #define FRAME_MAX   (64 * 1024)     //  a client frame: a 2000-character message is far less
 
-//  One client frame being handled.
-typedef struct {
+//  One client frame being handled. An action that calls the backend ends
+//  in its then, with the reply: at once on a civetweb thread (the call
+//  waits), later on the event loop (which goes on meanwhile).
+typedef struct action action_t;
+typedef void action_then_fn (action_t *self, proto_msg_t *reply);
+
+struct action {
     conn_t *conn;
-    const json_t *frame;
+    json_t *frame;                      //  the client's JSON, or NULL
     const char *action;                 //  NULL until known
     const json_t *request_id;           //  the client's, or NULL
     char trace [IDS_TRACE_SIZE];
-} action_t;
+    action_then_fn *then;               //  called with the reply (NULL: it failed, said)
+    bool waiting;                       //  for the reply
+    bool dispatching;                   //  still in ws_frame
+    //  What a then needs of the request.
+    char room_id [PROTO_ID_MAX + 1];
+    char client_id [PROTO_ID_MAX + 1];
+    bool has_client_id;
+    bool was_in_room;
+};
 
 //  ---------------------------------------------------------------------------
 //  Replies
@@ -71,12 +87,42 @@ s_error (action_t *self, int status, const char *fmt, ...)
     s_send (self, frame);
 }
 
-//  Call the backend with request. Returns the reply when it is of type
-//  expected; otherwise tells the client why and returns NULL.
-static proto_msg_t *
-s_call (action_t *self, proto_msg_t *request, int expected)
+//  The action is over: free it, and let an owned socket's next frame in.
+static void
+s_end (action_t *self)
+{
+    if (conn_is_owned (self->conn))
+        loop_done (self->conn);
+    json_decref (self->frame);
+    free (self);
+}
+
+//  The backend thread's answer to an owned socket's call.
+static void
+s_answered (void *arg, proto_msg_t *reply, int status, const char *reason)
+{
+    action_t *self = arg;
+    if (!reply)
+        s_error (self, status, "%s", reason);
+    self->then (self, reply);
+    self->waiting = false;
+    if (!self->dispatching)
+        s_end (self);
+}
+
+//  Call the backend with request; then gets the reply when it is of type
+//  expected, or NULL once the client has been told why not. Nothing of
+//  the action may follow this call but its then.
+static void
+s_call (action_t *self, proto_msg_t *request, int expected, action_then_fn *then)
 {
     snprintf (request->trace_id, sizeof request->trace_id, "%s", self->trace);
+    self->then = then;
+    if (conn_is_owned (self->conn)) {
+        self->waiting = true;
+        backend_request (request, expected, s_answered, self);
+        return;
+    }
     int status;
     char reason [PROTO_REASON_MAX];
     proto_msg_t *reply = backend_expect (request, expected,
@@ -84,7 +130,8 @@ s_call (action_t *self, proto_msg_t *request, int expected)
                                          &status, reason, sizeof reason);
     if (!reply)
         s_error (self, status, "%s", reason);
-    return reply;
+    then (self, reply);
+    proto_msg_destroy (&reply);
 }
 
 //  Read roomId, which every action but ping has.
@@ -155,6 +202,16 @@ s_post_leave (conn_t *conn, const char *room_id, const char *trace)
 //  Actions
 
 static void
+s_joined (action_t *self, proto_msg_t *reply)
+{
+    sockets_set_join_request (self->conn, NULL);
+    if (reply)
+        s_post_connection (self->conn, self->room_id, self->trace);
+    else
+        sockets_join_abort (self->conn, self->room_id);
+}
+
+static void
 s_join_room (action_t *self)
 {
     char room_id [PROTO_ID_MAX + 1], why [128];
@@ -189,13 +246,26 @@ s_join_room (action_t *self)
     //  the backend queues its user-joined, message-history and what was
     //  held (sockets_join_done).
     sockets_join_begin (self->conn, room_id);
-    proto_msg_t *reply = s_call (self, &request, PROTO_JOIN_REPLY);
-    sockets_set_join_request (self->conn, NULL);
-    if (reply)
-        s_post_connection (self->conn, room_id, self->trace);
-    else
-        sockets_join_abort (self->conn, room_id);
-    proto_msg_destroy (&reply);
+    snprintf (self->room_id, sizeof self->room_id, "%s", room_id);
+    s_call (self, &request, PROTO_JOIN_REPLY, s_joined);
+}
+
+static void
+s_sent (action_t *self, proto_msg_t *reply)
+{
+    if (!reply)
+        return;
+    //  The new-message itself reaches every socket in the room, this one
+    //  included and first, as an event.
+    json_t *ack = json_object ();
+    json_object_set_new (ack, "type", json_string ("ack"));
+    json_object_set_new (ack, "action", json_string ("send-message"));
+    json_object_set_new (ack, "messageId",
+                         json_string (self->has_client_id? self->client_id: reply->append_reply.id));
+    json_object_set_new (ack, "id", json_string (reply->append_reply.id));
+    json_object_set_new (ack, "roomId", json_string (self->room_id));
+    json_object_set_new (ack, "seq", json_integer ((json_int_t) reply->append_reply.seq));
+    s_send (self, ack);
 }
 
 static void
@@ -256,21 +326,18 @@ s_send_message (action_t *self)
         .user_id = conn_user_id (self->conn), .user_name = S_NAME (&profile),
         .user_icon = S_ICON (&profile), .user_color = S_COLOR (&profile),
         .text = text, .created_at_ms = clock_now_ms () } };
-    proto_msg_t *reply = s_call (self, &request, PROTO_APPEND_REPLY);
-    if (reply) {
-        //  The new-message itself reaches every socket in the room, this
-        //  one included and first, as an event.
-        json_t *ack = json_object ();
-        json_object_set_new (ack, "type", json_string ("ack"));
-        json_object_set_new (ack, "action", json_string ("send-message"));
-        json_object_set_new (ack, "messageId",
-                             json_string (has_client_id? client_id: reply->append_reply.id));
-        json_object_set_new (ack, "id", json_string (reply->append_reply.id));
-        json_object_set_new (ack, "roomId", json_string (room_id));
-        json_object_set_new (ack, "seq", json_integer ((json_int_t) reply->append_reply.seq));
-        s_send (self, ack);
-        proto_msg_destroy (&reply);
-    }
+    snprintf (self->room_id, sizeof self->room_id, "%s", room_id);
+    snprintf (self->client_id, sizeof self->client_id, "%s", has_client_id? client_id: "");
+    self->has_client_id = has_client_id;
+    s_call (self, &request, PROTO_APPEND_REPLY, s_sent);
+}
+
+//  A then for actions whose reply says nothing to the client.
+static void
+s_nothing_more (action_t *self, proto_msg_t *reply)
+{
+    (void) self;
+    (void) reply;
 }
 
 static void
@@ -289,22 +356,15 @@ s_user_typing (action_t *self)
     proto_msg_t request = { .type = PROTO_ROOM_TYPING, .room_typing = {
         .room_id = room_id, .user_id = conn_user_id (self->conn),
         .user_name = S_NAME (&profile) } };
-    proto_msg_t *reply = s_call (self, &request, PROTO_OK);
-    proto_msg_destroy (&reply);
+    s_call (self, &request, PROTO_OK, s_nothing_more);
 }
 
 static void
-s_room_info (action_t *self)
+s_room_info_reply (action_t *self, proto_msg_t *reply)
 {
-    char room_id [PROTO_ID_MAX + 1];
-    if (!s_room_id (self, room_id))
-        return;
-    proto_msg_t request = { .type = PROTO_ROOM_INFO, .room_info = { .room_id = room_id } };
-    proto_msg_t *reply = s_call (self, &request, PROTO_INFO_REPLY);
     if (!reply)
         return;
-    const proto_info_reply_t *info = &reply->info_reply;
-    //  The room's fields at the top, as the original sent them, and again
+    const proto_info_reply_t *info = &reply->info_reply;    //  The room's fields at the top, as the original sent them, and again
     //  as roomInfo, as every other frame carries them.
     json_t *frame = json_pack ("{s:s}", "type", "room-info");     //  type first, for a reader
     json_t *fields = render_room_info (&info->room);
@@ -317,7 +377,28 @@ s_room_info (action_t *self)
         json_array_append_new (online, json_string (info->online [i]));
     json_object_set_new (frame, "online", online);
     s_send (self, frame);
-    proto_msg_destroy (&reply);
+}
+
+
+static void
+s_room_info (action_t *self)
+{
+    char room_id [PROTO_ID_MAX + 1];
+    if (!s_room_id (self, room_id))
+        return;
+    proto_msg_t request = { .type = PROTO_ROOM_INFO, .room_info = { .room_id = room_id } };
+    s_call (self, &request, PROTO_INFO_REPLY, s_room_info_reply);
+}
+
+static void
+s_closed_room (action_t *self, proto_msg_t *reply)
+{
+    if (reply && !self->was_in_room) {
+        json_t *frame = json_object ();
+        json_object_set_new (frame, "type", json_string ("room-closed"));
+        json_object_set_new (frame, "roomId", json_string (self->room_id));
+        s_send (self, frame);
+    }
 }
 
 static void
@@ -332,16 +413,9 @@ s_close_room (action_t *self)
     sockets_room_of (self->conn, current);
     proto_msg_t request = { .type = PROTO_ROOM_CLOSE, .room_close = {
         .room_id = room_id, .user_id = conn_user_id (self->conn) } };
-    proto_msg_t *reply = s_call (self, &request, PROTO_ROOM_REPLY);
-    if (!reply)
-        return;
-    proto_msg_destroy (&reply);
-    if (strcmp (current, room_id) != 0) {
-        json_t *frame = json_object ();
-        json_object_set_new (frame, "type", json_string ("room-closed"));
-        json_object_set_new (frame, "roomId", json_string (room_id));
-        s_send (self, frame);
-    }
+    snprintf (self->room_id, sizeof self->room_id, "%s", room_id);
+    self->was_in_room = strcmp (current, room_id) == 0;
+    s_call (self, &request, PROTO_ROOM_REPLY, s_closed_room);
 }
 
 static void
@@ -360,8 +434,7 @@ s_leave_room (action_t *self)
     proto_msg_t request = { .type = PROTO_ROOM_LEAVE, .room_leave = {
         .room_id = room_id, .user_id = conn_user_id (self->conn),
         .user_name = S_NAME (conn_profile (self->conn)) } };
-    proto_msg_t *reply = s_call (self, &request, PROTO_ROOM_REPLY);
-    proto_msg_destroy (&reply);
+    s_call (self, &request, PROTO_ROOM_REPLY, s_nothing_more);
 }
 
 static void
@@ -392,52 +465,67 @@ static const struct {
     { "ping",           s_ping },
 };
 
+//  Handle one action of the frame's (the JSON of data).
 static void
-s_dispatch (conn_t *conn, const char *data, size_t size)
+s_dispatch (action_t *self, const char *data, size_t size)
 {
-    action_t self = { .conn = conn };
-    ids_trace (self.trace);
     if (size > FRAME_MAX) {
-        s_error (&self, 400, "a frame may be at most %d bytes", FRAME_MAX);
+        s_error (self, 400, "a frame may be at most %d bytes", FRAME_MAX);
         return;
     }
     json_error_t error;
     json_t *frame = json_loadb (data, size, 0, &error);
     if (!frame) {
-        s_error (&self, 400, "the frame is not JSON: %s", error.text);
+        s_error (self, 400, "the frame is not JSON: %s", error.text);
         return;
     }
-    self.frame = frame;
+    self->frame = frame;
     if (!json_is_object (frame)) {
-        s_error (&self, 400, "a frame must be a JSON object");
-        json_decref (frame);
+        s_error (self, 400, "a frame must be a JSON object");
         return;
     }
     const json_t *request_id = json_object_get (frame, "requestId");
     if (request_id && (json_is_string (request_id) || json_is_number (request_id)))
-        self.request_id = request_id;
+        self->request_id = request_id;
     const json_t *action = json_object_get (frame, "action");
     if (json_is_string (action))
-        self.action = json_string_value (action);
-    if (request_id && !self.request_id && !json_is_null (request_id))
-        s_error (&self, 400, "requestId must be a string or a number");
+        self->action = json_string_value (action);
+    if (request_id && !self->request_id && !json_is_null (request_id))
+        s_error (self, 400, "requestId must be a string or a number");
     else
     if (!action || json_is_null (action))
-        s_error (&self, 400, "action is required");
+        s_error (self, 400, "action is required");
     else
-    if (!self.action)
-        s_error (&self, 400, "action must be a string");
+    if (!self->action)
+        s_error (self, 400, "action must be a string");
     else {
         size_t i = 0;
         while (i < sizeof s_actions / sizeof s_actions [0]
-           &&  strcmp (s_actions [i].name, self.action) != 0)
+           &&  strcmp (s_actions [i].name, self->action) != 0)
             i++;
         if (i < sizeof s_actions / sizeof s_actions [0])
-            s_actions [i].handle (&self);
+            s_actions [i].handle (self);
         else
-            s_error (&self, 400, "unknown action '%.64s'", self.action);
+            s_error (self, 400, "unknown action '%.64s'", self->action);
     }
-    json_decref (frame);
+}
+
+void
+ws_frame (conn_t *conn, int opcode, bool fin, const char *data, size_t size)
+{
+    atomic_fetch_add (&gateway_metrics.messages_received, 1);
+    action_t *self = calloc (1, sizeof *self);
+    assert (self);
+    self->conn = conn;
+    self->dispatching = true;
+    ids_trace (self->trace);
+    if (opcode != WSFRAME_TEXT || !fin)
+        s_error (self, 400, "only whole text frames holding JSON are understood");
+    else
+        s_dispatch (self, data, size);
+    self->dispatching = false;
+    if (!self->waiting)
+        s_end (self);
 }
 
 //  ---------------------------------------------------------------------------
@@ -518,6 +606,16 @@ ws_connect (const struct mg_connection *mg, void *data)
 }
 
 void
+ws_opened (conn_t *conn)
+{
+    char trace [IDS_TRACE_SIZE];
+    ids_trace (trace);
+    s_post_connection (conn, NULL, trace);
+    log_write (LOG_LEVEL_DEBUG, trace, "socket %s of user %s opened", conn_id (conn),
+               conn_user_id (conn));
+}
+
+void
 ws_ready (struct mg_connection *mg, void *data)
 {
     (void) data;
@@ -525,12 +623,16 @@ ws_ready (struct mg_connection *mg, void *data)
     profile_t profile;
     if (s_query (mg_get_request_info (mg), user_id, &profile, why, sizeof why))
         return;                         //  checked in ws_connect; cannot happen
-    conn_t *conn = sockets_add (mg, user_id, &profile);
+    //  A plain socket goes to the event loop, and civetweb's read loop
+    //  ends at once (loop.c); its close handler finds no conn.
+    int fd = loop_take (mg);
+    if (fd >= 0) {
+        loop_adopt (sockets_add (NULL, fd, user_id, &profile));
+        return;
+    }
+    conn_t *conn = sockets_add (mg, -1, user_id, &profile);
     mg_set_user_connection_data (mg, conn);
-    char trace [IDS_TRACE_SIZE];
-    ids_trace (trace);
-    s_post_connection (conn, NULL, trace);
-    log_write (LOG_LEVEL_DEBUG, trace, "socket %s of user %s opened", conn_id (conn), user_id);
+    ws_opened (conn);
 }
 
 int
@@ -545,25 +647,13 @@ ws_data (struct mg_connection *mg, int bits, char *data, size_t size, void *data
         return 0;
     if (opcode == MG_WEBSOCKET_OPCODE_PING || opcode == MG_WEBSOCKET_OPCODE_PONG)
         return 1;
-    atomic_fetch_add (&gateway_metrics.messages_received, 1);
-    if (opcode != MG_WEBSOCKET_OPCODE_TEXT || !(bits & 0x80)) {
-        action_t self = { .conn = conn };
-        ids_trace (self.trace);
-        s_error (&self, 400, "only whole text frames holding JSON are understood");
-    }
-    else
-        s_dispatch (conn, data, size);
+    ws_frame (conn, opcode, bits & 0x80, data, size);
     return conn_is_open (conn)? 1: 0;
 }
 
 void
-ws_close (const struct mg_connection *mg, void *data)
+ws_closed (conn_t *conn)
 {
-    (void) data;
-    conn_t *conn = mg_get_user_connection_data (mg);
-    if (!conn)
-        return;
-    mg_set_user_connection_data (mg, NULL);
     //  Copies first: sockets_close drops the table's reference.
     char id [IDS_UUID_SIZE], user_id [PROTO_ID_MAX + 1], room_id [PROTO_ID_MAX + 1];
     profile_t profile = *conn_profile (conn);
@@ -584,4 +674,15 @@ ws_close (const struct mg_connection *mg, void *data)
     backend_post (&del);
     log_write (LOG_LEVEL_DEBUG, trace, "socket %s of user %s closed%s%s", id, user_id,
                *room_id? " in room ": "", room_id);
+}
+
+void
+ws_close (const struct mg_connection *mg, void *data)
+{
+    (void) data;
+    conn_t *conn = mg_get_user_connection_data (mg);
+    if (!conn)
+        return;
+    mg_set_user_connection_data (mg, NULL);
+    ws_closed (conn);
 }

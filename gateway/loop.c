@@ -1,0 +1,514 @@
+/*  =========================================================================
+    loop.c - the backend thread's event loop over the plain WebSockets
+
+    civetweb 1.15 holds each WebSocket on a worker thread of its own, from
+    its handshake to its close, and has no event-driven WebSocket API. A
+    thread a socket is what made the gateway slow and large: every client
+    frame crossed three threads (civetweb's, the backend's, a writer's)
+    and each idle socket kept a thread's stack and a ZeroMQ socket. So
+    once civetweb has answered a plain WebSocket's upgrade (ws_ready), the
+    socket is taken over (loop_take) and served here, on the backend
+    thread, which owns the ZeroMQ sockets already: a client frame is read,
+    parsed (wsframe.c), handled (ws.c) and sent to its shard on one
+    thread; an event from a shard is queued to its room's sockets and
+    written at the end of the same turn, many frames to a write.
+
+    civetweb keeps HTTP, the handshakes, and WebSockets over TLS (it holds
+    their TLS state; they stay on its threads and writers.c).
+
+    How a socket is taken over from civetweb: its descriptor is found
+    (writers_find_fd), duplicated for us, and civetweb's number is pointed
+    at one end of a socket pair whose other end is closed. civetweb's
+    read loop then sees the end of a stream at once, runs the close
+    handler (which finds no conn: the socket is ours), and closes its
+    number; the TCP socket lives on under ours. The handshake's answer has
+    been sent, and a client sends no frame before reading it (RFC 6455,
+    4.1), so civetweb has buffered nothing of the socket's.
+
+    One action at a time a socket: while its action waits for its reply
+    (busy), its later frames wait in its input buffer, so a socket's
+    actions are done in the order sent, as before. A socket whose peer
+    went while it was busy is closed when the action ends.
+
+    Invariants:
+      - only the backend thread touches the loop's conns, lists and epoll
+        set; other threads reach it by loop_adopt (a locked list and an
+        eventfd);
+      - the loop holds a reference on each of its conns from adoption to
+        the end of the turn in which it was closed, so an event already
+        returned by epoll never meets a freed conn.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include "backend.h"
+#include "conn.h"
+#include "log.h"
+#include "wsframe.h"
+
+#define EVENTS_MAX      256             //  epoll events taken at once
+#define READ_MAX        (64 * 1024)     //  read from one socket at a time
+#define PAYLOAD_MAX     (1024 * 1024)   //  a longer frame closes the socket (1009)
+#define INPUT_MAX       (2 * PAYLOAD_MAX)   //  stop reading a busy socket past this
+#define ZMQ_SOCKETS_MAX 4
+
+static struct {
+    int epoll;
+    int mail;                           //  eventfd: conns to adopt
+    pthread_mutex_t lock;
+    conn_t *adopted;                    //  (lock) by loop_next
+    conn_t *conns;                      //  the loop's, by loop_next/loop_prev
+    conn_t *dirty_head, *dirty_tail;    //  to write, by ready_next
+    conn_t **resume;                    //  whose action ended
+    size_t resume_count, resume_max;
+    conn_t **dead;                      //  closed this turn
+    size_t dead_count, dead_max;
+    void *zmq [ZMQ_SOCKETS_MAX];
+    int zmq_count;
+    bool hurry;
+    uint8_t scratch [READ_MAX];
+} s_loop = { .epoll = -1, .mail = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+
+//  Markers for epoll's data of the descriptors that are not conns.
+static char s_mail_marker, s_zmq_marker;
+
+static void s_handle (conn_t *conn, uint8_t *data, size_t *size);
+static void s_end (conn_t *conn);
+
+static void
+s_push (conn_t ***list, size_t *count, size_t *max, conn_t *conn)
+{
+    if (*count == *max) {
+        *max = *max? *max * 2: 64;
+        *list = realloc (*list, *max * sizeof **list);
+        assert (*list);
+    }
+    (*list) [(*count)++] = conn;
+}
+
+//  ---------------------------------------------------------------------------
+//  Taking a socket over (a civetweb thread, in the ready handler)
+
+int
+loop_take (const struct mg_connection *mg)
+{
+    int theirs = writers_find_fd (mg);
+    if (theirs < 0)
+        return -1;
+    int ours = fcntl (theirs, F_DUPFD_CLOEXEC, 0);
+    int pair [2] = { -1, -1 };
+    if (ours < 0 || socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair)
+    ||  dup2 (pair [0], theirs) < 0) {
+        log_warn ("cannot take a WebSocket over from civetweb: %s", strerror (errno));
+        if (ours >= 0)
+            close (ours);
+        if (pair [0] >= 0) {
+            close (pair [0]);
+            close (pair [1]);
+        }
+        writers_forget_fd (theirs);
+        return -1;
+    }
+    close (pair [0]);
+    close (pair [1]);
+    writers_forget_fd (theirs);         //  civetweb's number is no client socket now
+    writers_claim_fd (ours);
+    int flags = fcntl (ours, F_GETFL);
+    fcntl (ours, F_SETFL, flags | O_NONBLOCK);
+    return ours;
+}
+
+void
+loop_adopt (conn_t *conn)
+{
+    atomic_fetch_add (&conn->refs, 1);          //  the loop's
+    pthread_mutex_lock (&s_loop.lock);
+    conn->loop_next = s_loop.adopted;
+    s_loop.adopted = conn;
+    pthread_mutex_unlock (&s_loop.lock);
+    uint64_t one = 1;
+    ssize_t rc = write (s_loop.mail, &one, sizeof one);
+    (void) rc;                          //  a full eventfd is awake anyway
+}
+
+static void
+s_interest (conn_t *conn)
+{
+    //  Input is read unless a busy socket has a lot waiting already;
+    //  output is waited for while the socket is full (parked).
+    uint32_t events = (conn->busy && conn->in.size >= INPUT_MAX? 0: EPOLLIN)
+                    | (conn->parked? EPOLLOUT: 0);
+    if (events != conn->interest) {
+        struct epoll_event event = { .events = events, .data.ptr = conn };
+        if (epoll_ctl (s_loop.epoll, EPOLL_CTL_MOD, conn->fd, &event))
+            log_error ("epoll_ctl: %s", strerror (errno));
+        conn->interest = events;
+    }
+}
+
+static void
+s_take_adopted (void)
+{
+    uint64_t value;
+    ssize_t rc = read (s_loop.mail, &value, sizeof value);
+    (void) rc;
+    pthread_mutex_lock (&s_loop.lock);
+    conn_t *conn = s_loop.adopted;
+    s_loop.adopted = NULL;
+    pthread_mutex_unlock (&s_loop.lock);
+    while (conn) {
+        conn_t *next = conn->loop_next;
+        conn->loop_prev = NULL;
+        conn->loop_next = s_loop.conns;
+        if (s_loop.conns)
+            s_loop.conns->loop_prev = conn;
+        s_loop.conns = conn;
+        conn->interest = EPOLLIN;
+        struct epoll_event event = { .events = EPOLLIN, .data.ptr = conn };
+        ws_opened (conn);
+        if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, conn->fd, &event)) {
+            log_error ("epoll_ctl: %s", strerror (errno));
+            conn->interest = 0;
+            s_end (conn);
+        }
+        conn = next;
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  Closing
+
+//  Close conn for good: its leave and conn-del go (ws_closed), its socket
+//  closes. Not while an action of its waits.
+static void
+s_unlink (conn_t *conn)
+{
+    if (!conn->loop_prev && s_loop.conns != conn)
+        return;                         //  not on the list
+    if (conn->loop_prev)
+        conn->loop_prev->loop_next = conn->loop_next;
+    else
+        s_loop.conns = conn->loop_next;
+    if (conn->loop_next)
+        conn->loop_next->loop_prev = conn->loop_prev;
+    conn->loop_prev = conn->loop_next = NULL;
+}
+
+static void
+s_finish (conn_t *conn)
+{
+    assert (conn->ended && !conn->busy && conn->fd >= 0);
+    ws_closed (conn);                   //  out of the table: no more writes
+    close (conn->fd);
+    conn->fd = -1;
+    s_unlink (conn);
+    s_push (&s_loop.dead, &s_loop.dead_count, &s_loop.dead_max, conn);
+}
+
+//  The peer is gone, or broke the protocol: no more reading or writing.
+static void
+s_end (conn_t *conn)
+{
+    if (conn->ended)
+        return;
+    conn->ended = true;
+    if (conn->interest)
+        epoll_ctl (s_loop.epoll, EPOLL_CTL_DEL, conn->fd, NULL);
+    conn->interest = 0;
+    free (conn->in.data);
+    conn->in.data = NULL;
+    conn->in.size = conn->in.max = 0;
+    writers_unpark (conn);
+    if (!conn->busy)
+        s_finish (conn);
+}
+
+//  Send a close frame of status now, if the socket takes it (a frame of
+//  ours half sent would garble it: then none), and end the conn.
+static void
+s_close (conn_t *conn, int status, const char *reason)
+{
+    if (conn->out.size == 0) {
+        uint8_t frame [WSFRAME_HEADER_MAX + 2 + 123];
+        size_t length = strlen (reason) > 123? 123: strlen (reason);
+        size_t header = wsframe_header (frame, WSFRAME_CLOSE, 2 + length);
+        frame [header] = (uint8_t) (status >> 8);
+        frame [header + 1] = (uint8_t) status;
+        memcpy (frame + header + 2, reason, length);
+        ssize_t rc = send (conn->fd, frame, header + 2 + length, MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void) rc;
+    }
+    s_end (conn);
+}
+
+//  ---------------------------------------------------------------------------
+//  Reading
+
+//  Handle the whole frames at the start of data (size bytes), as long as
+//  the conn is not busy; *size is left at what remains.
+static void
+s_handle (conn_t *conn, uint8_t *data, size_t *size)
+{
+    size_t done = 0;
+    conn->processing = true;
+    while (!conn->busy && !conn->ended) {
+        wsframe_t frame;
+        int status;
+        long used = wsframe_parse (data + done, *size - done, PAYLOAD_MAX, &frame, &status);
+        if (used == 0)
+            break;
+        if (used < 0) {
+            log_debug ("socket %s broke the protocol; closing it (%d)", conn_id (conn), status);
+            s_close (conn, status, status == WSFRAME_TOO_BIG? "frame too big": "protocol error");
+            break;
+        }
+        done += (size_t) used;
+        if (frame.opcode == WSFRAME_PING) {
+            frame_t *pong = frame_new_control (WSFRAME_PONG, frame.payload, frame.length);
+            sockets_queue (conn, pong);
+            frame_unref (pong);
+        }
+        else
+        if (frame.opcode == WSFRAME_CLOSE) {
+            //  Answer with its status (or none), then close (RFC 6455, 5.5.1).
+            s_close (conn, frame.length >= 2? frame.payload [0] << 8 | frame.payload [1]
+                                            : WSFRAME_NORMAL, "");
+        }
+        else
+        if (frame.opcode != WSFRAME_PONG) {
+            conn->busy = true;          //  loop_done clears it, maybe before ws_frame returns
+            ws_frame (conn, frame.opcode, frame.fin, (const char *) frame.payload, frame.length);
+        }
+    }
+    conn->processing = false;
+    if (done && !conn->ended) {
+        *size -= done;
+        memmove (data, data + done, *size);
+    }
+}
+
+static void
+s_keep (conn_t *conn, const uint8_t *data, size_t size)
+{
+    if (conn->in.size + size > conn->in.max) {
+        size_t max = conn->in.max? conn->in.max: 4096;
+        while (max < conn->in.size + size)
+            max *= 2;
+        conn->in.data = realloc (conn->in.data, max);
+        assert (conn->in.data);
+        conn->in.max = max;
+    }
+    memcpy (conn->in.data + conn->in.size, data, size);
+    conn->in.size += size;
+}
+
+//  The socket is readable: read once, handle what came. Most reads hold
+//  whole frames and are handled in the loop's scratch buffer; the rest
+//  of a frame, and frames that wait for a busy conn, are kept.
+static void
+s_read (conn_t *conn)
+{
+    ssize_t got = recv (conn->fd, s_loop.scratch, sizeof s_loop.scratch, 0);
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+        s_end (conn);
+        return;
+    }
+    if (got < 0)
+        return;
+    if (conn->in.size == 0) {
+        size_t size = (size_t) got;
+        s_handle (conn, s_loop.scratch, &size);
+        if (size && !conn->ended)
+            s_keep (conn, s_loop.scratch, size);
+    }
+    else {
+        s_keep (conn, s_loop.scratch, (size_t) got);
+        s_handle (conn, conn->in.data, &conn->in.size);
+    }
+    if (!conn->ended) {
+        if (conn->in.size == 0 && conn->in.max) {
+            free (conn->in.data);       //  an idle socket keeps no buffer
+            conn->in.data = NULL;
+            conn->in.max = 0;
+        }
+        s_interest (conn);
+    }
+}
+
+//  ---------------------------------------------------------------------------
+//  For ws.c and writers.c
+
+void
+loop_done (conn_t *conn)
+{
+    conn->busy = false;
+    if (!conn->processing && !conn->resuming) {
+        conn->resuming = true;
+        atomic_fetch_add (&conn->refs, 1);
+        s_push (&s_loop.resume, &s_loop.resume_count, &s_loop.resume_max, conn);
+    }
+}
+
+void
+loop_wake (conn_t *conn)
+{
+    assert (backend_on_thread ());
+    conn->ready_next = NULL;
+    if (s_loop.dirty_tail)
+        s_loop.dirty_tail->ready_next = conn;
+    else
+        s_loop.dirty_head = conn;
+    s_loop.dirty_tail = conn;
+}
+
+void
+loop_park (conn_t *conn)
+{
+    assert (backend_on_thread ());
+    if (!conn->ended)
+        s_interest (conn);
+}
+
+//  ---------------------------------------------------------------------------
+//  The turn
+
+int
+loop_start (void *const *handles, int count)
+{
+    assert (count <= ZMQ_SOCKETS_MAX);
+    s_loop.epoll = epoll_create1 (EPOLL_CLOEXEC);
+    s_loop.mail = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s_loop.epoll < 0 || s_loop.mail < 0) {
+        log_error ("cannot make the event loop: %s", strerror (errno));
+        return -1;
+    }
+    struct epoll_event event = { .events = EPOLLIN, .data.ptr = &s_mail_marker };
+    if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, s_loop.mail, &event))
+        return -1;
+    for (int i = 0; i < count; i++) {
+        //  ZeroMQ's descriptor only says "look": ZMQ_EVENTS tells.
+        int fd;
+        size_t size = sizeof fd;
+        if (zmq_getsockopt (handles [i], ZMQ_FD, &fd, &size))
+            return -1;
+        event.data.ptr = &s_zmq_marker;
+        if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, fd, &event))
+            return -1;
+        s_loop.zmq [s_loop.zmq_count++] = handles [i];
+    }
+    return 0;
+}
+
+void
+loop_hurry (bool more)
+{
+    s_loop.hurry = more;
+}
+
+void
+loop_wait (int timeout_ms)
+{
+    //  ZeroMQ's descriptors are edge-like: a message may wait although
+    //  the descriptor is quiet, so ask each socket before sleeping.
+    for (int i = 0; i < s_loop.zmq_count && timeout_ms > 0; i++) {
+        int events = 0;
+        size_t size = sizeof events;
+        if (s_loop.hurry || s_loop.dirty_head || s_loop.resume_count
+        || (zmq_getsockopt (s_loop.zmq [i], ZMQ_EVENTS, &events, &size) == 0
+            && (events & ZMQ_POLLIN)))
+            timeout_ms = 0;
+    }
+    struct epoll_event events [EVENTS_MAX];
+    int count = epoll_wait (s_loop.epoll, events, EVENTS_MAX, timeout_ms);
+    if (count < 0 && errno != EINTR)
+        log_error ("epoll_wait: %s", strerror (errno));
+    for (int i = 0; i < count; i++) {
+        void *ptr = events [i].data.ptr;
+        if (ptr == &s_mail_marker)
+            s_take_adopted ();
+        else
+        if (ptr != &s_zmq_marker) {
+            conn_t *conn = ptr;
+            if (conn->ended)
+                continue;
+            if (events [i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+                writers_unpark (conn);
+            if (events [i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+                s_read (conn);
+            else
+                s_interest (conn);
+        }
+    }
+}
+
+void
+loop_flush (void)
+{
+    //  Conns whose action ended go on with the frames that waited, or close.
+    for (size_t i = 0; i < s_loop.resume_count; i++) {
+        conn_t *conn = s_loop.resume [i];
+        conn->resuming = false;
+        if (conn->ended) {
+            if (!conn->busy && conn->fd >= 0)
+                s_finish (conn);
+        }
+        else
+        if (!conn->busy) {
+            s_handle (conn, conn->in.data, &conn->in.size);
+            if (!conn->ended)
+                s_interest (conn);
+        }
+        conn_unref (conn);              //  the resume list's (the loop keeps its own)
+    }
+    s_loop.resume_count = 0;
+    //  A conn with more queued than one write takes is put back on the
+    //  list by writers_serve: it is served next turn, after the others.
+    conn_t *conn = s_loop.dirty_head;
+    s_loop.dirty_head = s_loop.dirty_tail = NULL;
+    while (conn) {
+        conn_t *next = conn->ready_next;
+        writers_serve (conn);
+        conn_unref (conn);              //  the list's reference
+        conn = next;
+    }
+    for (size_t i = 0; i < s_loop.dead_count; i++)
+        conn_unref (s_loop.dead [i]);   //  the loop's reference
+    s_loop.dead_count = 0;
+}
+
+void
+loop_close_all (void)
+{
+    s_take_adopted ();
+    //  A conn whose action waits is ended now and finished when the stop
+    //  fails every pending request (then loop_flush); it leaves the list.
+    while (s_loop.conns) {
+        conn_t *conn = s_loop.conns;
+        s_close (conn, WSFRAME_GOING_AWAY, "the gateway is stopping");
+        s_unlink (conn);
+    }
+}
+
+void
+loop_destroy (void)
+{
+    free (s_loop.resume);
+    free (s_loop.dead);
+    s_loop.resume = s_loop.dead = NULL;
+    s_loop.resume_max = s_loop.dead_max = 0;
+    if (s_loop.epoll >= 0)
+        close (s_loop.epoll);
+    if (s_loop.mail >= 0)
+        close (s_loop.mail);
+    s_loop.epoll = s_loop.mail = -1;
+    s_loop.zmq_count = 0;
+}
