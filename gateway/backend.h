@@ -60,10 +60,13 @@ void backend_fail_shard (const char *shard_id, const char *why);
 int  loop_start (void *const *handles, int count);
 //  Wait at most timeout_ms for a client socket, an adoption or a ZeroMQ
 //  socket (at once when one has a message already), and handle the
-//  client sockets' input.
-void loop_wait (int timeout_ms);
-//  The turn's end: go on with the sockets whose action ended, write what
-//  was queued.
+//  client sockets' input. Returns how many client sockets had some.
+int  loop_wait (int timeout_ms);
+//  Go on with the sockets whose action ended (their reply came).
+void loop_resume (void);
+//  Something waits to be written (loop_flush).
+bool loop_unwritten (void);
+//  Write what was queued.
 void loop_flush (void);
 //  A turn left messages unread (more): the next wait does not sleep.
 void loop_hurry (bool more);

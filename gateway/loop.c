@@ -414,7 +414,7 @@ loop_hurry (bool more)
     s_loop.hurry = more;
 }
 
-void
+int
 loop_wait (int timeout_ms)
 {
     //  ZeroMQ's descriptors are edge-like: a message may wait although
@@ -422,7 +422,7 @@ loop_wait (int timeout_ms)
     for (int i = 0; i < s_loop.zmq_count && timeout_ms > 0; i++) {
         int events = 0;
         size_t size = sizeof events;
-        if (s_loop.hurry || s_loop.dirty_head || s_loop.resume_count
+        if (s_loop.hurry || s_loop.resume_count
         || (zmq_getsockopt (s_loop.zmq [i], ZMQ_EVENTS, &events, &size) == 0
             && (events & ZMQ_POLLIN)))
             timeout_ms = 0;
@@ -433,6 +433,8 @@ loop_wait (int timeout_ms)
         log_error ("epoll_wait: %s", strerror (errno));
     for (int i = 0; i < count; i++) {
         void *ptr = events [i].data.ptr;
+        if (ptr == &s_zmq_marker)
+            count--;                    //  not work in itself: the drain counts it
         if (ptr == &s_mail_marker)
             s_take_adopted ();
         else
@@ -448,10 +450,11 @@ loop_wait (int timeout_ms)
                 s_interest (conn);
         }
     }
+    return count > 0? count: 0;
 }
 
 void
-loop_flush (void)
+loop_resume (void)
 {
     //  Conns whose action ended go on with the frames that waited, or close.
     for (size_t i = 0; i < s_loop.resume_count; i++) {
@@ -470,6 +473,17 @@ loop_flush (void)
         conn_unref (conn);              //  the resume list's (the loop keeps its own)
     }
     s_loop.resume_count = 0;
+}
+
+bool
+loop_unwritten (void)
+{
+    return s_loop.dirty_head || s_loop.dead_count;
+}
+
+void
+loop_flush (void)
+{
     //  A conn with more queued than one write takes is put back on the
     //  list by writers_serve: it is served next turn, after the others.
     conn_t *conn = s_loop.dirty_head;

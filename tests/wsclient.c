@@ -620,38 +620,63 @@ ws_raw_open (int port, const char *path_and_query, int rcvbuf)
     return self;
 }
 
+size_t
+ws_raw_build (unsigned char *out, size_t size_max, int opcode, bool fin, bool masked,
+              const void *payload, size_t size)
+{
+    size_t head_size = 0;
+    assert (size_max >= size + 14);
+    out [head_size++] = (unsigned char) ((fin? 0x80: 0) | (opcode & 0x0f));
+    unsigned char mask_bit = masked? 0x80: 0;
+    if (size < 126)
+        out [head_size++] = mask_bit | (unsigned char) size;
+    else
+    if (size < 65536) {
+        out [head_size++] = mask_bit | 126;
+        out [head_size++] = (unsigned char) (size >> 8);
+        out [head_size++] = (unsigned char) size;
+    }
+    else {
+        out [head_size++] = mask_bit | 127;
+        for (int shift = 56; shift >= 0; shift -= 8)
+            out [head_size++] = (unsigned char) ((uint64_t) size >> shift);
+    }
+    const unsigned char mask [4] = { 0x12, 0x34, 0x56, 0x78 };
+    if (masked) {
+        memcpy (out + head_size, mask, 4);
+        head_size += 4;
+    }
+    const unsigned char *bytes = payload;
+    for (size_t i = 0; i < size; i++)
+        out [head_size + i] = masked? bytes [i] ^ mask [i % 4]: bytes [i];
+    return head_size + size;
+}
+
+int
+ws_raw_write (ws_raw_t *self, const void *bytes, size_t size)
+{
+    assert (self);
+    return s_write_all (self->fd, bytes, size)? -1: 0;
+}
+
+int
+ws_raw_frame (ws_raw_t *self, int opcode, bool fin, bool masked, const void *payload,
+              size_t size)
+{
+    assert (self);
+    unsigned char *frame = malloc (size + 14);
+    assert (frame);
+    size_t length = ws_raw_build (frame, size + 14, opcode, fin, masked, payload, size);
+    int rc = ws_raw_write (self, frame, length);
+    free (frame);
+    return rc;
+}
+
 int
 ws_raw_send (ws_raw_t *self, const char *text)
 {
     assert (self && text);
-    size_t size = strlen (text);
-    unsigned char head [14];
-    size_t head_size = 0;
-    head [head_size++] = 0x81;                  //  FIN, text
-    if (size < 126)
-        head [head_size++] = 0x80 | (unsigned char) size;
-    else
-    if (size < 65536) {
-        head [head_size++] = 0x80 | 126;
-        head [head_size++] = (unsigned char) (size >> 8);
-        head [head_size++] = (unsigned char) size;
-    }
-    else {
-        head [head_size++] = 0x80 | 127;
-        for (int shift = 56; shift >= 0; shift -= 8)
-            head [head_size++] = (unsigned char) ((uint64_t) size >> shift);
-    }
-    const unsigned char mask [4] = { 0x12, 0x34, 0x56, 0x78 };
-    memcpy (head + head_size, mask, 4);
-    head_size += 4;
-    unsigned char *payload = malloc (size + 1);
-    assert (payload);
-    for (size_t i = 0; i < size; i++)
-        payload [i] = (unsigned char) text [i] ^ mask [i % 4];
-    int rc = s_write_all (self->fd, head, head_size) || s_write_all (self->fd, payload, size)
-           ? -1: 0;
-    free (payload);
-    return rc;
+    return ws_raw_frame (self, MG_WEBSOCKET_OPCODE_TEXT, true, true, text, strlen (text));
 }
 
 //  Take whole server frames (unmasked) off the front of buffer; note a
@@ -684,6 +709,16 @@ s_parse_frames (const unsigned char *buffer, size_t size, ws_raw_drained_t *drai
         if (left < head || left - head < length)
             break;
         drained->frames++;
+        if ((frame [0] & 0x0f) == MG_WEBSOCKET_OPCODE_PONG) {
+            drained->pongs++;
+            snprintf (drained->pong, sizeof drained->pong, "%.*s", (int) length,
+                      (const char *) frame + head);
+        }
+        if ((frame [0] & 0x0f) == MG_WEBSOCKET_OPCODE_TEXT) {
+            drained->texts++;
+            snprintf (drained->text, sizeof drained->text, "%.*s", (int) length,
+                      (const char *) frame + head);
+        }
         if ((frame [0] & 0x0f) == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE) {
             drained->close_code = length >= 2? (frame [head] << 8) | frame [head + 1]: 1005;
             if (length > 2)

@@ -142,6 +142,22 @@ ws_raw_t *
 int
     ws_raw_send (ws_raw_t *self, const char *text);
 
+//  Send one frame as given: opcode, FIN, and masked with a fixed key or
+//  not (a client must mask; this is for testing one that does not).
+//  Returns 0, or -1 if the write failed.
+int
+    ws_raw_frame (ws_raw_t *self, int opcode, bool fin, bool masked, const void *payload,
+                  size_t size);
+
+//  Send bytes as they are (a frame in pieces, several frames at once).
+int
+    ws_raw_write (ws_raw_t *self, const void *bytes, size_t size);
+
+//  Build into out (size_max bytes) one masked client frame; returns its size.
+size_t
+    ws_raw_build (unsigned char *out, size_t size_max, int opcode, bool fin, bool masked,
+                  const void *payload, size_t size);
+
 //  What ws_raw_drain read.
 typedef struct {
     size_t bytes;                   //  bytes read
@@ -150,6 +166,10 @@ typedef struct {
                                     //  none; 0 if no close frame came
     char close_reason [128];        //  its reason, "" when none
     bool ended;                     //  the server ended the stream (or reset it)
+    size_t pongs;                   //  pong frames read
+    char pong [128];                //  the last one's payload
+    size_t texts;                   //  text frames read
+    char text [1024];               //  the last one's payload (cut to fit)
 } ws_raw_drained_t;
 
 //  Read and take apart what the server sent, for at most timeout_ms, until
