@@ -7,19 +7,21 @@
     its sockets are in which room.
 
     Threads, and what each may touch:
-      - civetweb worker threads (one per WebSocket, the rest for HTTP):
-        parse client input and call the backend synchronously through a
-        DEALER of their own (backend_call), so one socket's actions run in
-        order. They change the room index on leave and close (sockets.c).
-      - the backend thread (backend.c): owns every ZeroMQ socket that
-        leaves the process (the shard ROUTER, the stored DEALER) and the
-        inproc ROUTER the workers talk to. It changes the room index when
-        a socket's join is answered and when a room closes, and fans
-        events out to the sockets' queues.
-      - writer threads (writers.c): drain sockets' outbound queues onto
-        their connections, one writer per connection at a time, never
-        waiting for a socket; and one poller thread that waits for full
-        sockets to drain.
+      - the backend thread (backend.c) runs the event loop (loop.c): it
+        owns every ZeroMQ socket that leaves the process (the shard
+        ROUTER, the stored DEALER) and the inproc ROUTER the workers talk
+        to, and every plain WebSocket once its handshake is done: it reads
+        their frames and runs their actions (ws.c; an action that calls
+        the backend continues when its reply comes), fans events out to
+        the sockets' queues and writes those queues at the end of a turn.
+      - civetweb worker threads: HTTP requests (http.c), WebSocket
+        handshakes, and the WebSockets over TLS, whose TLS state civetweb
+        keeps: those are read on their thread, and their actions call the
+        backend synchronously through a DEALER of the thread's own
+        (backend_call), so one socket's actions run in order.
+      - writer threads (writers.c): write the TLS sockets' queues, one
+        writer per connection at a time, never waiting for a socket; and
+        one poller thread that waits for full ones to drain.
       - the main thread: settings, start, wait for a signal, stop.
 
     Settings are written once, in main, before any other thread starts,
@@ -72,6 +74,7 @@ typedef struct {
     atomic_ullong disconnects;
     atomic_ullong messages_received;    //  client frames read
     atomic_ullong messages_delivered;   //  frames written to sockets
+    atomic_ullong socket_writes;        //  send(2)s and civetweb writes that carried them
     atomic_ullong slow_reader_drops;    //  sockets closed as slow readers
     atomic_ullong frames_dropped;       //  frames queued for them, never written
     atomic_ullong http_requests;

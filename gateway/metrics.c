@@ -55,6 +55,9 @@ s_own (metrics_set_t *set)
                      (double) atomic_load (&m->messages_received));
     metrics_counter (set, "nearchat_gateway_messages_delivered_total", "Frames written to clients.",
                      (double) atomic_load (&m->messages_delivered));
+    metrics_counter (set, "nearchat_gateway_socket_writes_total",
+                     "Writes to client sockets (frames coalesce: fewer writes than frames).",
+                     (double) atomic_load (&m->socket_writes));
     metrics_counter (set, "nearchat_gateway_slow_reader_drops_total",
                      "Sockets closed for reading too slowly.",
                      (double) atomic_load (&m->slow_reader_drops));

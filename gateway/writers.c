@@ -1,6 +1,10 @@
 /*  =========================================================================
     writers.c - how queued frames reach the sockets
 
+    The event loop's sockets (loop.c) are written on its thread with
+    writers_serve, at the end of a turn; what follows is about the rest,
+    the WebSockets civetweb keeps (TLS).
+
     WRITER_THREADS writers take conns with queued frames from a ready
     list, frame everything queued for one conn as WebSocket text frames
     into one buffer and write it with one send: small frames coalesce
@@ -55,6 +59,7 @@ static pthread_cond_t s_ready_cond = PTHREAD_COND_INITIALIZER;
 static conn_t *s_ready_head, *s_ready_tail;
 static bool s_writers_stopping;             //  under s_ready_lock
 static pthread_t *s_writers;
+static outbuf_t s_staging;                  //  the event loop's (loop.c) conns' framing
 static size_t s_writer_count;
 
 //  Conns whose socket was full, waiting for it to drain.
@@ -98,9 +103,8 @@ s_stage (outbuf_t *out, const void *payload, size_t size, int opcode)
 //  Write what is in conn's out buffer. Needs writing set (or the only
 //  reference to a conn nobody else can write).
 static flush_t
-s_flush (conn_t *conn)
+s_flush (conn_t *conn, outbuf_t *out)
 {
-    outbuf_t *out = &conn->out;
     flush_t result = FLUSH_DONE;
     if (conn->mg)
         mg_lock_connection (conn->mg);
@@ -109,15 +113,19 @@ s_flush (conn_t *conn)
         if (mg_write (conn->mg, out->data + out->sent, out->size - out->sent)
             != (int) (out->size - out->sent))
             result = FLUSH_FAILED;
-        else
+        else {
             out->sent = out->size;
+            atomic_fetch_add (&gateway_metrics.socket_writes, 1);
+        }
     }
     else
     while (out->sent < out->size) {
         ssize_t sent = send (conn->fd, out->data + out->sent, out->size - out->sent,
                              MSG_DONTWAIT | MSG_NOSIGNAL);
-        if (sent > 0)
+        if (sent > 0) {
             out->sent += (size_t) sent;
+            atomic_fetch_add (&gateway_metrics.socket_writes, 1);
+        }
         else
         if (sent < 0 && errno == EINTR)
             continue;
@@ -151,7 +159,7 @@ s_close_slow (conn_t *conn)
     //  Half a frame may be in flight: then a close frame would garble it.
     if (conn->out.size == 0) {
         s_stage (&conn->out, payload, sizeof payload, WSFRAME_CLOSE);
-        s_flush (conn);
+        s_flush (conn, &conn->out);
     }
     //  civetweb's read loop (or the event loop, for an owned conn) sees
     //  the end of the stream and closes the connection as for any close.
@@ -243,13 +251,26 @@ writers_serve (conn_t *conn)
     if (closing)
         s_close_slow (conn);
     else {
+        //  The event loop's conns are framed in one buffer (they are all
+        //  served on its thread) and keep only what a full socket did not
+        //  take: an idle socket holds no output buffer.
+        outbuf_t *out = conn->owned && conn->out.size == 0? &s_staging: &conn->out;
         int64_t made_ns [FRAMES_MAX];
         for (size_t i = 0; i < count; i++) {
-            s_stage (&conn->out, frames [i]->data, frames [i]->size, frames [i]->opcode);
+            s_stage (out, frames [i]->data, frames [i]->size, frames [i]->opcode);
             made_ns [i] = frames [i]->made_ns;
             frame_unref (frames [i]);
         }
-        result = s_flush (conn);
+        result = s_flush (conn, out);
+        if (out == &s_staging && out->sent < out->size) {
+            s_out_add (&conn->out, out->data + out->sent, out->size - out->sent);
+            out->size = out->sent = 0;
+        }
+        if (conn->owned && conn->out.size == 0 && conn->out.max) {
+            free (conn->out.data);
+            conn->out.data = NULL;
+            conn->out.max = 0;
+        }
         if (count) {
             atomic_fetch_add (&gateway_metrics.messages_delivered, count);
             int64_t now_ns = clock_mono_ns ();
@@ -438,6 +459,8 @@ writers_stop (void)
     if (s_wake_fd >= 0)
         close (s_wake_fd);
     s_wake_fd = -1;
+    free (s_staging.data);
+    memset (&s_staging, 0, sizeof s_staging);
 }
 
 //  ---------------------------------------------------------------------------

@@ -1,11 +1,14 @@
 /*  =========================================================================
     ws.c - the WebSocket handlers and the actions clients send
 
-    civetweb serves each WebSocket on a worker thread of its own, and calls
-    ws_data on that thread for each frame: an action is handled there, to
-    the end, calling the backend synchronously, so one socket's actions
-    are done in the order they were sent. Every frame a socket gets, a
-    reply as much as an event, goes through its queue (sockets.c), so that
+    A client frame is handled on the thread that reads its socket: the
+    event loop's (loop.c) for a plain WebSocket, a civetweb worker's for
+    one over TLS. An action that calls the backend ends in a then, with
+    the reply: on a civetweb thread the call waits; on the event loop it
+    is sent and the loop goes on, the socket's next frames waiting until
+    the reply comes (loop_done), so one socket's actions are done in the
+    order they were sent either way. Every frame a socket gets, a reply
+    as much as an event, goes through its queue (sockets.c), so that
     replies and events reach it in the order they happened: a sender's
     new-message (an event) is queued before its ack (the reply).
 

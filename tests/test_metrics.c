@@ -296,6 +296,7 @@ s_test_metrics (void)
         "nearchat_gateway_connections_open", "nearchat_gateway_connects_total",
         "nearchat_gateway_disconnects_total", "nearchat_gateway_messages_received_total",
         "nearchat_gateway_messages_delivered_total", "nearchat_gateway_slow_reader_drops_total",
+        "nearchat_gateway_socket_writes_total",
         "nearchat_gateway_shards_live",
         "nearchat_stored_map_size_bytes", "nearchat_stored_map_used_bytes",
         "nearchat_stored_rooms_active", "nearchat_stored_commits_total",
@@ -347,6 +348,11 @@ s_test_metrics (void)
     //  Each message reached both users, with acks and joins on top.
     CHECK (s_value (&after, "nearchat_gateway_messages_delivered_total", "")
            >= s_value (&before, "nearchat_gateway_messages_delivered_total", "") + 15);
+    //  A write carries one frame or more.
+    double writes = s_value (&after, "nearchat_gateway_socket_writes_total", "")
+                  - s_value (&before, "nearchat_gateway_socket_writes_total", "");
+    CHECK (writes >= 1 && writes <= s_value (&after, "nearchat_gateway_messages_delivered_total", "")
+                                   - s_value (&before, "nearchat_gateway_messages_delivered_total", ""));
     CHECK (s_value (&after, "nearchat_stored_writes_total", "")
            >= s_value (&before, "nearchat_stored_writes_total", "") + 5);
     CHECK (s_value (&after, "nearchat_stored_commit_seconds_count", "")
