@@ -412,7 +412,7 @@ s_reply (const void *data, size_t size, const ident_t *from)
         if (pending->origin == FROM_LOOP) {
             int status = 0;
             char reason [PROTO_REASON_MAX];
-            if (backend_judge (&reply, pending->expected, &status, reason, sizeof reason))
+            if (backend_judge (reply, pending->expected, &status, reason, sizeof reason))
                 pending->then (pending->then_arg, reply, 0, NULL);
             else
                 pending->then (pending->then_arg, NULL, status, reason);

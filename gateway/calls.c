@@ -149,15 +149,13 @@ backend_post (proto_msg_t *request)
     worker_t *worker = s_worker_get ();
     if (!worker)
         return -1;
-    request->request_id = 0;
     return s_worker_send (worker, request);
 }
 
 bool
-backend_judge (proto_msg_t **reply_p, int expected, int *status, char *reason,
+backend_judge (const proto_msg_t *reply, int expected, int *status, char *reason,
                size_t reason_size)
 {
-    proto_msg_t *reply = *reply_p;
     if (reply->type == expected)
         return true;
     if (reply->type == PROTO_ERROR) {
@@ -187,7 +185,7 @@ backend_expect (proto_msg_t *request, int expected, int timeout_ms,
                 : "the gateway's backend did not answer in time");
         return NULL;
     }
-    if (backend_judge (&reply, expected, status, reason, reason_size))
+    if (backend_judge (reply, expected, status, reason, reason_size))
         return reply;
     proto_msg_destroy (&reply);
     return NULL;

@@ -128,9 +128,9 @@ bool backend_on_thread (void);
 //  Backend thread only: send request (borrowed) and call then when its
 //  answer comes, or at once when it cannot be sent. then NULL: a post.
 void backend_request (proto_msg_t *request, int expected, backend_then_fn *then, void *then_arg);
-//  Whether *reply_p is of type expected; if not, the status and reason to
+//  Whether reply is of type expected; if not, the status and reason to
 //  give the client (an error from roomd or stored keeps its own).
-bool backend_judge (proto_msg_t **reply_p, int expected, int *status, char *reason,
+bool backend_judge (const proto_msg_t *reply, int expected, int *status, char *reason,
                     size_t reason_size);
 //  Close the calling thread's DEALER, if it has one (civetweb's
 //  exit_thread callback calls this on every worker thread).
