@@ -81,7 +81,6 @@ static struct {
 //  Markers for epoll's data of the descriptors that are not conns.
 static char s_mail_marker, s_zmq_marker;
 
-static void s_handle (conn_t *conn, uint8_t *data, size_t *size);
 static void s_end (conn_t *conn);
 
 static void
