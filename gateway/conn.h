@@ -46,6 +46,10 @@ void frame_unref (frame_t *frame);
 
 typedef enum { CONN_OPEN, CONN_CLOSING, CONN_CLOSED } conn_state_t;
 
+//  Close statuses the gateway gives (RFC 6455, 7.4.1).
+#define CLOSE_SLOW_STATUS       1008    //  policy violation: a slow reader
+#define CLOSE_MISSED_STATUS     1011    //  what it missed could not be read: rejoin
+
 //  Bytes taken from the queue and framed, not yet all written.
 typedef struct {
     unsigned char *data;
@@ -85,6 +89,16 @@ struct conn {
     bool joining;                           //  in room_id, its join not yet answered
     struct { frame_t *frame; uint64_t seq; } *held;     //  events while joining
     size_t held_count, held_max;
+    //  Delivery order in room_id (sockets.c): the newest message seq the
+    //  socket was given; while a read of what it missed is under way
+    //  (recovering), the newest seq an event announced, and which read it
+    //  is (a join's history pages, or a gap's new-messages).
+    uint64_t seq, seen;
+    bool recovering, paging;
+    uint32_t recovery;                      //  generation: a late answer for an old read is moot
+    //  How a conn closed by the gateway is told why (close_pending).
+    uint16_t close_status;
+    char close_reason [100];
 };
 
 void conn_unref (conn_t *conn);

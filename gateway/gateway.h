@@ -77,6 +77,7 @@ typedef struct {
     atomic_ullong socket_writes;        //  send(2)s and civetweb writes that carried them
     atomic_ullong slow_reader_drops;    //  sockets closed as slow readers
     atomic_ullong frames_dropped;       //  frames queued for them, never written
+    atomic_ullong gaps;                 //  sockets found to have missed messages (read again)
     atomic_ullong http_requests;
     atomic_ullong events;               //  events received from shards
     atomic_llong shards_live;

@@ -70,6 +70,9 @@ s_own (metrics_set_t *set)
     metrics_counter (set, "nearchat_gateway_frames_dropped_total",
                      "Frames queued for slow readers and dropped with them.",
                      (double) atomic_load (&m->frames_dropped));
+    metrics_counter (set, "nearchat_gateway_gaps_total",
+                     "Sockets found to have missed messages of their room, read again from stored.",
+                     (double) atomic_load (&m->gaps));
     //  A snapshot of the writers' atomics: the count is read first, so
     //  buckets may run ahead of it by an observation, never behind.
     static __thread metrics_histogram_t delivery;

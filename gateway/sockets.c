@@ -114,6 +114,20 @@ conn_queue_drop (conn_t *conn)
     }
 }
 
+//  Close conn from our side, telling the client why: what was queued is
+//  dropped, and a writer sends the close frame and shuts the socket.
+//  Conn's lock held.
+static void
+s_shut (conn_t *conn, uint16_t status, const char *reason)
+{
+    conn_queue_drop (conn);
+    conn->state = CONN_CLOSING;
+    conn->close_status = status;
+    snprintf (conn->close_reason, sizeof conn->close_reason, "%s", reason);
+    conn->close_pending = true;
+    writers_wake (conn);
+}
+
 //  Queue frame for conn, or find conn a slow reader. Never blocks on I/O.
 void
 sockets_queue (conn_t *conn, frame_t *frame)
@@ -125,10 +139,7 @@ sockets_queue (conn_t *conn, frame_t *frame)
     }
     if (conn->queue_count >= (size_t) gateway_config.socket_queue_max) {
         atomic_fetch_add (&gateway_metrics.frames_dropped, conn->queue_count + 1);
-        conn_queue_drop (conn);
-        conn->state = CONN_CLOSING;
-        conn->close_pending = true;
-        writers_wake (conn);
+        s_shut (conn, CLOSE_SLOW_STATUS, "too slow, messages were dropped");
         pthread_mutex_unlock (&conn->lock);
         atomic_fetch_add (&gateway_metrics.slow_reader_drops, 1);
         log_warn ("socket %s of user %s is a slow reader: %lld frames waited; closing it",
@@ -201,6 +212,10 @@ s_room_remove (conn_t *conn)
 {
     conn->joining = false;
     s_held_drop (conn);
+    //  A read of missed messages still under way is for the room left.
+    conn->seq = conn->seen = 0;
+    conn->recovering = conn->paging = false;
+    conn->recovery++;
     if (!conn->room_id [0])
         return;
     room_t *room = zhashx_lookup (s_rooms, conn->room_id);
@@ -462,6 +477,180 @@ s_event_room (const proto_msg_t *event)
     }
 }
 
+//  ---------------------------------------------------------------------------
+//  Delivery order. A socket is given each message seq of its room at most
+//  once and never one older than the newest it has (conn->seq), so a
+//  resend fanned out again, or events that reach this gateway twice or
+//  late (a shard that was paused, two shards for one room while the shard
+//  set changes), are dropped. A seq past the next one means the socket
+//  missed messages (a shard died between stored's commit and its fan-out,
+//  this gateway or its link stalled and events were dropped): the socket
+//  is given nothing newer until the missed ones are read from stored and
+//  sent, oldest first; what comes meanwhile is read with them. A join whose
+//  history stopped early (more) pages the rest the same way, as further
+//  message-history frames. Only the backend thread reads and writes these
+//  fields once the socket is in the room (under the index lock held for
+//  reading, as held: see conn.h).
+
+typedef struct {
+    char conn_id [IDS_UUID_SIZE];
+    char room_id [PROTO_ID_MAX + 1];
+    uint32_t generation;
+    uint64_t from_seq;
+} recovery_t;
+
+//  Reads to start once the index lock is let go (backend_request may
+//  answer at once, and its answer takes the lock).
+typedef struct {
+    recovery_t **reads;
+    size_t count, max;
+} recoveries_t;
+
+static void s_recover_start (recoveries_t *starts);
+
+//  Begin a read of what conn missed after conn->seq (its lock not needed:
+//  the fields are the backend thread's).
+static void
+s_recover (conn_t *conn, recoveries_t *starts)
+{
+    conn->recovering = true;
+    conn->recovery++;
+    recovery_t *read = calloc (1, sizeof *read);
+    assert (read);
+    snprintf (read->conn_id, sizeof read->conn_id, "%s", conn->id);
+    snprintf (read->room_id, sizeof read->room_id, "%s", conn->room_id);
+    read->generation = conn->recovery;
+    read->from_seq = conn->seq + 1;
+    if (starts->count == starts->max) {
+        starts->max = starts->max? starts->max * 2: 4;
+        starts->reads = realloc (starts->reads, starts->max * sizeof *starts->reads);
+        assert (starts->reads);
+    }
+    starts->reads [starts->count++] = read;
+}
+
+//  A message event of seq for conn: give it, drop it, or find a gap.
+static void
+s_offer (conn_t *conn, frame_t *frame, uint64_t seq, recoveries_t *starts)
+{
+    if (conn->recovering) {
+        if (seq > conn->seen)
+            conn->seen = seq;           //  read with the missed ones
+    }
+    else
+    if (seq == conn->seq + 1) {
+        sockets_queue (conn, frame);
+        conn->seq = seq;
+    }
+    else
+    if (seq > conn->seq) {
+        log_info ("socket %s missed messages %llu..%llu of room %s; reading them from stored",
+                  conn->id, (unsigned long long) conn->seq + 1, (unsigned long long) seq - 1,
+                  conn->room_id);
+        atomic_fetch_add (&gateway_metrics.gaps, 1);
+        conn->paging = false;
+        conn->seen = seq;
+        s_recover (conn, starts);
+    }
+}
+
+//  The message-history frame of messages (after after_seq only).
+static frame_t *
+s_history_frame (const char *room_id, const proto_message_t *messages, uint32_t count,
+                 uint64_t after_seq, bool more)
+{
+    json_t *history = json_object ();
+    json_object_set_new (history, "type", json_string ("message-history"));
+    json_object_set_new (history, "roomId", json_string (room_id));
+    json_t *array = json_array ();
+    for (uint32_t i = 0; i < count; i++)
+        if (messages [i].seq > after_seq)
+            json_array_append_new (array, render_message (&messages [i]));
+    json_object_set_new (history, "messages", array);
+    json_object_set_new (history, "more", json_boolean (more));
+    char *text = render_text (history);
+    json_decref (history);
+    frame_t *frame = text? frame_new (text): NULL;
+    free (text);
+    return frame;
+}
+
+//  Stored answered a read of what a socket missed.
+static void
+s_recovered (void *arg, proto_msg_t *reply, int status, const char *reason)
+{
+    recovery_t *read = arg;
+    recoveries_t starts = { 0 };
+    pthread_rwlock_rdlock (&s_index_lock);
+    conn_t *conn = zhashx_lookup (s_conns, read->conn_id);
+    if (conn && conn->recovering && conn->recovery == read->generation
+    &&  strcmp (conn->room_id, read->room_id) == 0) {
+        if (!reply) {
+            log_warn ("socket %s: what it missed in room %s could not be read (%d %s); "
+                      "closing it", conn->id, conn->room_id, status, reason);
+            pthread_mutex_lock (&conn->lock);
+            if (conn->state == CONN_OPEN)
+                s_shut (conn, CLOSE_MISSED_STATUS,
+                        "missed messages could not be read; join again with sinceSeq");
+            pthread_mutex_unlock (&conn->lock);
+        }
+        else {
+            const proto_history_reply_t *page = &reply->history_reply;
+            uint64_t before = conn->seq;
+            uint64_t last = page->count? page->messages [page->count - 1].seq: 0;
+            bool more = last > before && (page->more || last < conn->seen);
+            if (conn->paging) {
+                frame_t *frame = s_history_frame (read->room_id, page->messages, page->count,
+                                                  before, more);
+                if (frame)
+                    sockets_queue (conn, frame);
+                frame_unref (frame);
+            }
+            else
+                for (uint32_t i = 0; i < page->count; i++) {
+                    if (page->messages [i].seq <= before)
+                        continue;
+                    json_t *json = render_message (&page->messages [i]);
+                    char *text = render_text (json);
+                    json_decref (json);
+                    frame_t *frame = text? frame_new (text): NULL;
+                    free (text);
+                    if (frame)
+                        sockets_queue (conn, frame);
+                    frame_unref (frame);
+                }
+            if (last > conn->seq)
+                conn->seq = last;
+            //  A read that brings nothing new ends it: what stored does not
+            //  hold (swept by its TTL) cannot be given.
+            if (more)
+                s_recover (conn, &starts);
+            else {
+                if (conn->seen > conn->seq)
+                    conn->seq = conn->seen;
+                conn->recovering = conn->paging = false;
+            }
+        }
+    }
+    pthread_rwlock_unlock (&s_index_lock);
+    free (read);
+    s_recover_start (&starts);
+}
+
+static void
+s_recover_start (recoveries_t *starts)
+{
+    for (size_t i = 0; i < starts->count; i++) {
+        recovery_t *read = starts->reads [i];
+        proto_msg_t request = { .type = PROTO_HISTORY, .history = {
+            .room_id = read->room_id, .from_seq = read->from_seq, .limit = PROTO_LIST_MAX } };
+        backend_request (&request, PROTO_HISTORY_REPLY, s_recovered, read);
+    }
+    free (starts->reads);
+    starts->reads = NULL;
+    starts->count = starts->max = 0;
+}
+
 //  Hold frame for a joining conn. Only the backend thread calls this,
 //  under the index lock held for reading (see conn.h).
 static void
@@ -496,6 +685,7 @@ sockets_deliver (const proto_msg_t *event)
     const char *except_conn = event->type == PROTO_EVENT_JOINED? event->event_joined.except_conn: NULL;
     const char *except_user = event->type == PROTO_EVENT_TYPING? event->event_typing.user_id: NULL;
     bool closed = event->type == PROTO_EVENT_CLOSED;
+    recoveries_t starts = { 0 };
     //  A close takes every socket out of the room, so it writes the index.
     if (closed)
         pthread_rwlock_wrlock (&s_index_lock);
@@ -512,19 +702,23 @@ sockets_deliver (const proto_msg_t *event)
         if (conn->joining && !closed)
             s_hold (conn, frame, seq);
         else
+        if (seq)
+            s_offer (conn, frame, seq, &starts);
+        else
             sockets_queue (conn, frame);
     }
     if (closed && room) {
         for (size_t i = 0; i < count; i++) {
             conn_t *conn = room->conns [i];
-            conn->room_id [0] = 0;
-            conn->joining = false;
             s_held_drop (conn);
+            conn->joining = false;
+            conn->room_id [0] = 0;
         }
         zhashx_delete (s_rooms, room_id);
     }
     pthread_rwlock_unlock (&s_index_lock);
     frame_unref (frame);
+    s_recover_start (&starts);
     log_write (LOG_LEVEL_DEBUG, event->trace_id, "%s for room %s to %zu sockets",
                proto_type_name (event->type), room_id, count);
 }
@@ -543,15 +737,13 @@ sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *repl
     json_object_set_new (joined, "creatorId", json_string (reply->room.creator));
     json_object_set_new (joined, "roomId", json_string (reply->room.id));
     json_object_set_new (joined, "roomInfo", render_room_info (&reply->room));
-    json_t *history = json_object ();
-    json_object_set_new (history, "type", json_string ("message-history"));
-    json_object_set_new (history, "roomId", json_string (reply->room.id));
-    json_t *messages = json_array ();
-    for (uint32_t i = 0; i < reply->count; i++)
-        json_array_append_new (messages, render_message (&reply->messages [i]));
-    json_object_set_new (history, "messages", messages);
-    char *history_text = render_text (history);
-    json_decref (history);
+    bool more = reply->more;
+    frame_t *history = s_history_frame (reply->room.id, reply->messages, reply->count, 0, more);
+    //  The socket has every message up to its history's last, or, with no
+    //  history, up to the room's newest when the join was committed.
+    uint64_t history_seq = reply->count? reply->messages [reply->count - 1].seq
+                                       : reply->room.last_seq;
+    recoveries_t starts = { 0 };
 
     pthread_rwlock_wrlock (&s_index_lock);
     conn_t *conn = zhashx_lookup (s_conns, join->conn_id);
@@ -569,23 +761,31 @@ sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *repl
         }
         pthread_mutex_unlock (&conn->lock);
         char *joined_text = render_text (joined);
-        if (joined_text && history_text) {
-            frame_t *first = frame_new (joined_text), *second = frame_new (history_text);
+        if (joined_text && history) {
+            frame_t *first = frame_new (joined_text);
             sockets_queue (conn, first);
-            sockets_queue (conn, second);
+            sockets_queue (conn, history);
             frame_unref (first);
-            frame_unref (second);
         }
         free (joined_text);
-        //  Then what happened while it joined, but for the messages its
-        //  history holds already.
-        uint64_t history_seq = reply->count? reply->messages [reply->count - 1].seq: 0;
+        conn->seq = history_seq;
+        if (more) {
+            //  The rest of its history, page by page, before anything newer.
+            conn->paging = true;
+            conn->seen = history_seq;
+            s_recover (conn, &starts);
+        }
+        //  Then what happened while it joined, in order, but for the
+        //  messages its history holds already.
         for (size_t i = 0; i < conn->held_count; i++)
-            if (conn->held [i].seq == 0 || conn->held [i].seq > history_seq)
+            if (conn->held [i].seq)
+                s_offer (conn, conn->held [i].frame, conn->held [i].seq, &starts);
+            else
                 sockets_queue (conn, conn->held [i].frame);
         s_held_drop (conn);
     }
     pthread_rwlock_unlock (&s_index_lock);
     json_decref (joined);
-    free (history_text);
+    frame_unref (history);
+    s_recover_start (&starts);
 }

@@ -49,8 +49,6 @@
 #define COALESCE_MAX        (64 * 1024)     //  bytes of small frames gathered for one send
 #define FRAMES_MAX          256             //  frames taken from a queue at once
 #define POLL_TICK_MS        1000            //  the poller looks at its conns this often anyway
-#define CLOSE_SLOW_STATUS   1008            //  policy violation
-#define CLOSE_SLOW_REASON   "too slow, messages were dropped"
 
 typedef enum { FLUSH_DONE, FLUSH_BLOCKED, FLUSH_FAILED } flush_t;
 
@@ -142,23 +140,26 @@ s_flush (conn_t *conn, outbuf_t *out)
     return result;
 }
 
-//  Close a slow reader: say why if the socket has room, then end it.
+//  Close a socket the gateway ends (a slow reader, one that missed what
+//  could not be read again): say why if the socket has room, then end it.
 static void
-s_close_slow (conn_t *conn)
+s_close_told (conn_t *conn)
 {
-    char payload [2 + sizeof CLOSE_SLOW_REASON - 1];
-    payload [0] = (char) (CLOSE_SLOW_STATUS >> 8);
-    payload [1] = (char) (CLOSE_SLOW_STATUS & 0xff);
-    memcpy (payload + 2, CLOSE_SLOW_REASON, sizeof CLOSE_SLOW_REASON - 1);
+    //  The status and reason sockets.c gave (sockets_shut).
+    char payload [2 + sizeof conn->close_reason];
+    size_t reason_size = strlen (conn->close_reason);
+    payload [0] = (char) (conn->close_status >> 8);
+    payload [1] = (char) (conn->close_status & 0xff);
+    memcpy (payload + 2, conn->close_reason, reason_size);
     if (conn->fd < 0) {
         //  The fallback: the worker ends it at its next frame (ws_data).
         mg_websocket_write (conn->mg, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, payload,
-                            sizeof payload);
+                            2 + reason_size);
         return;
     }
     //  Half a frame may be in flight: then a close frame would garble it.
     if (conn->out.size == 0) {
-        s_stage (&conn->out, payload, sizeof payload, WSFRAME_CLOSE);
+        s_stage (&conn->out, payload, 2 + reason_size, WSFRAME_CLOSE);
         s_flush (conn, &conn->out);
     }
     //  civetweb's read loop (or the event loop, for an owned conn) sees
@@ -249,7 +250,7 @@ writers_serve (conn_t *conn)
 
     flush_t result = FLUSH_DONE;
     if (closing)
-        s_close_slow (conn);
+        s_close_told (conn);
     else {
         //  The event loop's conns are framed in one buffer (they are all
         //  served on its thread) and keep only what a full socket did not

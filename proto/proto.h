@@ -423,6 +423,7 @@ typedef struct {
     proto_room_t room;              //  as it is after the join
     proto_message_t *messages;      //  history for the socket, oldest first
     uint32_t count;
+    bool more;                      //  the history stopped early: more messages follow
 } proto_join_reply_t;
 
 //  Leave a room. Without conn_id the user stops being a participant. With

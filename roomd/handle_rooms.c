@@ -205,26 +205,31 @@ s_sent (roomd_t *self, op_t *op, proto_msg_t *reply)
         return;
     }
     const proto_append_reply_t *appended = &reply->append_reply;
-    //  A resend of a stored message is acknowledged again, not delivered again.
+    //  A resend of a stored message (its sender missed the ack: stored's
+    //  answer was lost, or came after the sender's timeout) is fanned out
+    //  again before it is acknowledged again: the first time may never
+    //  have happened (the shard died, or gave up waiting, between stored's
+    //  commit and the fan-out). Gateways deliver each seq of a room to a
+    //  socket at most once (sockets.c), so members who had it see it once.
+    proto_msg_t event = { .type = PROTO_EVENT_MESSAGE,
+                          .event_message.message = op->request->room_send.message };
+    proto_message_t *message = &event.event_message.message;
+    message->seq = appended->seq;
+    message->id = appended->id;
+    message->created_at_ms = appended->created_at_ms;
+    memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
+    fanout_to_gateways (self, &event);
     if (!appended->duplicate) {
-        proto_msg_t event = { .type = PROTO_EVENT_MESSAGE,
-                              .event_message.message = op->request->room_send.message };
-        proto_message_t *message = &event.event_message.message;
-        message->seq = appended->seq;
-        message->id = appended->id;
-        message->created_at_ms = appended->created_at_ms;
-        memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
-        fanout_to_gateways (self, &event);
         self->messages++;
         metrics_histogram_observe (&self->send_seconds,
                                    (double) (clock_mono_ns () - op->received_ns) / 1e9);
-        room_t *room = rooms_find (self, op->room_id);
-        if (room && room->state == ROOM_READY) {
-            if (appended->seq > room->record.last_seq)
-                room->record.last_seq = appended->seq;
-            if (appended->created_at_ms > room->record.last_activity_ms)
-                room->record.last_activity_ms = appended->created_at_ms;
-        }
+    }
+    room_t *room = rooms_find (self, op->room_id);
+    if (room && room->state == ROOM_READY) {
+        if (appended->seq > room->record.last_seq)
+            room->record.last_seq = appended->seq;
+        if (appended->created_at_ms > room->record.last_activity_ms)
+            room->record.last_activity_ms = appended->created_at_ms;
     }
     op_finish (self, &op, reply);
 }
