@@ -84,6 +84,10 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
     while (index < s_shard_count && strcmp (s_shards [index].id, hello->shard_id) < 0)
         index++;
     shard_t *shard = &s_shards [index];
+    //  A shard that was not live here (new, dropped while silent, or
+    //  restarted) may hold copies of rooms served elsewhere meanwhile: the
+    //  welcome tells it to drop them (proto.h, Ownership).
+    bool fresh = false;
     if (index == s_shard_count || strcmp (shard->id, hello->shard_id) != 0) {
         if (s_shard_count == SHARDS_MAX) {
             log_warn ("room shard %s refused: %d shards are live already", hello->shard_id,
@@ -97,6 +101,7 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
         shard->identity = *from;
         log_info ("room shard %s joined (%u rooms); %zu live", shard->id, hello->rooms,
                   s_shard_count);
+        fresh = true;
         s_snapshot_update ();
     }
     else
@@ -107,6 +112,7 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
         log_info ("room shard %s reconnected", shard->id);
         shard->identity = *from;
         backend_fail_shard (shard->id, "restarted");
+        fresh = true;
     }
     shard->seen_ms = clock_mono_ms ();
 
@@ -115,7 +121,7 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
         ids [i] = s_shards [i].id;
     proto_msg_t welcome = { .type = PROTO_SHARD_WELCOME, .shard_welcome = {
         .gateway_id = gateway_config.gateway_id, .shards = ids,
-        .shard_count = (uint32_t) s_shard_count } };
+        .shard_count = (uint32_t) s_shard_count, .fresh = fresh } };
     msgpack_sbuffer_clear (buffer);
     if (proto_encode (&welcome, buffer) == 0) {
         const void *parts [] = { from->data, buffer->data };

@@ -98,6 +98,7 @@ static const field_t s_room_fields [] = {
     FIELD (proto_room_t, max_participants, "maxParticipants", K_U32, REQ, 1,
            PROTO_PARTICIPANTS_MAX),
     FIELD (proto_room_t, last_seq, "lastSeq", K_U64, OPT, 0, 0),
+    FIELD (proto_room_t, epoch, "epoch", K_U64, OPT, 0, 0),
 };
 static const layout_t s_room = LAYOUT ("room", proto_room_t, s_room_fields, NULL);
 
@@ -169,6 +170,8 @@ static const field_t s_room_update_fields [] = {
     FIELD (proto_room_update_t, remove_participant, "removeParticipant", K_ID, OPT, 0, 0),
     FIELD (proto_room_update_t, set_status, "setStatus", K_STATUS, OPT, 0, 0),
     FIELD (proto_room_update_t, touch_ms, "touch", K_TIME, OPT, 0, 0),
+    FIELD (proto_room_update_t, if_epoch, "ifEpoch", K_U64, OPT, 0, 0),
+    FIELD (proto_room_update_t, claim, "claim", K_BOOL, OPT, 0, 0),
 };
 static const field_t s_room_reply_fields [] = {
     RECORD (proto_room_reply_t, room, "room", s_room),
@@ -192,6 +195,10 @@ static const field_t s_geo_reply_fields [] = {
 };
 static const field_t s_msg_append_fields [] = {
     RECORD (proto_msg_append_t, message, "message", s_message),
+    FIELD (proto_msg_append_t, if_epoch, "ifEpoch", K_U64, OPT, 0, 0),
+};
+static const field_t s_carried_message_fields [] = {
+    RECORD (proto_carried_message_t, message, "message", s_message),
 };
 static const field_t s_append_reply_fields [] = {
     FIELD (proto_append_reply_t, seq, "seq", K_U64, REQ, 0, 0),
@@ -281,6 +288,7 @@ static const field_t s_shard_hello_fields [] = {
 static const field_t s_shard_welcome_fields [] = {
     FIELD (proto_shard_welcome_t, gateway_id, "gatewayId", K_ID, REQ, 0, 0),
     LIST (proto_shard_welcome_t, shards, shard_count, "shards", K_ID_LIST, PROTO_LIST_MAX, NULL),
+    FIELD (proto_shard_welcome_t, fresh, "fresh", K_BOOL, OPT, 0, 0),
 };
 static const field_t s_room_join_fields [] = {
     FIELD (proto_room_join_t, room_id, "roomId", K_ID, REQ, 0, 0),
@@ -438,7 +446,7 @@ static const struct {
     [PROTO_ROOM_LEAVE]      = { "room-leave", LAYOUT ("body", proto_room_leave_t,
                                                       s_room_leave_fields, NULL), PROTO_ROOM_REPLY },
     [PROTO_ROOM_SEND]       = { "room-send", LAYOUT ("body", proto_carried_message_t,
-                                                     s_msg_append_fields, NULL), PROTO_APPEND_REPLY },
+                                                     s_carried_message_fields, NULL), PROTO_APPEND_REPLY },
     [PROTO_ROOM_TYPING]     = { "room-typing", LAYOUT ("body", proto_typing_t,
                                                        s_typing_fields, NULL), PROTO_OK },
     [PROTO_ROOM_INFO]       = { "room-info", LAYOUT ("body", proto_room_ref_t,
@@ -452,7 +460,7 @@ static const struct {
     [PROTO_EVENT_LEFT]      = { "event-left", LAYOUT ("body", proto_event_left_t,
                                                       s_event_left_fields, NULL), 0 },
     [PROTO_EVENT_MESSAGE]   = { "event-message", LAYOUT ("body", proto_carried_message_t,
-                                                         s_msg_append_fields, NULL), 0 },
+                                                         s_carried_message_fields, NULL), 0 },
     [PROTO_EVENT_TYPING]    = { "event-typing", LAYOUT ("body", proto_typing_t,
                                                         s_typing_fields, NULL), 0 },
     [PROTO_EVENT_CLOSED]    = { "event-closed", LAYOUT ("body", proto_room_ref_t,

@@ -154,6 +154,7 @@ typedef struct {
     proto_room_type_t room_type;    //  required, PUBLIC or PRIVATE
     uint32_t max_participants;      //  required, 1..PROTO_PARTICIPANTS_MAX
     uint64_t last_seq;              //  optional: seq of the room's newest message
+    uint64_t epoch;                 //  optional: its ownership epoch (room-update's claim)
 } proto_room_t;
 
 //  A chat message, as stored in Messages and shown (translated) as new-message.
@@ -187,7 +188,8 @@ typedef struct {
 //  Bodies, one struct per message type
 
 typedef struct {
-    uint16_t status;                //  required, an HTTP status: 400, 403, 404, 409, 413, 500, 503
+    uint16_t status;                //  required, an HTTP status: 400, 403, 404, 409, 413, 421
+                                    //  (a stale owner: see Ownership), 500, 503
     const char *reason;             //  required, for a human
 } proto_error_t;
 
@@ -265,6 +267,8 @@ typedef struct {
     const char *remove_participant;     //  change: leave; absent -> no change
     proto_room_status_t set_status;     //  change: status
     int64_t touch_ms;                   //  change: last_activity_ms = max(last_activity_ms, this)
+    uint64_t if_epoch;                  //  condition: epoch is this (else 421)
+    bool claim;                         //  change: epoch + 1 (a shard takes the room over)
 } proto_room_update_t;
 
 typedef struct {
@@ -301,9 +305,11 @@ typedef struct {
 
 //  Append a message. Idempotent on (room_id, client_id): a second append
 //  with the same pair stores nothing and answers with the first one's seq
-//  and id, duplicate = true. The room must exist (404) and be active (409).
+//  and id, duplicate = true. The room must exist (404), be active (409) and,
+//  with if_epoch, be of that epoch (421).
 typedef struct {
     proto_message_t message;
+    uint64_t if_epoch;              //  condition: the room's epoch is this (else 421)
 } proto_msg_append_t;
 
 typedef struct {
@@ -381,6 +387,17 @@ typedef struct {
 } proto_gateway_list_t;
 
 //  ---------------------------------------------------------------------------
+//  Ownership of a room. A shard that loads a room claims it (room-update
+//  with claim, which raises the room's epoch in stored) and makes every
+//  write of the room's (room-update, msg-append) conditional on the epoch it
+//  got: once another shard has claimed the room, a stale owner's write is
+//  refused with 421 and the stale owner drops its copy and loads the room
+//  again (or lets it go). A shard that a gateway dropped (silent: paused,
+//  its link down) and hears again is welcomed with fresh = true: its rooms
+//  may have been served elsewhere meanwhile, so it drops every copy it holds
+//  and reloads on the next request, which also serves its reads right.
+
+//  ---------------------------------------------------------------------------
 //  Shards and gateways. A roomd connects a DEALER to each gateway's backend
 //  ROUTER and sends shard-hello at once and then every heartbeat; the
 //  gateway answers each with shard-welcome. A shard silent for three
@@ -398,6 +415,7 @@ typedef struct {
     const char *gateway_id;         //  required
     const char **shards;            //  the gateway's live shard set, sorted
     uint32_t shard_count;           //  0..PROTO_LIST_MAX
+    bool fresh;                     //  this hello made the shard live again: see below
 } proto_shard_welcome_t;
 
 //  ---------------------------------------------------------------------------
@@ -465,7 +483,9 @@ typedef struct {
 
 //  A chat message: the body of room-send (gateway -> roomd; seq and id are
 //  left to stored) and of event-message (roomd -> gateways, as stored).
-typedef proto_msg_append_t proto_carried_message_t;
+typedef struct {
+    proto_message_t message;
+} proto_carried_message_t;
 
 //  ---------------------------------------------------------------------------
 //  Events (roomd -> gateways). A gateway writes each to its sockets in the

@@ -26,11 +26,39 @@
 //  ---------------------------------------------------------------------------
 //  Helpers
 
+static void s_serve (roomd_t *self, op_t *op);
+
+//  Stored refused a write of ours with 421: another shard claimed the room
+//  since we loaded it (proto.h, Ownership), so the copy here is stale. Drop
+//  it and serve the request once more from a fresh load, which claims the
+//  room back (the gateways route it here again, or they would not ask).
+static void
+s_moved (roomd_t *self, op_t **op_p, const char *reason)
+{
+    op_t *op = *op_p;
+    *op_p = NULL;
+    room_t *room = rooms_find (self, op->room_id);
+    if (room && room->state == ROOM_READY) {
+        log_write (LOG_LEVEL_INFO, op->request->trace_id, "room %s moved away (%s); reloading it",
+                   op->room_id, reason);
+        rooms_remove (self, &room);
+    }
+    if (op->retried) {
+        op_fail (self, &op, 503, "room %s is moving between shards; try again", op->room_id);
+        return;
+    }
+    op->retried = true;
+    s_serve (self, op);
+}
+
 //  Answer an error reply from stored, or none (stored unreachable), as the
 //  gateway's answer. closed_is_gone: a 409 "closed" means 404 to a client.
 static void
 s_fail_from_store (roomd_t *self, op_t **op_p, const proto_msg_t *reply, bool closed_is_gone)
 {
+    if (reply && reply->type == PROTO_ERROR && reply->error.status == 421)
+        s_moved (self, op_p, reply->error.reason);
+    else
     if (!reply)
         op_fail (self, op_p, 503, "stored is unreachable");
     else
@@ -44,6 +72,29 @@ s_fail_from_store (roomd_t *self, op_t **op_p, const proto_msg_t *reply, bool cl
 }
 
 //  Keep a deep copy of room in op, for a later step.
+//  A refusal made from the copy here (not a participant) is checked with
+//  stored before it is given: a copy another shard has moved past (its
+//  epoch is behind stored's) is dropped and the request served again from
+//  a fresh load; otherwise the copy was right and the refusal stands.
+static void
+s_refusal_checked (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    room_t *room = rooms_find (self, op->room_id);
+    if (reply && reply->type == PROTO_ROOM_REPLY && room && room->state == ROOM_READY
+    &&  reply->room_reply.room.epoch != room->record.epoch)
+        s_moved (self, &op, "its epoch moved on");
+    else
+        op_fail (self, &op, 403, "%s", op->refusal);
+}
+
+static void
+s_refuse_checked (roomd_t *self, room_t *room, op_t *op, const char *refusal)
+{
+    snprintf (op->refusal, sizeof op->refusal, "%s", refusal);
+    proto_msg_t call = { .type = PROTO_ROOM_GET, .room_get = { .room_id = room->id } };
+    store_call (self, op, &call, s_refusal_checked);
+}
+
 static void
 s_keep_room (op_t *op, const proto_room_t *room)
 {
@@ -144,7 +195,7 @@ s_join (roomd_t *self, room_t *room, op_t *op)
     }
     op->was_member = room_is_participant (room, join->user_id);
     proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
-        .room_id = room->id, .if_status = PROTO_STATUS_ACTIVE,
+        .room_id = room->id, .if_status = PROTO_STATUS_ACTIVE, .if_epoch = room->record.epoch,
         .add_participant = join->user_id, .touch_ms = clock_now_ms () } };
     store_call (self, op, &call, s_join_updated);
 }
@@ -190,7 +241,8 @@ s_leave (roomd_t *self, room_t *room, op_t *op)
         return;
     }
     proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
-        .room_id = room->id, .remove_participant = leave->user_id } };
+        .room_id = room->id, .if_epoch = room->record.epoch,
+        .remove_participant = leave->user_id } };
     store_call (self, op, &call, s_leave_updated);
 }
 
@@ -243,10 +295,11 @@ s_send (roomd_t *self, room_t *room, op_t *op)
         return;
     }
     if (!room_is_participant (room, message->user_id)) {
-        op_fail (self, &op, 403, "only participants may send messages in this room");
+        s_refuse_checked (self, room, op, "only participants may send messages in this room");
         return;
     }
-    proto_msg_t call = { .type = PROTO_MSG_APPEND, .msg_append.message = *message };
+    proto_msg_t call = { .type = PROTO_MSG_APPEND, .msg_append = {
+        .message = *message, .if_epoch = room->record.epoch } };
     //  stored numbers the message and names it; a client's seq or id is not ours to keep.
     call.msg_append.message.seq = 0;
     call.msg_append.message.id = NULL;
@@ -266,7 +319,7 @@ s_typing (roomd_t *self, room_t *room, op_t *op)
         return;
     }
     if (!room_is_participant (room, typing->user_id)) {
-        op_fail (self, &op, 403, "only participants may type in this room");
+        s_refuse_checked (self, room, op, "only participants may type in this room");
         return;
     }
     if (room_typing_allowed (room, typing->user_id, clock_mono_ms (),
@@ -328,7 +381,8 @@ s_close (roomd_t *self, room_t *room, op_t *op)
     //  The same conditions again in stored, where they hold atomically.
     proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
         .room_id = room->id, .if_status = PROTO_STATUS_ACTIVE, .if_creator = close->user_id,
-        .if_idle_before_ms = close->idle_before_ms, .set_status = PROTO_STATUS_CLOSED } };
+        .if_idle_before_ms = close->idle_before_ms, .set_status = PROTO_STATUS_CLOSED,
+        .if_epoch = room->record.epoch } };
     store_call (self, op, &call, s_closed);
 }
 
@@ -439,15 +493,25 @@ handle_dispatch (roomd_t *self, proto_msg_t *request, link_t *link)
     assert (room_id);                   //  links.c lets only room requests through
     log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s for room %s", proto_type_name (request->type),
                room_id);
-    op_t *op = op_new (room_id, request, link);
+    s_serve (self, op_new (room_id, request, link));
+}
+
+//  Serve op: find its room or load it, then handle it.
+static void
+s_serve (roomd_t *self, op_t *op)
+{
+    const char *room_id = op->room_id;
     room_t *room = rooms_find (self, room_id);
     if (!room) {
         //  Not held here: read it from stored (a restart, or a room that
         //  became ours), keeping this request and any that follow in order.
         room = rooms_add (self, room_id);
         op_t *load = op_new (room_id, NULL, NULL);
-        proto_msg_t call = { .type = PROTO_ROOM_GET, .room_get = { .room_id = room->id } };
-        memcpy (call.trace_id, request->trace_id, sizeof call.trace_id);
+        //  Loading is claiming: from now on another shard's writes of the
+        //  room are refused, and ours until another claims it (proto.h).
+        proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
+            .room_id = room->id, .claim = true } };
+        memcpy (call.trace_id, op->request->trace_id, sizeof call.trace_id);
         room->queue_head = room->queue_tail = op;
         store_call (self, load, &call, s_load_record);
         return;

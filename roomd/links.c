@@ -131,6 +131,13 @@ s_welcomed (roomd_t *self, link_t *link, const proto_shard_welcome_t *welcome)
         snprintf (link->gateway_id, sizeof link->gateway_id, "%s", welcome->gateway_id);
     }
     link->welcomed_ms = clock_mono_ms ();
+    if (welcome->fresh && rooms_count (self)) {
+        //  The gateway had dropped us (we were silent: paused, or our link
+        //  was down): our rooms may have been served elsewhere meanwhile.
+        log_info ("gateway %s took us back; dropping the %zu rooms held, to reload them",
+                  welcome->gateway_id, rooms_count (self));
+        rooms_evict (self, NULL, 0);
+    }
     //  Walking every room costs; do it when the shard set changed, and
     //  otherwise now and then for the rooms that went idle.
     uint64_t digest = welcome->shard_count;

@@ -106,6 +106,8 @@ struct op {
     proto_room_t result_room;           //  a room to carry between steps
     msgpack_zone *zone;                 //  holds result_room's strings
     bool was_member;                    //  state before the call, for what comes after
+    bool retried;                       //  served again after its room moved (421)
+    char refusal [96];                  //  a 403 waiting for stored to confirm it
     op_t *prev, *next;                  //  the list of calls in flight, oldest first
     op_t *queued_next;                  //  a LOADING room's queue
 };
@@ -163,7 +165,8 @@ room_t *rooms_add (roomd_t *self, const char *room_id);
 void    rooms_remove (roomd_t *self, room_t **room_p);
 size_t  rooms_count (roomd_t *self);
 //  Drop rooms this shard no longer owns under shards[], and rooms with no
-//  members unused for room_idle_evict_s.
+//  members unused for room_idle_evict_s; with shards NULL, every room
+//  (loading ones stay: their requests are on their way).
 void    rooms_evict (roomd_t *self, const char *const *shards, size_t shard_count);
 
 //  Replace the room's record with a deep copy of record.

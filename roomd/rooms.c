@@ -76,6 +76,7 @@ void
 rooms_evict (roomd_t *self, const char *const *shards, size_t shard_count)
 {
     int64_t idle_before = clock_mono_ms () - self->config->room_idle_evict_s * 1000;
+    bool all = shards == NULL;
     //  A set without us is a gateway that has not heard our hello yet, not
     //  a verdict on our rooms: judge ownership only by a set we are in.
     bool listed = false;
@@ -92,7 +93,7 @@ rooms_evict (roomd_t *self, const char *const *shards, size_t shard_count)
             int owner = route_pick (room->id, shards, shard_count);
             ours = owner >= 0 && strcmp (shards [owner], self->config->shard_id) == 0;
         }
-        if (!ours || (room->member_count == 0 && room->used_ms < idle_before))
+        if (all || !ours || (room->member_count == 0 && room->used_ms < idle_before))
             zlistx_add_end (evicted, room);
     }
     for (room_t *room = zlistx_first (evicted); room; room = zlistx_next (evicted)) {

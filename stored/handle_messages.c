@@ -119,6 +119,12 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         return reply_error (ctx, reply, 500, "room %s is unreadable", message.room_id);
     if (rc)
         return rc;
+    //  A shard that lost the room (proto.h, Ownership) writes nothing.
+    uint64_t if_epoch = request->msg_append.if_epoch;
+    if (if_epoch && cached->room.epoch != if_epoch)
+        return reply_error (ctx, reply, 421, "room %s is owned by another shard (epoch %llu, not %llu)",
+                            message.room_id, (unsigned long long) cached->room.epoch,
+                            (unsigned long long) if_epoch);
 
     db_key_t key;
     MDB_val k, v;

@@ -88,7 +88,11 @@ handle_room_update (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
     if (rc)
         return s_room_lookup_failed (ctx, reply, rc, update->room_id);
 
-    //  Every condition before any change.
+    //  Every condition before any change; a stale owner's first of all.
+    if (update->if_epoch && room.epoch != update->if_epoch)
+        return reply_error (ctx, reply, 421, "room %s is owned by another shard (epoch %llu, not %llu)",
+                            room.id, (unsigned long long) room.epoch,
+                            (unsigned long long) update->if_epoch);
     if (update->if_status && room.status != update->if_status)
         return reply_error (ctx, reply, 409, "room %s is %s", room.id,
                             proto_room_status_name (room.status));
@@ -130,6 +134,10 @@ handle_room_update (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
     }
     if (update->touch_ms > room.last_activity_ms) {
         room.last_activity_ms = update->touch_ms;
+        changed = true;
+    }
+    if (update->claim) {
+        room.epoch++;
         changed = true;
     }
     if (!changed)

@@ -22,6 +22,7 @@ s_room (bool full)
         room.participants = s_people;
         room.participant_count = 3;
         room.last_seq = 42;
+        room.epoch = 3;
         room.status = PROTO_STATUS_CLOSED;
         room.room_type = PROTO_ROOM_PRIVATE;
     }
@@ -118,7 +119,7 @@ samples_message (int type, bool full, proto_msg_t *msg)
             if (full)
                 msg->room_update = (proto_room_update_t) {
                     "room-1", PROTO_STATUS_ACTIVE, "alice", 1700000000000, "bob", "carol",
-                    PROTO_STATUS_CLOSED, 1700000009999 };
+                    PROTO_STATUS_CLOSED, 1700000009999, 7, true };
             return true;
         case PROTO_ROOM_REPLY:
             msg->room_reply = (proto_room_reply_t) { s_room (full), full };
@@ -140,6 +141,7 @@ samples_message (int type, bool full, proto_msg_t *msg)
             return true;
         case PROTO_MSG_APPEND:
             msg->msg_append.message = s_message (full, 0);
+            msg->msg_append.if_epoch = full? 7: 0;
             return true;
         case PROTO_APPEND_REPLY:
             msg->append_reply = (proto_append_reply_t) { 7, "m-7", 1700000000000, full };
@@ -196,6 +198,7 @@ samples_message (int type, bool full, proto_msg_t *msg)
                 static const char *shards [] = { "shard-1", "shard-2" };
                 msg->shard_welcome.shards = shards;
                 msg->shard_welcome.shard_count = 2;
+                msg->shard_welcome.fresh = true;
             }
             return true;
         case PROTO_ROOM_JOIN:
