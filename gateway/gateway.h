@@ -207,6 +207,10 @@ void sockets_set_join_request (conn_t *conn, const char *request_id_json);
 
 //  Backend thread only: deliver one event to the sockets in its room.
 void sockets_deliver (const proto_msg_t *event);
+//  Backend thread only: this gateway may have missed events (a shard came
+//  back, or its link did): ask stored for each room's newest seq, and read
+//  for each socket what it missed.
+void sockets_audit (void);
 //  Backend thread only: a socket's join was answered with reply (a
 //  join-reply): queue its user-joined and message-history, then the
 //  events held since sockets_join_begin, and let later events through.

@@ -115,6 +115,10 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
         fresh = true;
     }
     shard->seen_ms = clock_mono_ms ();
+    //  Events the shard sent while it was not live here (or on its old
+    //  link) may be lost: the last of a burst would show as no gap at all.
+    if (fresh)
+        sockets_audit ();
 
     const char *ids [SHARDS_MAX];
     for (size_t i = 0; i < s_shard_count; i++)

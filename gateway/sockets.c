@@ -651,6 +651,61 @@ s_recover_start (recoveries_t *starts)
     starts->count = starts->max = 0;
 }
 
+//  Stored's newest message of a room that this gateway audits.
+static void
+s_audited (void *arg, proto_msg_t *reply, int status, const char *reason)
+{
+    char *room_id = arg;
+    (void) status;
+    (void) reason;
+    recoveries_t starts = { 0 };
+    pthread_rwlock_rdlock (&s_index_lock);
+    room_t *room = zhashx_lookup (s_rooms, room_id);
+    const proto_history_reply_t *page = reply? &reply->history_reply: NULL;
+    uint64_t newest = page && page->count? page->messages [page->count - 1].seq: 0;
+    for (size_t i = 0; room && i < room->count; i++) {
+        conn_t *conn = room->conns [i];
+        if (conn->joining || newest <= conn->seq)
+            continue;
+        if (conn->recovering) {
+            if (newest > conn->seen)
+                conn->seen = newest;
+        }
+        else {
+            log_info ("socket %s is behind room %s (seq %llu of %llu); reading what it missed",
+                      conn->id, room_id, (unsigned long long) conn->seq,
+                      (unsigned long long) newest);
+            atomic_fetch_add (&gateway_metrics.gaps, 1);
+            conn->paging = false;
+            conn->seen = newest;
+            s_recover (conn, &starts);
+        }
+    }
+    pthread_rwlock_unlock (&s_index_lock);
+    free (room_id);
+    s_recover_start (&starts);
+}
+
+void
+sockets_audit (void)
+{
+    //  The ids are copied under the lock: a worker's leave may drop a room.
+    zlistx_t *ids = zlistx_new ();
+    assert (ids);
+    pthread_rwlock_rdlock (&s_index_lock);
+    for (room_t *room = zhashx_first (s_rooms); room; room = zhashx_next (s_rooms))
+        zlistx_add_end (ids, strdup ((const char *) zhashx_cursor (s_rooms)));
+    pthread_rwlock_unlock (&s_index_lock);
+    if (zlistx_size (ids))
+        log_info ("auditing %zu rooms for messages their sockets missed", zlistx_size (ids));
+    for (char *room_id = zlistx_first (ids); room_id; room_id = zlistx_next (ids)) {
+        proto_msg_t request = { .type = PROTO_HISTORY, .history = {
+            .room_id = room_id, .limit = 1 } };
+        backend_request (&request, PROTO_HISTORY_REPLY, s_audited, room_id);
+    }
+    zlistx_destroy (&ids);
+}
+
 //  Hold frame for a joining conn. Only the backend thread calls this,
 //  under the index lock held for reading (see conn.h).
 static void
