@@ -550,6 +550,9 @@ sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *repl
     for (uint32_t i = 0; i < reply->count; i++)
         json_array_append_new (messages, render_message (&reply->messages [i]));
     json_object_set_new (history, "messages", messages);
+    //  true: the history stopped before the newest message (a sinceSeq
+    //  join's page was cut by bytes, or stored could not be read).
+    json_object_set_new (history, "more", json_boolean (reply->more));
     char *history_text = render_text (history);
     json_decref (history);
 
