@@ -62,19 +62,19 @@ extern "C" {
 #define PROTO_LIST_MAX          1000    //  entries of any list in a reply, and any request's limit
 #define PROTO_RADIUS_MAX_M      50000   //  a room's radius
 #define PROTO_FRAME_MAX         (4 * 1024 * 1024)   //  a whole encoded message
+#define PROTO_WHY_MAX           160     //  room for a decoder's reason
 
 //  Bytes of encoded entries (messages, rooms) one reply may carry, besides
-//  PROTO_LIST_MAX by count. A count alone does not bound a reply: 600
-//  messages of 8 KiB of emoji are 4.9 MB, past PROTO_FRAME_MAX, and a reply
-//  its peer refuses is a request that fails every time it is asked again.
-//  1 MiB leaves the frame room for the envelope and a join reply's room
-//  record (at most about 7 KiB), keeps one reply a short read for stored
-//  and a WebSocket frame a phone takes in at once (DynamoDB, the original's
-//  store, cut a Query at 1 MB too). One entry is always given if one
-//  exists: a message is at most PROTO_TEXT_MAX of text and some ids, far
-//  under it. A reply cut short says so with `more` where it has one.
+//  PROTO_LIST_MAX by count; stored stops a reply there. A count alone does
+//  not bound a reply: 600 messages of 8 KiB of emoji are 4.9 MB, past
+//  PROTO_FRAME_MAX, and a reply its peer refuses fails again every time it
+//  is asked. 1 MiB leaves the frame room for the envelope and a join
+//  reply's room record (at most about 7 KiB), and keeps the gateway's
+//  message-history frame near 1 MiB too (DynamoDB, the original's store,
+//  cut a Query at 1 MB). One entry is always given if one exists: a message
+//  is at most PROTO_TEXT_MAX of text and some ids, far under it. A reply
+//  cut short says so with `more` where it has one.
 #define PROTO_REPLY_BYTES_MAX   (1024 * 1024)
-#define PROTO_WHY_MAX           160     //  room for a decoder's reason
 
 //  Message types. Requests and their replies sit side by side; every request
 //  may also be answered with PROTO_ERROR. Numbers are part of the wire format:
@@ -297,7 +297,7 @@ typedef struct {
 } proto_room_list_t;
 
 //  The nearest `limit` rooms, and no more than PROTO_REPLY_BYTES_MAX of
-//  encoded rooms (about 140 of the largest; the farthest are left out).
+//  encoded rooms (about 150 of the largest; the farthest are left out).
 typedef struct {
     double latitude;                //  required
     double longitude;               //  required

@@ -147,7 +147,7 @@ handle_room_update (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
 }
 
 //  A room's size encoded, as a reply carries it: for PROTO_REPLY_BYTES_MAX.
-//  A room of 100 long ids is about 7 KiB, so 1,000 of them would not fit a
+//  A room of 100 long ids is about 6.7 KiB, so 1,000 of them would not fit a
 //  frame; packing one again costs microseconds.
 static size_t
 s_room_size (handler_ctx_t *ctx, const proto_room_t *room)

@@ -126,6 +126,7 @@ s_test_http_paging (void)
     char path [256];
     uint64_t before = 0, newest_expected = MESSAGES;
     int pages = 0, short_pages = 0, got = 0;
+    size_t largest = 0;
     bool ended = false;
     while (!ended && pages < MESSAGES + 1) {
         if (before)
@@ -146,6 +147,8 @@ s_test_http_paging (void)
         REQUIRE (json_is_array (page));
         size_t count = json_array_size (page);
         CHECK (response.size <= 2 * PROTO_REPLY_BYTES_MAX);     //  JSON of at most a page
+        if (response.size > largest)
+            largest = response.size;
         //  Oldest first within the page, and the page ends where the last began.
         for (size_t i = 0; i < count; i++) {
             json_t *message = json_array_get (page, i);
@@ -179,7 +182,8 @@ s_test_http_paging (void)
     for (int seq = 1; seq <= MESSAGES; seq++)
         CHECK (seen [seq]);
     CHECK (short_pages > 0);
-    printf ("  %d pages, %d of them shorter than limit with more behind\n", pages, short_pages);
+    printf ("  %d pages, %d of them shorter than limit with more behind, the largest %zu bytes\n",
+            pages, short_pages, largest);
 }
 
 static void
