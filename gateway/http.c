@@ -39,9 +39,10 @@ typedef struct {
 //  ---------------------------------------------------------------------------
 //  Answers
 
+//  headers: more header lines as name, value, ..., NULL (Allow, X-More), or NULL.
 static void
 s_reply (struct mg_connection *mg, int status, const char *content_type, const char *body,
-         size_t size, const char *allow)
+         size_t size, const char *const *headers)
 {
     char length [32];
     snprintf (length, sizeof length, "%zu", size);
@@ -59,16 +60,16 @@ s_reply (struct mg_connection *mg, int status, const char *content_type, const c
     mg_response_header_add (mg, "Content-Type", content_type, -1);
     mg_response_header_add (mg, "Access-Control-Allow-Origin", "*", -1);
     mg_response_header_add (mg, "Cache-Control", "no-store", -1);
-    if (allow)
-        mg_response_header_add (mg, "Allow", allow, -1);
+    for (size_t i = 0; headers && headers [i]; i += 2)
+        mg_response_header_add (mg, headers [i], headers [i + 1], -1);
     mg_response_header_add (mg, "Content-Length", length, -1);
     mg_response_header_send (mg);
     if (size)
         mg_write (mg, body, size);
 }
 
-void
-http_reply (struct mg_connection *mg, int status, json_t *body)
+static void
+s_reply_json (struct mg_connection *mg, int status, json_t *body, const char *const *headers)
 {
     char *text = render_text (body);
     json_decref (body);
@@ -76,8 +77,14 @@ http_reply (struct mg_connection *mg, int status, json_t *body)
     if (!text)
         status = 500;
     s_reply (mg, status, "application/json", text? text: fallback,
-             strlen (text? text: fallback), NULL);
+             strlen (text? text: fallback), text? headers: NULL);
     free (text);
+}
+
+void
+http_reply (struct mg_connection *mg, int status, json_t *body)
+{
+    s_reply_json (mg, status, body, NULL);
 }
 
 static int
@@ -111,7 +118,8 @@ static int
 s_not_allowed (request_t *self, const char *allow)
 {
     const char *body = "{\"error\":\"method not allowed\"}";
-    s_reply (self->mg, 405, "application/json", body, strlen (body), allow);
+    const char *headers [] = { "Allow", allow, NULL };
+    s_reply (self->mg, 405, "application/json", body, strlen (body), headers);
     return self->status = 405;
 }
 
@@ -415,7 +423,7 @@ s_messages (request_t *self, const char *room_id)
     json_t *messages = json_array ();
     for (uint32_t i = 0; i < reply->history_reply.count; i++)
         json_array_append_new (messages, render_message (&reply->history_reply.messages [i]));
-    bool empty = reply->history_reply.count == 0;
+    bool empty = reply->history_reply.count == 0, more = reply->history_reply.more;
     proto_msg_destroy (&reply);
     if (empty) {
         //  No messages, or no room: only the room's record tells which.
@@ -427,7 +435,13 @@ s_messages (request_t *self, const char *room_id)
         }
         proto_msg_destroy (&room);
     }
-    return s_answer (self, 200, messages);
+    //  The body stays the array the original clients read. A page may be
+    //  shorter than limit (stored's byte bound); X-More says whether older
+    //  messages remain, so a client that reads it can stop a request early.
+    const char *headers [] = { "X-More", more? "true": "false",
+                               "Access-Control-Expose-Headers", "X-More", NULL };
+    s_reply_json (self->mg, 200, messages, headers);
+    return self->status = 200;
 }
 
 static int

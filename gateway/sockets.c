@@ -795,9 +795,10 @@ sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *repl
     bool more = reply->more;
     frame_t *history = s_history_frame (reply->room.id, reply->messages, reply->count, 0, more);
     //  The socket has every message up to its history's last, or, with no
-    //  history, up to the room's newest when the join was committed.
+    //  history, up to the room's newest when the join was committed; but a
+    //  sinceSeq join whose history could not be read has only what it said.
     uint64_t history_seq = reply->count? reply->messages [reply->count - 1].seq
-                                       : reply->room.last_seq;
+                         : more? join->since_seq: reply->room.last_seq;
     recoveries_t starts = { 0 };
 
     pthread_rwlock_wrlock (&s_index_lock);

@@ -304,6 +304,7 @@ static const field_t s_join_reply_fields [] = {
     RECORD (proto_join_reply_t, room, "room", s_room),
     LIST (proto_join_reply_t, messages, count, "messages", K_RECORD_LIST, PROTO_LIST_MAX,
           &s_message),
+    FIELD (proto_join_reply_t, more, "more", K_BOOL, OPT, 0, 0),
 };
 static const field_t s_room_leave_fields [] = {
     FIELD (proto_room_leave_t, room_id, "roomId", K_ID, REQ, 0, 0),
@@ -740,6 +741,7 @@ proto_encode (const proto_msg_t *msg, msgpack_sbuffer *buf)
     if (trace_length > PROTO_TRACE_MAX || !utf8_valid (msg->trace_id, trace_length)
     ||  utf8_has_control (msg->trace_id, trace_length, false))
         return -1;
+    size_t start = buf->size;
     msgpack_packer pk;
     msgpack_packer_init (&pk, buf, msgpack_sbuffer_write);
     msgpack_pack_array (&pk, 6);
@@ -750,6 +752,12 @@ proto_encode (const proto_msg_t *msg, msgpack_sbuffer *buf)
     msgpack_pack_str_body (&pk, msg->trace_id, trace_length);
     msgpack_pack_int64 (&pk, msg->sent_at_ms? msg->sent_at_ms: clock_now_ms ());
     s_pack_layout (&pk, body, s_body_of (msg));
+    //  Every list within its count can still make a message no decoder
+    //  takes; better the sender knows now than its peer times out.
+    if (buf->size - start > PROTO_FRAME_MAX) {
+        buf->size = start;
+        return -1;
+    }
     return 0;
 }
 

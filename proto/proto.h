@@ -64,6 +64,18 @@ extern "C" {
 #define PROTO_FRAME_MAX         (4 * 1024 * 1024)   //  a whole encoded message
 #define PROTO_WHY_MAX           160     //  room for a decoder's reason
 
+//  Bytes of encoded entries (messages, rooms) one reply may carry, besides
+//  PROTO_LIST_MAX by count; stored stops a reply there. A count alone does
+//  not bound a reply: 600 messages of 8 KiB of emoji are 4.9 MB, past
+//  PROTO_FRAME_MAX, and a reply its peer refuses fails again every time it
+//  is asked. 1 MiB leaves the frame room for the envelope and a join
+//  reply's room record (at most about 7 KiB), and keeps the gateway's
+//  message-history frame near 1 MiB too (DynamoDB, the original's store,
+//  cut a Query at 1 MB). One entry is always given if one exists: a message
+//  is at most PROTO_TEXT_MAX of text and some ids, far under it. A reply
+//  cut short says so with `more` where it has one.
+#define PROTO_REPLY_BYTES_MAX   (1024 * 1024)
+
 //  Message types. Requests and their replies sit side by side; every request
 //  may also be answered with PROTO_ERROR. Numbers are part of the wire format:
 //  never renumber, only add.
@@ -276,6 +288,8 @@ typedef struct {
     bool changed;                   //  false when the update changed nothing
 } proto_room_reply_t;
 
+//  The oldest-idle first. A page also stops before PROTO_REPLY_BYTES_MAX
+//  of encoded rooms, so it may be shorter than limit with more idle.
 typedef struct {
     int64_t before_ms;              //  required: last_activity_ms < this
     uint32_t limit;                 //  0: 100
@@ -286,6 +300,8 @@ typedef struct {
     uint32_t count;
 } proto_room_list_t;
 
+//  The nearest `limit` rooms, and no more than PROTO_REPLY_BYTES_MAX of
+//  encoded rooms (about 150 of the largest; the farthest are left out).
 typedef struct {
     double latitude;                //  required
     double longitude;               //  required
@@ -323,6 +339,10 @@ typedef struct {
 //  messages with seq >= from_seq (seqs start at 1, so from_seq 1 is the
 //  beginning and a client's "since N" is from_seq N + 1). Otherwise the
 //  newest `limit` messages with seq < before_seq (or of all, when 0).
+//  Either way the page also stops before PROTO_REPLY_BYTES_MAX of encoded
+//  messages (it holds one at least, if there is one), so it may hold
+//  fewer than limit with more set: the caller pages on from the last seq
+//  it got (forward) or the first (backward).
 typedef struct {
     const char *room_id;            //  required
     uint64_t from_seq;
@@ -437,11 +457,18 @@ typedef struct {
     uint64_t since_seq;             //  history after this seq; 0: the most recent
 } proto_room_join_t;
 
+//  A socket's join reply carries the history it is owed: the newest
+//  HISTORY_ON_JOIN messages (none when that is 0), or those after since_seq
+//  as far as one history page goes (PROTO_REPLY_BYTES_MAX). more is set
+//  when messages after the last one given (after since_seq, when none is
+//  given) were not given: the page was cut, or stored could not be read.
+//  The newest-messages history of a plain join is never `more`: what it
+//  leaves out is older, for the client to page back through over HTTP.
 typedef struct {
     proto_room_t room;              //  as it is after the join
     proto_message_t *messages;      //  history for the socket, oldest first
     uint32_t count;
-    bool more;                      //  the history stopped early: more messages follow
+    bool more;                      //  the history stopped before the newest message
 } proto_join_reply_t;
 
 //  Leave a room. Without conn_id the user stops being a participant. With
@@ -568,8 +595,9 @@ typedef struct {
 
 //  Encode msg into buf (appended; the caller owns and clears buf). Fills in
 //  sent_at_ms when it is 0. Returns 0, or -1 when msg breaks the contract
-//  (unknown type, a required field absent, a value out of range): an encoder
-//  never writes what the decoder would refuse.
+//  (unknown type, a required field absent, a value out of range, more than
+//  PROTO_FRAME_MAX in all; buf is then as it was): an encoder never writes
+//  what the decoder would refuse.
 int
     proto_encode (const proto_msg_t *msg, msgpack_sbuffer *buf);
 

@@ -131,18 +131,26 @@ s_reply_room (roomd_t *self, op_t **op_p, const proto_room_t *room, bool changed
 //  ---------------------------------------------------------------------------
 //  join
 
+//  The join reply with the history stored answered. A sinceSeq join's
+//  history is one page forward from there: `more` tells the gateway that
+//  it stopped before the newest message (proto_join_reply_t). A plain
+//  join's is the newest messages, which never leave a gap after them.
 static void
 s_join_history (roomd_t *self, op_t *op, proto_msg_t *reply)
 {
+    bool since = op->request->room_join.since_seq != 0;
     proto_msg_t answer = { .type = PROTO_JOIN_REPLY,
                            .join_reply = { .room = op->result_room } };
     if (reply && reply->type == PROTO_HISTORY_REPLY) {
         answer.join_reply.messages = reply->history_reply.messages;
         answer.join_reply.count = reply->history_reply.count;
+        answer.join_reply.more = since && reply->history_reply.more;
     }
-    else        //  joined all the same: the history can be read again later
+    else {      //  joined all the same: the history can be read again later
         log_write (LOG_LEVEL_WARN, op->request->trace_id, "no history for a join to room %s",
                    op->room_id);
+        answer.join_reply.more = since;
+    }
     op_finish (self, &op, &answer);
 }
 
@@ -168,12 +176,15 @@ s_join_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
         memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
         fanout_to_gateways (self, &event);
     }
-    if (!join->conn_id) {
+    //  No socket, or a plain join where HISTORY_ON_JOIN=0: no history.
+    //  (stored reads a limit of 0 as its default, so it is not asked.)
+    if (!join->conn_id || (!join->since_seq && self->config->history_on_join == 0)) {
         proto_msg_t answer = { .type = PROTO_JOIN_REPLY, .join_reply = { .room = *record } };
         op_finish (self, &op, &answer);
         return;
     }
     //  The history is read after the join's commit: see the file's header.
+    //  stored cuts the page by bytes as well (PROTO_REPLY_BYTES_MAX).
     s_keep_room (op, record);
     proto_msg_t call = { .type = PROTO_HISTORY, .history = { .room_id = op->room_id } };
     if (join->since_seq) {

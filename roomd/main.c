@@ -35,7 +35,8 @@ static config_option_t s_options [] = {
     { "TYPING_THROTTLE_MS", CONFIG_INT, "1000", 0, 60000,
       "at most one typing event per user and room this often", &s_config.typing_throttle_ms },
     { "HISTORY_ON_JOIN", CONFIG_INT, "50", 0, PROTO_LIST_MAX,
-      "messages a joining socket is sent", &s_config.history_on_join },
+      "newest messages a joining socket is sent, 0: none (a join with sinceSeq is sent "
+      "what followed it instead)", &s_config.history_on_join },
     { "ROOM_EVICT_S", CONFIG_INT, "300", 1, 86400,
       "a room with no sockets, unused this long, leaves memory", &s_config.room_idle_evict_s },
     MONITOR_OPTION,

@@ -51,7 +51,7 @@ typedef struct {
     int64_t heartbeat_ms;
     int64_t request_timeout_ms;         //  for each call to stored
     int64_t typing_throttle_ms;
-    int64_t history_on_join;            //  messages a joining socket is sent
+    int64_t history_on_join;            //  newest messages a joining socket is sent; 0: none
     int64_t room_idle_evict_s;          //  a room unused this long leaves memory
 } roomd_config_t;
 

@@ -5,7 +5,9 @@
     of keys in seq order, so history is a cursor walk either way. Beside it:
     byClientId (room, client id -> seq) makes a resend idempotent, and
     byExpiry (expiry, room, seq) lets the sweep find what is due without
-    reading anything that is not.
+    reading anything that is not. A history page stops at its limit or at
+    PROTO_REPLY_BYTES_MAX of messages, whichever comes first, and says
+    `more` when it stopped with messages left in its direction.
     =========================================================================
 */
 
@@ -206,6 +208,16 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
     return rc? rc: s_reply_appended (reply, &message, false);
 }
 
+//  Whether a page of count messages (bytes of them encoded) is full before
+//  the next, of size bytes: by count, or by PROTO_REPLY_BYTES_MAX, but
+//  never before its first message. A record is stored as it travels (the
+//  same msgpack map), so its size in LMDB is its size in the reply.
+static bool
+s_page_full (uint32_t count, uint32_t limit, size_t bytes, size_t size)
+{
+    return count == limit || (count > 0 && bytes + size > PROTO_REPLY_BYTES_MAX);
+}
+
 int
 handle_history (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
 {
@@ -221,6 +233,7 @@ handle_history (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *rep
     proto_message_t *messages = msgpack_zone_malloc (ctx->zone, limit * sizeof *messages);
     assert (messages);
     uint32_t count = 0;
+    size_t bytes = 0;                   //  of the messages taken, as they are encoded
     bool more = false;
     db_key_t prefix;
     db_key_lstr (db_key_begin (&prefix), history->room_id);
@@ -241,13 +254,15 @@ handle_history (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *rep
         for (rc = mdb_cursor_get (cursor, &k, &v, MDB_SET_RANGE);
              rc == 0 && IN_ROOM (k);
              rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
-            if (count == limit) {
+            if (s_page_full (count, limit, bytes, v.mv_size)) {
                 more = true;
                 break;
             }
             if (proto_message_unpack (v.mv_data, v.mv_size, ctx->zone, &messages [count],
-                                      why, sizeof why) == 0)
+                                      why, sizeof why) == 0) {
                 count++;
+                bytes += v.mv_size;
+            }
         }
     }
     else {
@@ -259,13 +274,15 @@ handle_history (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *rep
         rc = rc == 0? mdb_cursor_get (cursor, &k, &v, MDB_PREV)
                     : mdb_cursor_get (cursor, &k, &v, MDB_LAST);
         for (; rc == 0 && IN_ROOM (k); rc = mdb_cursor_get (cursor, &k, &v, MDB_PREV)) {
-            if (count == limit) {
+            if (s_page_full (count, limit, bytes, v.mv_size)) {
                 more = true;
                 break;
             }
             if (proto_message_unpack (v.mv_data, v.mv_size, ctx->zone, &messages [count],
-                                      why, sizeof why) == 0)
+                                      why, sizeof why) == 0) {
                 count++;
+                bytes += v.mv_size;
+            }
         }
         for (uint32_t i = 0; i < count / 2; i++) {
             proto_message_t swap = messages [i];

@@ -154,6 +154,17 @@ handle_room_update (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
     return rc? rc: s_reply_room (reply, &room, true);
 }
 
+//  A room's size encoded, as a reply carries it: for PROTO_REPLY_BYTES_MAX.
+//  A room of 100 long ids is about 6.7 KiB, so 1,000 of them would not fit a
+//  frame; packing one again costs microseconds.
+static size_t
+s_room_size (handler_ctx_t *ctx, const proto_room_t *room)
+{
+    msgpack_sbuffer_clear (ctx->scratch);
+    return proto_room_pack (ctx->scratch, room) == 0? ctx->scratch->size
+                                                    : PROTO_REPLY_BYTES_MAX;
+}
+
 static int
 s_activity_compare (const void *a, const void *b)
 {
@@ -211,6 +222,15 @@ handle_rooms_idle (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
     qsort (rooms, count, sizeof *rooms, s_activity_compare);
     if (count > limit)
         count = limit;
+    size_t bytes = 0;
+    for (uint32_t i = 0; i < count; i++) {
+        size_t size = s_room_size (ctx, &rooms [i]);
+        if (i > 0 && bytes + size > PROTO_REPLY_BYTES_MAX) {
+            count = i;                  //  the rest are read again next time
+            break;
+        }
+        bytes += size;
+    }
     reply->type = PROTO_ROOM_LIST;
     reply->room_list.rooms = rooms;
     reply->room_list.count = count;
@@ -315,6 +335,7 @@ handle_geo_search (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         ctx->zone, (candidates < limit? candidates: limit) * sizeof *hits + 1);
     assert (hits);
     uint32_t count = 0;
+    size_t bytes = 0;
     for (size_t i = 0; i < candidates && count < limit; i++) {
         proto_room_t *room = &hits [count].room;
         if (db_room_get (ctx->db, ctx->txn, s_candidates [i].room_id, ctx->zone, room))
@@ -322,6 +343,10 @@ handle_geo_search (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         if (room->status != PROTO_STATUS_ACTIVE
         ||  room->participant_count >= room->max_participants)
             continue;           //  full rooms are not offered
+        size_t size = s_room_size (ctx, room);
+        if (count > 0 && bytes + size > PROTO_REPLY_BYTES_MAX)
+            break;              //  the nearest that fit in a reply
+        bytes += size;
         hits [count++].distance_m = s_candidates [i].distance_m;
     }
     reply->type = PROTO_GEO_REPLY;

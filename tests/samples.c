@@ -212,6 +212,7 @@ samples_message (int type, bool full, proto_msg_t *msg)
             if (full) {
                 msg->join_reply.messages = messages;
                 msg->join_reply.count = 3;
+                msg->join_reply.more = true;
             }
             return true;
         case PROTO_ROOM_LEAVE:

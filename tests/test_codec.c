@@ -84,6 +84,18 @@ s_test_round_trips (void)
     CHECK (strcmp (copy->history_reply.messages [2].text, "hello\nthere \xf0\x9f\x9a\x97") == 0);
     proto_msg_destroy (&copy);
     free (bytes);
+    samples_message (PROTO_JOIN_REPLY, true, &msg);
+    bytes = s_encode (&msg, &size);
+    copy = proto_decode (bytes, size, NULL, 0);
+    REQUIRE (copy && copy->join_reply.count == 3 && copy->join_reply.more);
+    proto_msg_destroy (&copy);
+    free (bytes);
+    samples_message (PROTO_JOIN_REPLY, false, &msg);
+    bytes = s_encode (&msg, &size);
+    copy = proto_decode (bytes, size, NULL, 0);
+    REQUIRE (copy && copy->join_reply.count == 0 && !copy->join_reply.more);
+    proto_msg_destroy (&copy);
+    free (bytes);
     samples_message (PROTO_GEO_REPLY, true, &msg);
     bytes = s_encode (&msg, &size);
     copy = proto_decode (bytes, size, NULL, 0);
@@ -312,6 +324,25 @@ s_test_encoder_refusals (void)
     samples_message (PROTO_HISTORY_REPLY, true, &msg);
     msg.history_reply.count = PROTO_LIST_MAX + 1;
     CHECK (proto_encode (&msg, &s_buf) == -1);
+
+    //  Lists within their counts that make more than a frame: 600 messages
+    //  of PROTO_TEXT_MAX bytes. Refused, and nothing is left in the buffer.
+    static char text [PROTO_TEXT_MAX + 1];
+    memset (text, 'x', PROTO_TEXT_MAX);
+    static proto_message_t big [600];
+    for (int i = 0; i < 600; i++)
+        big [i] = (proto_message_t) { .room_id = "room-1", .id = "m", .seq = (uint64_t) i + 1,
+                                      .user_id = "alice", .text = text, .created_at_ms = 1 };
+    samples_message (PROTO_HISTORY_REPLY, true, &msg);
+    msg.history_reply.messages = big;
+    msg.history_reply.count = 600;
+    msgpack_sbuffer_clear (&s_buf);
+    msgpack_sbuffer_write (&s_buf, "kept", 4);
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    CHECK (s_buf.size == 4 && memcmp (s_buf.data, "kept", 4) == 0);
+    msg.history_reply.count = 400;                          //  3.3 MB: within a frame
+    CHECK (proto_encode (&msg, &s_buf) == 0 && s_buf.size > 4 + 400 * PROTO_TEXT_MAX);
+    msgpack_sbuffer_clear (&s_buf);
 
     //  Metrics must be what Prometheus can take as they are.
     samples_message (PROTO_METRICS_REPLY, true, &msg);

@@ -40,13 +40,23 @@ s_append (proto_client_t *client, const char *room_id, const char *client_id,
     return ok;
 }
 
+//  The room's messages, counted page by page: a page of long messages
+//  stops at PROTO_REPLY_BYTES_MAX before it reaches its limit.
 static uint32_t
 s_history_count (proto_client_t *client, const char *room_id)
 {
-    proto_msg_t *reply = s_call (client, (proto_msg_t) { .type = PROTO_HISTORY,
-        .history = { .room_id = room_id, .limit = PROTO_LIST_MAX } });
-    uint32_t count = reply && reply->type == PROTO_HISTORY_REPLY? reply->history_reply.count: 0;
-    proto_msg_destroy (&reply);
+    uint32_t count = 0;
+    uint64_t from = 1;
+    for (bool more = true; more; ) {
+        proto_msg_t *reply = s_call (client, (proto_msg_t) { .type = PROTO_HISTORY,
+            .history = { .room_id = room_id, .from_seq = from, .limit = PROTO_LIST_MAX } });
+        uint32_t got = reply && reply->type == PROTO_HISTORY_REPLY? reply->history_reply.count: 0;
+        more = got && reply->history_reply.more;
+        if (got)
+            from = reply->history_reply.messages [got - 1].seq + 1;
+        count += got;
+        proto_msg_destroy (&reply);
+    }
     return count;
 }
 

@@ -848,6 +848,12 @@ s_http (int port, bool tls, const char *method, const char *path, const char *he
         else
         if (!strcasecmp (name, "Access-Control-Allow-Headers"))
             snprintf (response->allow_headers, sizeof response->allow_headers, "%s", value);
+        else
+        if (!strcasecmp (name, "Access-Control-Expose-Headers"))
+            snprintf (response->expose_headers, sizeof response->expose_headers, "%s", value);
+        else
+        if (!strcasecmp (name, "X-More"))
+            snprintf (response->more, sizeof response->more, "%s", value);
     }
     size_t capacity = 4096;
     char *text = malloc (capacity);

@@ -192,6 +192,8 @@ typedef struct {
     char allow_origin [128];        //  Access-Control-Allow-Origin, "" when absent
     char allow_methods [128];       //  Access-Control-Allow-Methods, "" when absent
     char allow_headers [128];       //  Access-Control-Allow-Headers, "" when absent
+    char expose_headers [128];      //  Access-Control-Expose-Headers, "" when absent
+    char more [16];                 //  X-More (a history page), "" when absent
     char *body;                     //  NUL-terminated, "" when empty; free with http_response_free
     size_t size;                    //  bytes of body
 } http_response_t;
