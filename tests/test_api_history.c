@@ -208,6 +208,32 @@ s_test_join_since (void)
     }
     CHECK (ws_pending (late, "error") == 0);
     json_decref (history);
+
+    //  The gateway pages the rest for it: further message-history frames,
+    //  in order, until one says more: false; nothing comes twice as a
+    //  new-message.
+    size_t pages = 1;
+    uint64_t next = 2 + count;
+    bool more = true;
+    while (more && pages < 100) {
+        history = ws_expect (late, "message-history", API_WAIT_MS);
+        if (!CHECK (history != NULL))
+            break;
+        pages++;
+        messages = j_get (history, "messages");
+        for (size_t i = 0; i < json_array_size (messages); i++) {
+            json_t *message = json_array_get (messages, i);
+            uint64_t seq = (uint64_t) j_num (message, "seq");
+            CHECK (seq == next);
+            CHECK (seq <= MESSAGES && s_message_k (message) == s_message_of [seq]);
+            next = seq + 1;
+        }
+        more = json_is_true (j_get (history, "more"));
+        json_decref (history);
+    }
+    printf ("  the rest in %zu more pages, to seq %llu\n", pages - 1, (unsigned long long) next - 1);
+    CHECK (next == MESSAGES + 1);
+    CHECK (ws_pending (late, "new-message") == 0);
     ws_close (&late);
 
     printf ("a sinceSeq join near the end: the rest, more: false\n");
