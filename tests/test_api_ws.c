@@ -463,17 +463,26 @@ s_test_closing (void)
 static void
 s_test_http_participants (void)
 {
-    printf ("joined by HTTP first, then by WebSocket; a full room refuses a socket\n");
+    printf ("joined by HTTP first (no event), then by WebSocket (one user-joined); "
+            "a full room refuses a socket\n");
     const char *room = api_create_room (s_port, "tom", 48.5, 11.9, NULL, 2);
     REQUIRE (room);
-    //  Whoever holds the two seats (tom may hold one as creator), uma joins by HTTP...
+    ws_client_t *tom = api_connect (s_port, "tom", "Tom");
+    json_decref (api_join (tom, room, "tom", -1));
+    //  Whoever holds the two seats (tom holds one as creator), uma joins by
+    //  HTTP: a participant, of whom the room's sockets hear nothing...
     int status = api_join_http (s_port, room, "uma");
     ws_client_t *uma = api_connect (s_port, "uma", "Uma");
-    ws_client_t *tom = api_connect (s_port, "tom", "Tom");
+    CHECK (ws_quiet (tom, "user-joined", API_QUIET_MS));
     if (status == 200) {
-        //  ... and her socket joins without taking another seat.
+        //  ... until her socket joins, without taking another seat: then
+        //  once, with her name, to tom and to her.
         json_decref (api_join (uma, room, "uma", -1));
-        json_decref (api_join (tom, room, "tom", -1));
+        json_t *joined = ws_expect_where (tom, "user-joined", "userId", "uma", API_WAIT_MS);
+        CHECK (j_is (joined, "userName", "Uma"));
+        json_decref (joined);
+        CHECK (ws_quiet (tom, "user-joined", API_QUIET_MS));
+        CHECK (ws_quiet (uma, "user-joined", 0));
         ws_client_t *vic = api_connect (s_port, "vic", "Vic");
         ws_send (vic, "{s:s, s:s, s:s}", "action", "join-room", "roomId", room, "requestId", "v-1");
         json_t *error = ws_expect (vic, "error", API_WAIT_MS);
