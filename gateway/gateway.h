@@ -246,7 +246,8 @@ char *metrics_render (const char *trace, size_t *size);
 
 //  roomInfo of a room.
 json_t *render_room_info (const proto_room_t *room);
-//  A message as in new-message (and history entries).
+//  A message as in new-message (and history entries): its id and messageId
+//  are the client's messageId when it sent one, else the server's id.
 json_t *render_message (const proto_message_t *message);
 //  The frame an event becomes on a socket (user-joined, user-left,
 //  new-message, user-typing, room-closed), or NULL for other types.
