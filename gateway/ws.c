@@ -13,8 +13,11 @@
     new-message (an event) is queued before its ack (the reply).
 
     DESIGN.md's WebSocket table is the contract. Any failure is an error
-    frame {type, action, status, error, requestId?} and the socket stays
-    open; an optional requestId (a string or a number) is echoed as given.
+    frame {type, action, status, error, requestId?, roomId?, messageId?}
+    and the socket stays open; an optional requestId (a string or a
+    number) is echoed as given, and so are the refused frame's roomId and
+    messageId, so that a client that sends no requestId (the original app
+    does not) can still tell which of its messages failed.
     =========================================================================
 */
 
@@ -84,6 +87,15 @@ s_error (action_t *self, int status, const char *fmt, ...)
     json_object_set_new (frame, "status", json_integer (status));
     json_t *error = json_string (reason);
     json_object_set_new (frame, "error", error? error: json_string ("bad request"));
+    //  The refused action's own ids, as the client gave them (on every
+    //  path: a bad field, roomd's refusal, a timeout), even when one of
+    //  them is what was wrong: it is what the client holds to match.
+    const char *echoed [] = { "roomId", "messageId" };
+    for (size_t i = 0; i < sizeof echoed / sizeof echoed [0]; i++) {
+        json_t *given = json_is_object (self->frame)? json_object_get (self->frame, echoed [i]): NULL;
+        if (given && (json_is_string (given) || json_is_number (given)))
+            json_object_set (frame, echoed [i], given);
+    }
     log_write (status >= 500? LOG_LEVEL_WARN: LOG_LEVEL_DEBUG, self->trace,
                "%s from user %s: %d %s", self->action? self->action: "a frame",
                conn_user_id (self->conn), status, reason);
