@@ -58,6 +58,7 @@ typedef struct {
     int64_t request_timeout_ms;
     int64_t shard_timeout_ms;           //  a shard silent this long is dropped
     const char *websocket_endpoint;     //  advertised in /healthz; "auto": from the Host header
+    const char *websocket_path;         //  its path, served besides / and /ws; "" for none
     const char *tls_cert;               //  PEM certificate (chain); "" for no HTTPS
     const char *tls_key;                //  PEM private key
     int64_t https_port;

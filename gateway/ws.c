@@ -593,12 +593,18 @@ ws_connect (const struct mg_connection *mg, void *data)
 {
     (void) data;
     const struct mg_request_info *info = mg_get_request_info (mg);
-    //  civetweb hands us any upgrade whose path starts with "/".
+    //  civetweb hands us any upgrade whose path starts with "/". Served:
+    //  /, /ws, and WEBSOCKET_ENDPOINT's path (the original's API Gateway
+    //  stage, "/prod", which deployed clients still have in their URL).
+    const char *path = info->local_uri? info->local_uri: "";
+    const char *stage = gateway_config.websocket_path;
     int status = 0;
-    char why [160] = "";
-    if (strcmp (info->local_uri, "/") != 0 && strcmp (info->local_uri, "/ws") != 0) {
+    char why [400] = "";
+    if (strcmp (path, "/") != 0 && strcmp (path, "/ws") != 0
+    &&  (!*stage || strcmp (path, stage) != 0)) {
         status = 404;
-        snprintf (why, sizeof why, "no WebSocket at %.100s; use / or /ws", info->local_uri);
+        snprintf (why, sizeof why, "no WebSocket at %.100s; use / or /ws%s%.200s", path,
+                  *stage? " or ": "", stage);
     }
     else
     if (sockets_open () >= (size_t) gateway_config.max_connections) {
