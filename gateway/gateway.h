@@ -58,6 +58,7 @@ typedef struct {
     int64_t request_timeout_ms;
     int64_t shard_timeout_ms;           //  a shard silent this long is dropped
     const char *websocket_endpoint;     //  advertised in /healthz; "auto": from the Host header
+    const char *websocket_path;         //  its path, served besides / and /ws; "" for none
     const char *tls_cert;               //  PEM certificate (chain); "" for no HTTPS
     const char *tls_key;                //  PEM private key
     int64_t https_port;
@@ -251,7 +252,8 @@ char *metrics_render (const char *trace, size_t *size);
 
 //  roomInfo of a room.
 json_t *render_room_info (const proto_room_t *room);
-//  A message as in new-message (and history entries).
+//  A message as in new-message (and history entries): its id and messageId
+//  are the client's messageId when it sent one, else the server's id.
 json_t *render_message (const proto_message_t *message);
 //  The frame an event becomes on a socket (user-joined, user-left,
 //  new-message, user-typing, room-closed), or NULL for other types.

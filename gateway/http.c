@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include "gateway.h"
 #include "clock.h"
 #include "ids.h"
@@ -469,10 +470,15 @@ s_healthz (request_t *self)
     if (strcmp (gateway_config.websocket_endpoint, "auto") != 0)
         endpoint = json_string (gateway_config.websocket_endpoint);
     else {
-        //  Where this client reached us is where its WebSocket can go.
+        //  Where this client reached us is where its WebSocket can go, over
+        //  TLS if it came over TLS: to us (HTTPS_PORT), or to an edge that
+        //  ended TLS and says so as proxies do (X-Forwarded-Proto).
         const char *host = mg_get_header (self->mg, "Host");
+        const char *forwarded = mg_get_header (self->mg, "X-Forwarded-Proto");
+        bool secure = self->info->is_ssl || (forwarded && strcasecmp (forwarded, "https") == 0);
         char url [300];
-        snprintf (url, sizeof url, "ws://%s/ws", host && *host? host: "127.0.0.1");
+        snprintf (url, sizeof url, "%s://%s/ws", secure? "wss": "ws",
+                  host && *host? host: "127.0.0.1");
         endpoint = json_string (url);
     }
     json_object_set_new (answer, "websocketEndpoint", endpoint? endpoint: json_null ());

@@ -68,7 +68,14 @@ render_message (const proto_message_t *message)
     char created [CLOCK_ISO8601_SIZE];
     json_t *frame = json_object ();
     json_object_set_new (frame, "type", json_string ("new-message"));
-    json_object_set_new (frame, "id", s_string (message->id));
+    //  id is the client's messageId when it sent one, as in the original,
+    //  whose id duplicated messageId: the app keeps an optimistic copy of
+    //  what it sends and replaces it by id, so a server id here would show
+    //  every message twice. A room's client ids are unique (stored's
+    //  idempotency key), so id still names one message of the room.
+    const char *id = message->client_id? message->client_id: message->id;
+    json_object_set_new (frame, "id", s_string (id));
+    json_object_set_new (frame, "messageId", s_string (id));
     json_object_set_new (frame, "roomId", s_string (message->room_id));
     json_object_set_new (frame, "seq", json_integer ((json_int_t) message->seq));
     json_object_set_new (frame, "text", s_string (message->text));
@@ -78,9 +85,6 @@ render_message (const proto_message_t *message)
     json_object_set_new (frame, "userName", s_string (message->user_name));
     json_object_set_new (frame, "userIcon", s_string (message->user_icon));
     json_object_set_new (frame, "userColor", s_string (message->user_color));
-    //  The client's own id, so a sender can match its message to its ack.
-    if (message->client_id)
-        json_object_set_new (frame, "messageId", s_string (message->client_id));
     return frame;
 }
 

@@ -69,7 +69,8 @@ static config_option_t s_options [] = {
     { "SHARD_TIMEOUT_MS", CONFIG_INT, "3500", 100, 600000,
       "a room shard silent this long is dropped", &gateway_config.shard_timeout_ms },
     { "WEBSOCKET_ENDPOINT", CONFIG_STRING, "auto", 0, 1024,
-      "the public WebSocket URL advertised in /healthz; auto: from the request's Host",
+      "the public WebSocket URL (ws:// or wss://) advertised in /healthz, whose path is "
+      "served too (wss://host/prod: /prod); auto: from the request's Host and scheme",
       &gateway_config.websocket_endpoint },
     { "TLS_CERT", CONFIG_STRING, "", 0, 4096,
       "PEM certificate (chain) file; with TLS_KEY, HTTPS and WSS are served on HTTPS_PORT",
@@ -113,6 +114,43 @@ s_bad_setting (const char *name, const char *value, const char *why)
     exit (2);
 }
 
+//  WEBSOCKET_ENDPOINT is "auto" or the ws:// or wss:// URL clients are
+//  given. Its path (the original's API Gateway stage: wss://host/prod) is
+//  served besides / and /ws, because deployed clients still connect to
+//  it; a path of "/" or none adds nothing. Sets websocket_path, or exits 2.
+static void
+s_websocket_path (void)
+{
+    static char path [1024 + 1];
+    const char *endpoint = gateway_config.websocket_endpoint;
+    gateway_config.websocket_path = "";
+    if (strcmp (endpoint, "auto") == 0)
+        return;
+    const char *rest = strncmp (endpoint, "ws://", 5) == 0? endpoint + 5
+                     : strncmp (endpoint, "wss://", 6) == 0? endpoint + 6: NULL;
+    if (!rest)
+        s_bad_setting ("WEBSOCKET_ENDPOINT", endpoint,
+                       "must be auto, or a ws:// or wss:// URL such as wss://chat.example.com/prod");
+    for (const char *c = endpoint; *c; c++)
+        if ((unsigned char) *c <= ' ' || (unsigned char) *c >= 0x7f)
+            s_bad_setting ("WEBSOCKET_ENDPOINT", endpoint,
+                           "must be a URL without spaces, control or non-ASCII characters");
+    size_t host = strcspn (rest, "/?#");
+    if (host == 0)
+        s_bad_setting ("WEBSOCKET_ENDPOINT", endpoint, "must name a host after the scheme");
+    if (rest [host] != '/')
+        return;                         //  no path: / and /ws serve it
+    //  civetweb compares the decoded path (local_uri): decode ours too.
+    const char *start = rest + host;
+    int length = mg_url_decode (start, (int) strcspn (start, "?#"), path, sizeof path, 0);
+    if (length < 0 || (int) strlen (path) != length)
+        s_bad_setting ("WEBSOCKET_ENDPOINT", endpoint, "must have a path without %00");
+    while (length > 1 && path [length - 1] == '/')
+        path [--length] = 0;            //  /prod/ is /prod
+    if (strcmp (path, "/") != 0)
+        gateway_config.websocket_path = path;
+}
+
 int
 main (int argc, char *argv [])
 {
@@ -130,6 +168,7 @@ main (int argc, char *argv [])
     const char *bind = gateway_config.http_bind;
     if (strpbrk (bind, ", \t"))
         s_bad_setting ("HTTP_BIND", bind, "must be one address");
+    s_websocket_path ();
     tls_check_settings ();
     bool tls = *gateway_config.tls_cert;
     log_init ("gateway", s_log_level);
@@ -219,8 +258,13 @@ main (int argc, char *argv [])
     mg_set_request_handler (context, "/", http_handle, NULL);
     mg_set_websocket_handler (context, "/", ws_connect, ws_ready, ws_data, ws_close, NULL);
     mg_set_websocket_handler (context, "/ws", ws_connect, ws_ready, ws_data, ws_close, NULL);
-    log_info ("gateway %s serving %s %s (WebSocket on / and /ws), shards on %s, stored at %s",
-              gateway_config.gateway_id, tls? "http and https (s) on": "http on", ports, gateway_config.backend_endpoint,
+    const char *stage = gateway_config.websocket_path;
+    bool staged = *stage && strcmp (stage, "/ws") != 0;
+    if (staged)
+        mg_set_websocket_handler (context, stage, ws_connect, ws_ready, ws_data, ws_close, NULL);
+    log_info ("gateway %s serving %s %s (WebSocket on /, /ws%s%s), shards on %s, stored at %s",
+              gateway_config.gateway_id, tls? "http and https (s) on": "http on", ports,
+              staged? ", ": "", staged? stage: "", gateway_config.backend_endpoint,
               gateway_config.stored_endpoint);
 
     int signal_number = 0;

@@ -13,8 +13,11 @@
     new-message (an event) is queued before its ack (the reply).
 
     DESIGN.md's WebSocket table is the contract. Any failure is an error
-    frame {type, action, status, error, requestId?} and the socket stays
-    open; an optional requestId (a string or a number) is echoed as given.
+    frame {type, action, status, error, requestId?, roomId?, messageId?}
+    and the socket stays open; an optional requestId (a string or a
+    number) is echoed as given, and so are the refused frame's roomId and
+    messageId, so that a client that sends no requestId (the original app
+    does not) can still tell which of its messages failed.
     =========================================================================
 */
 
@@ -84,6 +87,15 @@ s_error (action_t *self, int status, const char *fmt, ...)
     json_object_set_new (frame, "status", json_integer (status));
     json_t *error = json_string (reason);
     json_object_set_new (frame, "error", error? error: json_string ("bad request"));
+    //  The refused action's own ids, as the client gave them (on every
+    //  path: a bad field, roomd's refusal, a timeout), even when one of
+    //  them is what was wrong: it is what the client holds to match.
+    const char *echoed [] = { "roomId", "messageId" };
+    for (size_t i = 0; i < sizeof echoed / sizeof echoed [0]; i++) {
+        json_t *given = json_is_object (self->frame)? json_object_get (self->frame, echoed [i]): NULL;
+        if (given && (json_is_string (given) || json_is_number (given)))
+            json_object_set (frame, echoed [i], given);
+    }
     log_write (status >= 500? LOG_LEVEL_WARN: LOG_LEVEL_DEBUG, self->trace,
                "%s from user %s: %d %s", self->action? self->action: "a frame",
                conn_user_id (self->conn), status, reason);
@@ -259,13 +271,14 @@ s_sent (action_t *self, proto_msg_t *reply)
     if (!reply)
         return;
     //  The new-message itself reaches every socket in the room, this one
-    //  included and first, as an event.
+    //  included and first, as an event. Its id, as the ack's, is the
+    //  client's messageId when it sent one (render_message).
+    const char *id = self->has_client_id? self->client_id: reply->append_reply.id;
     json_t *ack = json_object ();
     json_object_set_new (ack, "type", json_string ("ack"));
     json_object_set_new (ack, "action", json_string ("send-message"));
-    json_object_set_new (ack, "messageId",
-                         json_string (self->has_client_id? self->client_id: reply->append_reply.id));
-    json_object_set_new (ack, "id", json_string (reply->append_reply.id));
+    json_object_set_new (ack, "messageId", json_string (id));
+    json_object_set_new (ack, "id", json_string (id));
     json_object_set_new (ack, "roomId", json_string (self->room_id));
     json_object_set_new (ack, "seq", json_integer ((json_int_t) reply->append_reply.seq));
     s_send (self, ack);
@@ -580,12 +593,18 @@ ws_connect (const struct mg_connection *mg, void *data)
 {
     (void) data;
     const struct mg_request_info *info = mg_get_request_info (mg);
-    //  civetweb hands us any upgrade whose path starts with "/".
+    //  civetweb hands us any upgrade whose path starts with "/". Served:
+    //  /, /ws, and WEBSOCKET_ENDPOINT's path (the original's API Gateway
+    //  stage, "/prod", which deployed clients still have in their URL).
+    const char *path = info->local_uri? info->local_uri: "";
+    const char *stage = gateway_config.websocket_path;
     int status = 0;
-    char why [160] = "";
-    if (strcmp (info->local_uri, "/") != 0 && strcmp (info->local_uri, "/ws") != 0) {
+    char why [400] = "";
+    if (strcmp (path, "/") != 0 && strcmp (path, "/ws") != 0
+    &&  (!*stage || strcmp (path, stage) != 0)) {
         status = 404;
-        snprintf (why, sizeof why, "no WebSocket at %.100s; use / or /ws", info->local_uri);
+        snprintf (why, sizeof why, "no WebSocket at %.100s; use / or /ws%s%.200s", path,
+                  *stage? " or ": "", stage);
     }
     else
     if (sockets_open () >= (size_t) gateway_config.max_connections) {

@@ -164,11 +164,20 @@ s_join_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
     const proto_room_join_t *join = &op->request->room_join;
     const proto_room_t *record = &reply->room_reply.room;
     s_room_changed (self, op, record);
+    //  A join over HTTP (no socket) makes a participant and tells no one,
+    //  as the original did: the app joins over HTTP and then over its
+    //  socket, and shows every user-joined it gets, so an event here would
+    //  be a second, nameless " joined the chat" line. The socket's join
+    //  that follows is the one the room hears of.
+    if (!join->conn_id) {
+        proto_msg_t answer = { .type = PROTO_JOIN_REPLY, .join_reply = { .room = *record } };
+        op_finish (self, &op, &answer);
+        return;
+    }
+    //  Every member hears of a socket that joins, the joiner from its own
+    //  gateway (sockets_join_done, in order with its history).
     room_t *room = rooms_find (self, op->room_id);
-    bool joined = join->conn_id
-                ? room && room_add_member (room, join->conn_id, join->gateway_id, join->user_id)
-                : !op->was_member;
-    if (joined) {
+    if (room && room_add_member (room, join->conn_id, join->gateway_id, join->user_id)) {
         proto_msg_t event = { .type = PROTO_EVENT_JOINED, .event_joined = {
             .room = *record, .user_id = join->user_id, .user_name = join->user_name,
             .user_icon = join->user_icon, .user_color = join->user_color,
@@ -176,9 +185,9 @@ s_join_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
         memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
         fanout_to_gateways (self, &event);
     }
-    //  No socket, or a plain join where HISTORY_ON_JOIN=0: no history.
-    //  (stored reads a limit of 0 as its default, so it is not asked.)
-    if (!join->conn_id || (!join->since_seq && self->config->history_on_join == 0)) {
+    //  A plain join where HISTORY_ON_JOIN=0: no history (stored reads a
+    //  limit of 0 as its default, so it is not asked).
+    if (!join->since_seq && self->config->history_on_join == 0) {
         proto_msg_t answer = { .type = PROTO_JOIN_REPLY, .join_reply = { .room = *record } };
         op_finish (self, &op, &answer);
         return;
@@ -204,7 +213,6 @@ s_join (roomd_t *self, room_t *room, op_t *op)
         op_fail (self, &op, 404, "room %s is closed", room->id);
         return;
     }
-    op->was_member = room_is_participant (room, join->user_id);
     proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
         .room_id = room->id, .if_status = PROTO_STATUS_ACTIVE, .if_epoch = room->record.epoch,
         .add_participant = join->user_id, .touch_ms = clock_now_ms () } };

@@ -105,7 +105,6 @@ struct op {
     int64_t received_ns;                //  monotonic, when the request came
     proto_room_t result_room;           //  a room to carry between steps
     msgpack_zone *zone;                 //  holds result_room's strings
-    bool was_member;                    //  state before the call, for what comes after
     bool retried;                       //  served again after its room moved (421)
     char refusal [96];                  //  a 403 waiting for stored to confirm it
     op_t *prev, *next;                  //  the list of calls in flight, oldest first

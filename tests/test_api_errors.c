@@ -8,7 +8,8 @@
     handshake without userId (400), frames that are no JSON or no object,
     no or unknown action, missing fields, over-long text (counted in
     characters, not bytes), speaking and typing outside one's room (403),
-    unknown rooms (404), ping -> pong, register-user ignored; after each
+    unknown rooms (404), each error naming the refused frame's roomId and
+    messageId as given, ping -> pong, register-user ignored; after each
     error the socket is still open and still works.
     =========================================================================
 */
@@ -176,6 +177,35 @@ s_expect_error (ws_client_t *client, const char *action, int status, const char 
     json_decref (error);
 }
 
+//  The next frame is an error for action with status that names the refused
+//  frame's roomId and messageId as it gave them (room_id NULL: none given;
+//  a number when the client sent one), and no requestId, as none was sent.
+static void
+s_expect_ids (ws_client_t *client, const char *action, int status, json_t *room_id,
+              json_t *message_id)
+{
+    json_t *error = ws_expect (client, "error", API_WAIT_MS);
+    CHECK (error != NULL);
+    if (error) {
+        CHECK (j_num (error, "status") == status);
+        CHECK (j_is (error, "action", action));
+        CHECK (j_get (error, "requestId") == NULL);
+        json_t *room_got = j_get (error, "roomId"), *message_got = j_get (error, "messageId");
+        bool room_ok = room_id? json_equal (room_got, room_id): !room_got;
+        bool message_ok = message_id? json_equal (message_got, message_id): !message_got;
+        CHECK (room_ok);
+        CHECK (message_ok);
+        if (!room_ok || !message_ok) {
+            char *text = json_dumps (error, JSON_COMPACT);
+            fprintf (stderr, "  the error does not name the frame's ids: %s\n", text);
+            free (text);
+        }
+    }
+    json_decref (error);
+    json_decref (room_id);
+    json_decref (message_id);
+}
+
 //  The socket still answers: ping -> pong, with the requestId.
 static void
 s_still_open (ws_client_t *client)
@@ -268,6 +298,29 @@ s_test_ws (void)
     s_expect_error (zed, "user-typing", 403, "n-2");
     CHECK (ws_quiet (yan, "new-message", API_QUIET_MS));
     CHECK (ws_quiet (yan, "user-typing", 0));
+
+    //  Without a requestId, each refusal names the frame's roomId and
+    //  messageId: refused by the gateway's checks, by the gateway (not in
+    //  the room), by roomd (no such room); ids echoed as given, numbers too.
+    ws_send (zed, "{s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
+             "message", "", "messageId", "e-1");
+    s_expect_ids (zed, "send-message", 400, json_string (room), json_string ("e-1"));
+    ws_send (zed, "{s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
+             "message", "let me in", "messageId", "e-2");
+    s_expect_ids (zed, "send-message", 403, json_string (room), json_string ("e-2"));
+    ws_send (zed, "{s:s, s:s, s:s, s:i}", "action", "send-message", "roomId", room,
+             "message", "let me in", "messageId", 42);
+    s_expect_ids (zed, "send-message", 403, json_string (room), json_integer (42));
+    ws_send (zed, "{s:s, s:s, s:s, s:b}", "action", "send-message", "roomId", room,
+             "message", "let me in", "messageId", 1);
+    s_expect_ids (zed, "send-message", 400, json_string (room), NULL);
+    ws_send (zed, "{s:s, s:s}", "action", "join-room", "roomId", "no-such-room");
+    s_expect_ids (zed, "join-room", 404, json_string ("no-such-room"), NULL);
+    ws_send (zed, "{s:s, s:i}", "action", "join-room", "roomId", 12);
+    s_expect_ids (zed, "join-room", 400, json_integer (12), NULL);
+    ws_send (zed, "{s:s, s:s}", "action", "user-typing", "roomId", room);
+    s_expect_ids (zed, "user-typing", 403, json_string (room), NULL);
+    CHECK (ws_quiet (yan, "new-message", 0));
 
     //  In the room: the text must be 1..2000 characters (not bytes), a string.
     json_decref (api_join (zed, room, "zed", -1));

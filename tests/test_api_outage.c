@@ -5,7 +5,8 @@
 
     stored stopped: /healthz says 503 with stored "down", the HTTP routes
     that need stored answer 503 with {"error"}, a send-message gets an error
-    frame with status 503 and the socket stays open; stored started again:
+    frame with status 503 (naming the send's roomId and messageId) and the
+    socket stays open; stored started again:
     /healthz is 200, and the same client resends the same messageId and
     carries on, with the room and its history intact. The only shard
     stopped: joining answers 503; started again, the room is served.
@@ -76,6 +77,9 @@ s_test_stored_down (void)
     json_t *error = ws_expect (olive, "error", 15000);
     CHECK (j_num (error, "status") == 503);
     CHECK (j_is (error, "requestId", "o-2"));
+    //  The refused send's own ids, for a client that sends no requestId.
+    CHECK (j_is (error, "roomId", room));
+    CHECK (j_is (error, "messageId", "o-2"));
     json_decref (error);
     ws_send (olive, "{s:s}", "action", "ping");
     json_t *pong = ws_expect (olive, "pong", API_WAIT_MS);
@@ -111,10 +115,13 @@ s_test_shard_down (void)
     harness_shard_stop (&s_system, 0, false);
     CHECK (harness_system_wait (&s_system, 0, 10000) == 0);
     CHECK (api_join_http (s_port, room, "rosa") == 503);
-    ws_send (quin, "{s:s, s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
-             "message", "anyone?", "messageId", "q-1", "requestId", "q-1");
+    ws_send (quin, "{s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
+             "message", "anyone?", "messageId", "q-1");
     json_t *error = ws_expect (quin, "error", 15000);
     CHECK (j_num (error, "status") == 503);
+    CHECK (j_is (error, "action", "send-message"));
+    CHECK (j_is (error, "roomId", room));
+    CHECK (j_is (error, "messageId", "q-1"));
     json_decref (error);
     http_response_t response;
     int status = http_request (s_port, "GET", "/healthz", NULL, 0, &response);

@@ -6,8 +6,9 @@
     message-history to the joiner), profiles from the query and from the
     frame, send-message (new-message to all, ack to the sender), typing
     (not echoed to the sender, throttled per user), room-info, history on
-    join and after sinceSeq, a resent messageId delivered once and acked
-    twice, leave-room, joining a second room leaves the first, disconnects
+    join and after sinceSeq, a message's id (the client's messageId, else a
+    server UUID) in new-message, ack and history, a resent messageId
+    delivered once and acked twice, a join by HTTP that no socket hears of, leave-room, joining a second room leaves the first, disconnects
     (user-left only when a user's last socket goes), close by a non-creator
     (403) and by the creator (room-closed to all, by WebSocket and by
     HTTP), and GET messages paged by before and limit.
@@ -115,25 +116,28 @@ s_test_conversation (void)
     CHECK (history != NULL);
     json_decref (history);
 
-    //  A message: new-message to all three, the same id and seq; ack to alice.
+    //  A message: new-message to all three, the same seq, and as id the
+    //  client's messageId (the app replaces its optimistic copy by id); ack
+    //  to alice, with the same id.
     ws_send (alice, "{s:s, s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
              "message", "hello all", "messageId", "m-1", "requestId", "r-1");
     json_t *message = ws_expect (alice, "new-message", API_WAIT_MS);
     long long seq = s_check_message (message, room, "alice", "Alice A", "hello all");
+    CHECK (j_is (message, "id", "m-1"));
+    CHECK (j_is (message, "messageId", "m-1"));
     CHECK (j_is (message, "userIcon", CAR));
     CHECK (j_is (message, "userColor", "#e91e63"));
-    char id [128] = "";
-    snprintf (id, sizeof id, "%s", j_str (message, "id")? j_str (message, "id"): "");
     json_decref (message);
     for (int i = 0; i < 2; i++) {
         message = ws_expect (i? carol: bob, "new-message", API_WAIT_MS);
         CHECK (s_check_message (message, room, "alice", "Alice A", "hello all") == seq);
-        CHECK (j_is (message, "id", id));
+        CHECK (j_is (message, "id", "m-1"));
         json_decref (message);
     }
     json_t *ack = ws_expect (alice, "ack", API_WAIT_MS);
     CHECK (j_is (ack, "action", "send-message"));
     CHECK (j_is (ack, "messageId", "m-1"));
+    CHECK (j_is (ack, "id", "m-1"));
     CHECK (j_is (ack, "requestId", "r-1"));
     CHECK (json_is_integer (j_get (ack, "seq")) && j_num (ack, "seq") == seq);
     json_decref (ack);
@@ -154,15 +158,36 @@ s_test_conversation (void)
     CHECK (j_get (ack, "requestId") == NULL);
     json_decref (ack);
 
-    //  m-1 again: acked with its first seq, delivered to nobody.
+    //  m-1 again: acked with its first seq and id, delivered to nobody.
     ws_send (alice, "{s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
              "message", "hello all", "messageId", "m-1");
     ack = ws_expect (alice, "ack", API_WAIT_MS);
     CHECK (j_is (ack, "messageId", "m-1") && j_num (ack, "seq") == seq);
+    CHECK (j_is (ack, "id", "m-1"));
     json_decref (ack);
     CHECK (ws_quiet (bob, "new-message", API_QUIET_MS));
     CHECK (ws_quiet (alice, "new-message", 0));
     CHECK (ws_quiet (carol, "new-message", 0));
+
+    //  Without a messageId the server names the message: a UUID, the same in
+    //  every member's new-message and in the ack (as id and messageId).
+    ws_send (carol, "{s:s, s:s, s:s}", "action", "send-message", "roomId", room,
+             "message", "no id of mine");
+    char id [128] = "";
+    message = ws_expect (carol, "new-message", API_WAIT_MS);
+    CHECK (s_check_message (message, room, "carol", "Carol", "no id of mine") == seq + 2);
+    snprintf (id, sizeof id, "%s", j_str (message, "id")? j_str (message, "id"): "");
+    CHECK (strlen (id) == 36 && id [8] == '-' && id [13] == '-');
+    CHECK (j_is (message, "messageId", id));
+    json_decref (message);
+    for (int i = 0; i < 2; i++) {
+        message = ws_expect (i? bob: alice, "new-message", API_WAIT_MS);
+        CHECK (j_is (message, "id", id));
+        json_decref (message);
+    }
+    ack = ws_expect (carol, "ack", API_WAIT_MS);
+    CHECK (j_is (ack, "id", id) && j_is (ack, "messageId", id) && j_num (ack, "seq") == seq + 2);
+    json_decref (ack);
 
     //  Typing: the others hear it, bob does not.
     ws_send (bob, "{s:s, s:s, s:s}", "action", "user-typing", "roomId", room, "userName", "Bob");
@@ -243,9 +268,11 @@ s_test_history (void)
     size_t index;
     json_t *message;
     json_array_foreach (messages, index, message) {
-        char text [32];
+        char text [32], id [32];
         snprintf (text, sizeof text, "h%zu", index + 1);
+        snprintf (id, sizeof id, "hugo-%zu", index + 1);
         CHECK (s_check_message (message, room, "hugo", "Hugo", text) == seqs [index]);
+        CHECK (j_is (message, "id", id));
     }
     json_decref (history);
 
@@ -271,9 +298,11 @@ s_test_history (void)
     CHECK (http_call (s_port, "GET", path, NULL, &page) == 200);
     CHECK (json_array_size (page) == 7);
     json_array_foreach (page, index, message) {
-        char text [32];
+        char text [32], id [32];
         snprintf (text, sizeof text, "h%zu", index + 1);
+        snprintf (id, sizeof id, "hugo-%zu", index + 1);
         CHECK (s_check_message (message, room, "hugo", "Hugo", text) == seqs [index]);
+        CHECK (j_is (message, "id", id) && j_is (message, "messageId", id));
     }
     json_decref (page);
     snprintf (path, sizeof path, "/rooms/%s/messages?limit=3", room);
@@ -463,17 +492,26 @@ s_test_closing (void)
 static void
 s_test_http_participants (void)
 {
-    printf ("joined by HTTP first, then by WebSocket; a full room refuses a socket\n");
+    printf ("joined by HTTP first (no event), then by WebSocket (one user-joined); "
+            "a full room refuses a socket\n");
     const char *room = api_create_room (s_port, "tom", 48.5, 11.9, NULL, 2);
     REQUIRE (room);
-    //  Whoever holds the two seats (tom may hold one as creator), uma joins by HTTP...
+    ws_client_t *tom = api_connect (s_port, "tom", "Tom");
+    json_decref (api_join (tom, room, "tom", -1));
+    //  Whoever holds the two seats (tom holds one as creator), uma joins by
+    //  HTTP: a participant, of whom the room's sockets hear nothing...
     int status = api_join_http (s_port, room, "uma");
     ws_client_t *uma = api_connect (s_port, "uma", "Uma");
-    ws_client_t *tom = api_connect (s_port, "tom", "Tom");
+    CHECK (ws_quiet (tom, "user-joined", API_QUIET_MS));
     if (status == 200) {
-        //  ... and her socket joins without taking another seat.
+        //  ... until her socket joins, without taking another seat: then
+        //  once, with her name, to tom and to her.
         json_decref (api_join (uma, room, "uma", -1));
-        json_decref (api_join (tom, room, "tom", -1));
+        json_t *joined = ws_expect_where (tom, "user-joined", "userId", "uma", API_WAIT_MS);
+        CHECK (j_is (joined, "userName", "Uma"));
+        json_decref (joined);
+        CHECK (ws_quiet (tom, "user-joined", API_QUIET_MS));
+        CHECK (ws_quiet (uma, "user-joined", 0));
         ws_client_t *vic = api_connect (s_port, "vic", "Vic");
         ws_send (vic, "{s:s, s:s, s:s}", "action", "join-room", "roomId", room, "requestId", "v-1");
         json_t *error = ws_expect (vic, "error", API_WAIT_MS);

@@ -4,7 +4,7 @@
 
     What only this level can see: the order of events and replies on the
     link (an event before the reply it belongs to), that a resend is not
-    delivered twice, the typing throttle, and a shard killed with -9 that
+    delivered twice, that a join without a socket (HTTP) sends no event, the typing throttle, and a shard killed with -9 that
     comes back and reloads its rooms from stored.
     =========================================================================
 */
@@ -291,6 +291,36 @@ s_test_conversation (void)
 }
 
 static void
+s_test_http_join (void)
+{
+    printf ("a join without a socket (over HTTP) tells no one; its socket's join, once\n");
+    const char *room = s_create_room ("fay");
+    proto_msg_t request = s_join (room, "gus", NULL, 0);
+    uint64_t id = s_send (&request);
+    //  The reply, with no event before it (the original sent none).
+    proto_msg_t *msg = s_expect (PROTO_JOIN_REPLY, id);
+    CHECK (msg && msg->join_reply.room.participant_count == 2);
+    proto_msg_destroy (&msg);
+    CHECK (s_next (300) == NULL);
+    //  Twice is harmless, and as quiet.
+    id = s_send (&request);
+    msg = s_expect (PROTO_JOIN_REPLY, id);
+    CHECK (msg && msg->join_reply.room.participant_count == 2);
+    proto_msg_destroy (&msg);
+    //  The participant's socket joins: the room hears of it now.
+    request = s_join (room, "gus", "c-gus", 0);
+    id = s_send (&request);
+    msg = s_expect (PROTO_EVENT_JOINED, 0);
+    CHECK (msg && strcmp (msg->event_joined.user_id, "gus") == 0
+           && strcmp (msg->event_joined.user_name, "gus") == 0
+           && msg->event_joined.room.participant_count == 2);
+    proto_msg_destroy (&msg);
+    msg = s_expect (PROTO_JOIN_REPLY, id);
+    proto_msg_destroy (&msg);
+    CHECK (s_next (300) == NULL);
+}
+
+static void
 s_test_errors (void)
 {
     printf ("unknown rooms, full rooms, what roomd does not serve, bad bytes\n");
@@ -483,6 +513,7 @@ main (void)
     s_start_roomd ();
 
     s_test_conversation ();
+    s_test_http_join ();
     s_test_errors ();
     s_test_restart ();
     s_test_ownership ();

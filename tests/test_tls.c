@@ -3,8 +3,10 @@
     system (stored, gateway, 1 shard), with a certificate made for the test
 
     curl, checking the certificate against the one made here, gets /healthz
-    over https; the plain HTTP port keeps working and the TLS port does not
-    speak plain HTTP; a user on wss:// and one on ws:// chat in one room;
+    over https, which advertises wss:// (ws:// over plain HTTP, and wss://
+    when X-Forwarded-Proto says https); the plain HTTP port keeps working
+    and the TLS port does not speak plain HTTP; a user on wss:// and one on
+    ws:// chat in one room;
     a certificate without its key, or a key that is not the certificate's,
     stops the gateway with exit status 2 and the setting's name.
     =========================================================================
@@ -53,14 +55,30 @@ s_test_https (void)
     if (!CHECK (strcmp (code, "200") == 0))
         fprintf (stderr, "  curl said %s\n", code);
 
-    printf ("https and http side by side; the TLS port speaks no plain HTTP\n");
+    printf ("https and http side by side, each advertising its own WebSocket scheme; "
+            "the TLS port speaks no plain HTTP\n");
     http_response_t response;
+    char url [128];
     CHECK (https_request (s_https_port, "GET", "/healthz", NULL, 0, &response) == 200);
     json_t *health = json_loads (response.body, 0, NULL);
     CHECK (j_is (health, "status", "ok"));
+    snprintf (url, sizeof url, "wss://127.0.0.1:%d/ws", s_https_port);
+    CHECK (j_is (health, "websocketEndpoint", url));
     json_decref (health);
     http_response_free (&response);
     CHECK (http_request (s_system.http_port, "GET", "/healthz", NULL, 0, &response) == 200);
+    health = json_loads (response.body, 0, NULL);
+    snprintf (url, sizeof url, "ws://127.0.0.1:%d/ws", s_system.http_port);
+    CHECK (j_is (health, "websocketEndpoint", url));
+    json_decref (health);
+    http_response_free (&response);
+    //  Behind an edge that ended TLS (HAProxy), plain HTTP that says so.
+    CHECK (http_request_with (s_system.http_port, "GET", "/healthz", "X-Forwarded-Proto: https\r\n",
+                              NULL, 0, &response) == 200);
+    health = json_loads (response.body, 0, NULL);
+    snprintf (url, sizeof url, "wss://127.0.0.1:%d/ws", s_system.http_port);
+    CHECK (j_is (health, "websocketEndpoint", url));
+    json_decref (health);
     http_response_free (&response);
     CHECK (http_request (s_https_port, "GET", "/healthz", NULL, 0, &response) != 200);
     http_response_free (&response);

@@ -75,7 +75,8 @@ wss.on('connection', (ws, req) => {
         return;
       }
       const seq = ++room.seq;
-      const event = JSON.stringify({ type: 'new-message', id: crypto.randomUUID(), roomId: msg.roomId,
+      const id = msg.messageId ?? crypto.randomUUID();     //  as the gateway: the client's id
+      const event = JSON.stringify({ type: 'new-message', id, messageId: id, roomId: msg.roomId,
         seq, text: msg.message, createdAt: new Date().toISOString(), userId });
       for (const member of room.members) member.send(event);
       reply({ type: 'ack', action: 'send-message', messageId: msg.messageId, seq });
