@@ -302,7 +302,7 @@ async function runScenario(options, scenario, system) {
           stopped = victim;
           setTimeout(() => signal(victim, 'SIGCONT'), scenario.seconds * 1000);
         }
-        else if (system.seen)
+        else
           watchRestart(system, scenario, victim, fault, options.after * 1000);
       }
     }
@@ -330,7 +330,8 @@ async function runScenario(options, scenario, system) {
 function watchRestart(system, scenario, victim, fault, forMs) {
   const started = clock();
   const poll = setInterval(() => {
-    remember(system);
+    if (system.seen)
+      remember(system);
     const now = findTarget(system.pid, scenario.target);
     if (now && now.pid !== victim.pid) {
       fault.restarted_after_ms = Math.round(clock() - started);

@@ -192,14 +192,15 @@ class Member {
         break;
       }
       case 'ack': {
-        const message = this.pending.get(frame.messageId);
+        const id = frame.messageId || frame.requestId;
+        const message = this.pending.get(id);
         if (!message) {
           this.extraAcks++;
           break;
         }
         message.ackAt = t;
         message.ackSeq = frame.seq;
-        this.pending.delete(frame.messageId);
+        this.pending.delete(id);
         if (this.probing) {
           this.probing = false;
           this.sweep(t);
