@@ -308,13 +308,12 @@ async function runScenario(options, scenario, system) {
     }
     await sleep(options.after * 1000);
     stream.stop();
-    const endAt = clock();
     const left = await stream.drain(options.drain * 1000);
     if (left)
       say(`${scenario.name}: ${left} messages still unacknowledged after the ${options.drain} s drain`);
     await sleep(options.settle * 1000);
-    const figures = await account(stream, fault, { lateMs: options['late-ms'],
-                                                   endAt: Math.max(endAt, clock()) });
+    // A message never acknowledged counts as waiting until now.
+    const figures = await account(stream, fault, { lateMs: options['late-ms'], endAt: clock() });
     return Object.assign({ scenario: scenario.name, target: scenario.target, kind: scenario.kind,
                            stop_s: scenario.seconds, fault_pid: fault.pid,
                            restarted_after_ms: fault.restarted_after_ms,
@@ -438,8 +437,9 @@ async function main() {
   fs.writeFileSync(options.json, JSON.stringify(report, null, 2) + '\n');
   console.log(table(results));
   say(`results: ${options.json}`);
-  // The instrument failed (nothing to measure), not the system: exit 1.
-  process.exit(broken || results.some(r => !r.error && r.acked === 0) ? 1 : 0);
+  // The instrument failed (nothing measured, or no fault injected), not the
+  // system: exit 1.
+  process.exit(broken || results.some(r => !r.error && (r.acked === 0 || r.fault_error)) ? 1 : 0);
 }
 
 main().catch(e => { console.error(`faults: ${e.stack || e}`); process.exit(1); });
