@@ -140,6 +140,12 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
             proto_message_t first;
             rc = db_message_get (db, ctx->txn, message.room_id, db_read_u64 (v.mv_data),
                                  ctx->zone, &first);
+            //  The key is the room's and the client's id, as in the original;
+            //  another user's message under it is a collision, not a resend,
+            //  and is refused rather than acknowledged as what it is not.
+            if (rc == 0 && strcmp (first.user_id, message.user_id) != 0)
+                return reply_error (ctx, reply, 409, "messageId %s is another user's in room %s",
+                                    message.client_id, message.room_id);
             if (rc == 0)
                 return s_reply_appended (reply, &first, true);
         }

@@ -204,6 +204,14 @@ s_test_append (void)
            && strcmp (resend->append_reply.id, first->append_reply.id) == 0);
     proto_msg_t *elsewhere = s_append (other.id, "m-1", "same client id, other room");
     CHECK (elsewhere && elsewhere->append_reply.seq == 1 && !elsewhere->append_reply.duplicate);
+    //  Another user's message under a taken client id is refused, not
+    //  acknowledged as the first one.
+    proto_msg_t collision = { .type = PROTO_MSG_APPEND, .msg_append.message = {
+        .room_id = room.id, .client_id = "m-1", .user_id = "mallory", .text = "mine",
+        .created_at_ms = clock_now_ms () } };
+    proto_msg_t *refused = harness_call (s_client, &collision);
+    CHECK (refused && refused->type == PROTO_ERROR && refused->error.status == 409);
+    proto_msg_destroy (&refused);
     proto_msg_destroy (&first);
     proto_msg_destroy (&second);
     proto_msg_destroy (&resend);
