@@ -70,7 +70,19 @@ s_shard_remove (size_t index, const char *why)
 void
 shards_check (void)
 {
+    //  A gateway that was itself away (stopped, starved of CPU) has not
+    //  read the hellos waiting for it: their silence is its own, and
+    //  dropping every shard then would refuse all that waited meanwhile.
+    //  The shards get a timeout's grace from now instead.
+    static int64_t checked_ms;
     int64_t now = clock_mono_ms ();
+    if (checked_ms && now - checked_ms > gateway_config.shard_timeout_ms / 2) {
+        log_warn ("the gateway was away for %lld ms; its shards get time to be heard",
+                  (long long) (now - checked_ms));
+        for (size_t i = 0; i < s_shard_count; i++)
+            s_shards [i].seen_ms = now;
+    }
+    checked_ms = now;
     for (size_t i = s_shard_count; i-- > 0; )
         if (now - s_shards [i].seen_ms > gateway_config.shard_timeout_ms)
             s_shard_remove (i, "silent");
