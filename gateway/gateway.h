@@ -160,6 +160,9 @@ void sockets_stop (void);           //  after civetweb has stopped: join writers
 //  Shut every open socket down, so that civetweb's threads reading them
 //  return at once (the first step of a stop).
 void sockets_interrupt (void);
+//  Close every open socket with a close frame of status and reason (a
+//  static string), as a slow reader is closed. Returns how many.
+size_t sockets_close_all (int status, const char *reason);
 size_t sockets_open (void);
 
 //  A new open connection, registered in the table: civetweb's mg, or

@@ -114,6 +114,34 @@ conn_queue_drop (conn_t *conn)
     }
 }
 
+void
+conn_begin_close (conn_t *conn, int status, const char *reason)
+{
+    if (conn->state != CONN_OPEN)
+        return;
+    conn_queue_drop (conn);
+    conn->state = CONN_CLOSING;
+    conn->close_pending = true;
+    conn->close_status = status;
+    conn->close_reason = reason;
+    writers_wake (conn);
+}
+
+size_t
+sockets_close_all (int status, const char *reason)
+{
+    size_t count = 0;
+    pthread_rwlock_wrlock (&s_index_lock);     //  zhashx's cursor is the table's own
+    for (conn_t *conn = zhashx_first (s_conns); conn; conn = zhashx_next (s_conns)) {
+        pthread_mutex_lock (&conn->lock);
+        count += conn->state == CONN_OPEN;
+        conn_begin_close (conn, status, reason);
+        pthread_mutex_unlock (&conn->lock);
+    }
+    pthread_rwlock_unlock (&s_index_lock);
+    return count;
+}
+
 //  Queue frame for conn, or find conn a slow reader. Never blocks on I/O.
 void
 sockets_queue (conn_t *conn, frame_t *frame)
@@ -125,10 +153,7 @@ sockets_queue (conn_t *conn, frame_t *frame)
     }
     if (conn->queue_count >= (size_t) gateway_config.socket_queue_max) {
         atomic_fetch_add (&gateway_metrics.frames_dropped, conn->queue_count + 1);
-        conn_queue_drop (conn);
-        conn->state = CONN_CLOSING;
-        conn->close_pending = true;
-        writers_wake (conn);
+        conn_begin_close (conn, WSFRAME_POLICY, "too slow, messages were dropped");
         pthread_mutex_unlock (&conn->lock);
         atomic_fetch_add (&gateway_metrics.slow_reader_drops, 1);
         log_warn ("socket %s of user %s is a slow reader: %lld frames waited; closing it",

@@ -30,7 +30,9 @@ enum {
     WSFRAME_NORMAL       = 1000,
     WSFRAME_GOING_AWAY   = 1001,
     WSFRAME_PROTOCOL     = 1002,
-    WSFRAME_TOO_BIG      = 1009
+    WSFRAME_POLICY       = 1008,        //  a slow reader, dropped
+    WSFRAME_TOO_BIG      = 1009,
+    WSFRAME_RESTART      = 1012         //  service restart: reconnect
 };
 
 #define WSFRAME_HEADER_MAX  10          //  a server frame's longest header
