@@ -164,10 +164,17 @@ void sockets_interrupt (void);
 //  static string), as a slow reader is closed. Returns how many.
 size_t sockets_close_all (int status, const char *reason);
 size_t sockets_open (void);
+//  Take one of MAX_CONNECTIONS places for a handshake (atomically: false
+//  when all are taken). sockets_add's conn then holds it, and
+//  sockets_close gives it back; a handshake that never opens gives it
+//  back with sockets_unadmit.
+bool sockets_admit (void);
+void sockets_unadmit (void);
 
 //  A new open connection, registered in the table: civetweb's mg, or
 //  (mg NULL) socket fd, taken over for the event loop (loop_take). The
-//  table holds one reference until sockets_close.
+//  table holds one reference until sockets_close. It holds the place
+//  sockets_admit took for its handshake.
 conn_t *sockets_add (struct mg_connection *mg, int fd, const char *user_id,
                      const profile_t *profile);
 //  The socket closed (civetweb's close handler): out of the table and its

@@ -47,6 +47,10 @@ typedef struct {
 } room_t;
 
 static pthread_rwlock_t s_index_lock = PTHREAD_RWLOCK_INITIALIZER;
+//  Sockets open and handshakes admitted but not yet open: MAX_CONNECTIONS
+//  bounds this, so that handshakes on several civetweb threads at once
+//  cannot all pass a check of the sockets open so far.
+static atomic_llong s_admitted;
 static zhashx_t *s_conns;                   //  conn id -> conn_t
 static zhashx_t *s_rooms;                   //  room id -> room_t
 
@@ -287,6 +291,22 @@ sockets_stop (void)
     zhashx_destroy (&s_conns);
 }
 
+bool
+sockets_admit (void)
+{
+    long long admitted = atomic_load (&s_admitted);
+    while (admitted < gateway_config.max_connections)
+        if (atomic_compare_exchange_weak (&s_admitted, &admitted, admitted + 1))
+            return true;
+    return false;
+}
+
+void
+sockets_unadmit (void)
+{
+    atomic_fetch_sub (&s_admitted, 1);
+}
+
 size_t
 sockets_open (void)
 {
@@ -344,6 +364,7 @@ sockets_close (conn_t **conn_p, char *room_id)
     //  closes the socket after this handler, so its number is free to find.
     writers_forget_fd (conn->fd);
     atomic_fetch_sub (&gateway_metrics.connections_open, 1);
+    sockets_unadmit ();
     atomic_fetch_add (&gateway_metrics.disconnects, 1);
     conn_unref (conn);
     *conn_p = NULL;
