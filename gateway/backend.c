@@ -524,12 +524,15 @@ s_is_event (int type)
 }
 
 //  The reaper's last metrics report (it sends one, unasked, after each
-//  pass), kept encoded for the workers that render /metrics.
+//  pass and every second besides), kept encoded for the workers that
+//  render /metrics, and when it came: a reaper not heard from for
+//  REAPER_TIMEOUT_S is down (it died, or cannot reach us).
 static struct {
     pthread_mutex_t mutex;
     void *data;
     size_t size;
-} s_report = { PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
+    int64_t at_ms;                      //  monotonic
+} s_report = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0 };
 
 static void
 s_keep_report (const void *data, size_t size)
@@ -542,7 +545,18 @@ s_keep_report (const void *data, size_t size)
     free (s_report.data);
     s_report.data = copy;
     s_report.size = size;
+    s_report.at_ms = clock_mono_ms ();
     pthread_mutex_unlock (&s_report.mutex);
+}
+
+bool
+backend_reaper_up (void)
+{
+    pthread_mutex_lock (&s_report.mutex);
+    bool up = s_report.data
+           && clock_mono_ms () - s_report.at_ms <= gateway_config.reaper_timeout_s * 1000;
+    pthread_mutex_unlock (&s_report.mutex);
+    return up;
 }
 
 proto_msg_t *

@@ -57,6 +57,7 @@ typedef struct {
     int64_t writer_threads;
     int64_t request_timeout_ms;
     int64_t shard_timeout_ms;           //  a shard silent this long is dropped
+    int64_t reaper_timeout_s;           //  no report from the reaper this long: it is down
     const char *websocket_endpoint;     //  advertised in /healthz; "auto": from the Host header
     const char *tls_cert;               //  PEM certificate (chain); "" for no HTTPS
     const char *tls_key;                //  PEM private key
@@ -140,6 +141,8 @@ void backend_thread_exit (void);
 proto_msg_t *backend_reaper_report (void);
 //  The live shard ids, sorted, copied into ids (at most max). Returns how many.
 size_t backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max);
+//  Whether the reaper has reported within REAPER_TIMEOUT_S.
+bool backend_reaper_up (void);
 
 //  ---------------------------------------------------------------------------
 //  Connections and fan-out (sockets.c; conn.h has the struct, writers.c

@@ -440,6 +440,8 @@ s_healthz (request_t *self)
     proto_msg_destroy (&reply);
     static __thread char shards [SHARDS_SHOWN][PROTO_ID_MAX + 1];
     size_t shard_count = backend_shards (shards, SHARDS_SHOWN);
+    //  A dead reaper does not stop chat (idle rooms stay open, a dead
+    //  gateway's sockets linger): it is shown, not failed on.
     bool ok = stored_up && shard_count > 0;
 
     json_t *answer = json_object ();
@@ -450,6 +452,7 @@ s_healthz (request_t *self)
     for (size_t i = 0; i < shard_count; i++)
         json_array_append_new (list, json_string (shards [i]));
     json_object_set_new (answer, "shards", list);
+    json_object_set_new (answer, "reaper", json_string (backend_reaper_up ()? "up": "down"));
     json_object_set_new (answer, "connections", json_integer ((json_int_t) sockets_open ()));
     json_t *endpoint = NULL;
     if (strcmp (gateway_config.websocket_endpoint, "auto") != 0)
