@@ -443,6 +443,8 @@ s_healthz (request_t *self)
     //  A dead reaper does not stop chat (idle rooms stay open, a dead
     //  gateway's sockets linger): it is shown, not failed on.
     bool ok = stored_up && shard_count > 0;
+    char incarnation [64];
+    backend_incarnation (incarnation, sizeof incarnation);
 
     json_t *answer = json_object ();
     json_object_set_new (answer, "status", json_string (ok? "ok": "degraded"));
@@ -453,6 +455,7 @@ s_healthz (request_t *self)
         json_array_append_new (list, json_string (shards [i]));
     json_object_set_new (answer, "shards", list);
     json_object_set_new (answer, "reaper", json_string (backend_reaper_up ()? "up": "down"));
+    json_object_set_new (answer, "incarnation", json_string (incarnation));
     json_object_set_new (answer, "connections", json_integer ((json_int_t) sockets_open ()));
     json_t *endpoint = NULL;
     if (strcmp (gateway_config.websocket_endpoint, "auto") != 0)

@@ -9,11 +9,18 @@
     checked again there, atomically, so a room that woke up in between stays
     open) and its members hear room-closed.
 
-    Gateways beat into stored every second. One silent for longer than
-    GATEWAY_TIMEOUT_S died with its sockets: each of them that was in a room
-    leaves it (through a live gateway and the room's shard, so the others
-    hear user-left), its record is deleted, and when none is left the
-    gateway is forgotten.
+    Gateways beat into stored every second, each run of a gateway (a
+    process) under an incarnation of its own (proto.h, gateway-beat). A
+    run silent for longer than GATEWAY_TIMEOUT_S died with its sockets, and
+    a run that a restart of its GATEWAY_ID replaced is dead at once; stored
+    lists both (gateways-silent), declaring the silent ones dead so that
+    their beats are refused from then on. Each socket of a dead run that
+    was in a room leaves it (through a live gateway and the room's shard,
+    so the others hear user-left), its record is deleted, and when none is
+    left the run is forgotten. Only that run's records are listed (by
+    gateway id and incarnation), so the new run's are never touched. A run
+    that was only stalled learns it from the refusal of its next beat and
+    closes its sockets (1012), so that their clients come back.
 
     After each pass, and every REPORT_MS besides (in a long pass too), it
     sends its metrics to every gateway: a gateway that has heard none for
@@ -158,18 +165,20 @@ s_sweep (void)
     }
 }
 
-//  One batch of a dead gateway's connections: out of their rooms, then
-//  deleted. Returns how many there were (0: none is left), or -1 if stored
-//  did not answer.
+//  One batch of a dead run's connections: out of their rooms, then
+//  deleted. Returns how many were cleared, with how many there were in
+//  *listed (0: none is left; -1: stored did not answer).
 static int
-s_clear_connections (const char *gateway_id)
+s_clear_connections (const proto_gateway_run_t *run, int *listed)
 {
+    *listed = -1;
     proto_msg_t list = { .type = PROTO_CONN_LIST, .conn_list = {
-        .gateway_id = gateway_id, .limit = (uint32_t) s_config.batch } };
+        .gateway_id = run->gateway_id, .incarnation = run->incarnation,
+        .limit = (uint32_t) s_config.batch } };
     proto_msg_t *reply = proto_client_call (s_stored, &list, CALL_TIMEOUT_MS);
     if (!reply || reply->type != PROTO_CONN_LIST_REPLY) {
         proto_msg_destroy (&reply);
-        return -1;
+        return 0;
     }
     int cleared = 0;
     for (uint32_t i = 0; i < reply->conn_list_reply.count && !zsys_interrupted; i++) {
@@ -189,12 +198,12 @@ s_clear_connections (const char *gateway_id)
         cleared += deleted != NULL;
         proto_msg_destroy (&deleted);
     }
-    int listed = (int) reply->conn_list_reply.count;
+    *listed = (int) reply->conn_list_reply.count;
     proto_msg_destroy (&reply);
     if (cleared)
-        log_info ("cleared %d connections of gateway %s, silent for over %llds", cleared,
-                  gateway_id, (long long) s_config.gateway_timeout_s);
-    return listed;
+        log_info ("cleared %d connections of gateway %s (run %s), which is dead", cleared,
+                  run->gateway_id, run->incarnation);
+    return cleared;
 }
 
 static void
@@ -208,15 +217,21 @@ s_clear_gateways (void)
         return;
     }
     for (uint32_t i = 0; i < reply->gateway_list.count && !zsys_interrupted; i++) {
-        const char *gateway_id = reply->gateway_list.gateway_ids [i];
-        if (s_clear_connections (gateway_id) == 0) {
-            //  Nothing left of it: forget it (a gateway that comes back
-            //  beats again and is remembered again).
+        const proto_gateway_run_t *run = &reply->gateway_list.gateways [i];
+        //  A batch at a time, as long as each one is cleared whole; a
+        //  connection whose room's shard is away waits for the next pass.
+        int listed, cleared;
+        do cleared = s_clear_connections (run, &listed);
+        while (cleared > 0 && cleared == listed && !zsys_interrupted);
+        if (listed == 0) {
+            //  Nothing left of it: forget it (its beats, should it be only
+            //  stalled, are refused all the same: it is unknown).
             proto_msg_t forget = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
-                .gateway_id = gateway_id, .at_ms = clock_now_ms (), .gone = true } };
+                .gateway_id = run->gateway_id, .incarnation = run->incarnation,
+                .at_ms = clock_now_ms (), .gone = true } };
             proto_msg_t *done = proto_client_call (s_stored, &forget, CALL_TIMEOUT_MS);
             proto_msg_destroy (&done);
-            log_info ("forgot gateway %s", gateway_id);
+            log_info ("forgot gateway %s (run %s)", run->gateway_id, run->incarnation);
             s_gateways_forgotten++;
         }
     }
