@@ -646,7 +646,9 @@ s_from_peers (void)
     }
     else
     if (msg->type == PROTO_SHARD_HELLO) {
-        shards_hello (s_self.router_h, &s_self.buffer, &from, &msg->shard_hello);
+        const char *address = zmq_msg_gets (&parts.part [1], "Peer-Address");
+        shards_hello (s_self.router_h, &s_self.buffer, &from, address? address: "",
+                      &msg->shard_hello);
         proto_msg_destroy (&msg);
     }
     else

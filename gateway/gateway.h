@@ -141,6 +141,9 @@ void backend_thread_exit (void);
 proto_msg_t *backend_reaper_report (void);
 //  The live shard ids, sorted, copied into ids (at most max). Returns how many.
 size_t backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max);
+//  The ids of shards refused because another live shard has their id
+//  (shards.c), as backend_shards.
+size_t backend_shard_conflicts (char (*ids) [PROTO_ID_MAX + 1], size_t max);
 //  This run's incarnation (a new one at start, and when stored says the
 //  run was declared dead), copied into out. Returns its length.
 size_t backend_incarnation (char *out, size_t size);
