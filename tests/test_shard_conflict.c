@@ -127,6 +127,18 @@ s_test_conflict (void)
     CHECK (api_say (ada, room, "a-21", "after the second shard") > 0);
     CHECK (harness_log_lines (&s_system.gateways [0], NULL, "room shard shard-1 reconnected",
                               NULL, 0) == 0);
+
+    //  The second again, and then the first dies: the second takes the id
+    //  over, as a restart would, and serves the room.
+    REQUIRE (harness_spawn (&second) == 0);
+    s_wait_conflicts (s_system.shard_ids [0], 10000, &seen);
+    CHECK (seen);
+    harness_kill (&s_system.shards [0]);
+    s_wait_conflicts (NULL, 10000, &seen);
+    CHECK (seen);
+    CHECK (api_say_retrying (ada, room, "a-22", "served by the second", 10) > 0);
+    CHECK (harness_log_lines (&s_system.gateways [0], NULL, "room shard shard-1 reconnected",
+                              NULL, 0) == 1);
     ws_close (&ada);
 }
 
