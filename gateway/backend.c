@@ -40,15 +40,19 @@
 #include <czmq.h>
 #include "backend.h"
 #include "clock.h"
+#include "ids.h"
 #include "log.h"
 #include "monitor.h"
 #include "tap.h"
+#include "wsframe.h"
 
 #define PEER_HWM            100000      //  per shard link, each way
 #define STORED_HWM          100000
 #define DRAIN_MAX           256         //  messages read from one socket before the others' turn
 #define GATEWAY_BEAT_MS     1000        //  how often stored hears we are alive
 #define FLUSH_EVERY_US      1000        //  longest a frame waits while work keeps coming
+#define BEAT_ID             (1ULL << 63)    //  a beat's request id: this bit and the run's number
+#define RUN_GONE_REASON     "the gateway lost its rooms; reconnect and join again with sinceSeq"
 
 typedef enum {
     FROM_WORKER,                        //  a worker waits: answer on inproc
@@ -78,6 +82,8 @@ struct pending {
 
 static __thread bool s_on_thread;      //  this is the backend thread
 
+static void s_beaten (const void *data, size_t size, uint64_t run);
+
 static struct {
     pthread_t thread;
     bool started;
@@ -90,7 +96,18 @@ static struct {
     pending_t *head, *tail;
     uint64_t next_id;
     msgpack_sbuffer buffer;
+    //  This run of the gateway (proto.h, gateway-beat): its incarnation,
+    //  a new one at start and whenever stored says the run is dead; its
+    //  number, so that a late answer to an earlier run's beat is known;
+    //  and whether stored has taken one of its beats yet.
+    char incarnation [IDS_UUID_SIZE];
+    uint64_t run;
+    bool run_known;
 } s_self;
+
+//  A copy of the incarnation for other threads (/healthz).
+static pthread_mutex_t s_run_lock = PTHREAD_MUTEX_INITIALIZER;
+static char s_run_copy [IDS_UUID_SIZE];
 
 //  ---------------------------------------------------------------------------
 //  Sending
@@ -324,6 +341,11 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
         return;
     }
     request->request_id = pending->id;
+    //  A socket's record names the run that holds it; workers do not know
+    //  it (it changes when a run is declared dead), this thread does.
+    if (request->type == PROTO_CONN_PUT
+    &&  strcmp (request->conn_put.connection.gateway_id, gateway_config.gateway_id) == 0)
+        request->conn_put.connection.incarnation = s_self.incarnation;
     if (s_encode (request)) {
         //  It decoded, so it encodes: this would be a bug in proto.
         log_write (LOG_LEVEL_ERROR, request->trace_id, "a %s does not encode again",
@@ -368,11 +390,11 @@ s_reply (const void *data, size_t size, const ident_t *from)
     uint16_t type;
     uint64_t id;
     if (proto_peek (data, size, &type, &id) || id == 0) {
-        //  Our heartbeat to stored asks for nothing back (request id 0); an
-        //  error there is worth a line, its ok is not.
-        if (!from && id == 0 && type == PROTO_OK)
-            return;
         log_warn ("a reply from %s has no request id", from? "a shard": "stored");
+        return;
+    }
+    if (!from && (id & BEAT_ID)) {
+        s_beaten (data, size, id & ~BEAT_ID);
         return;
     }
     pending_t *pending = zhashx_lookup (s_self.pending, &id);
@@ -404,7 +426,9 @@ s_reply (const void *data, size_t size, const ident_t *from)
                 s_answer (pending, s_self.buffer.data, s_self.buffer.size);
         }
         else
-        if (pending->origin == FROM_POST && reply->type == PROTO_ERROR)
+        //  (A conn-del of a socket the reaper cleared already is no failure.)
+        if (pending->origin == FROM_POST && reply->type == PROTO_ERROR
+        &&  !(pending->type == PROTO_CONN_DEL && reply->error.status == 404))
             log_write (LOG_LEVEL_WARN, pending->trace, "%s failed: %u %s",
                        proto_type_name (pending->type), reply->error.status, reply->error.reason);
         if (pending->origin == FROM_WORKER)
@@ -524,12 +548,15 @@ s_is_event (int type)
 }
 
 //  The reaper's last metrics report (it sends one, unasked, after each
-//  pass), kept encoded for the workers that render /metrics.
+//  pass and every second besides), kept encoded for the workers that
+//  render /metrics, and when it came: a reaper not heard from for
+//  REAPER_TIMEOUT_S is down (it died, or cannot reach us).
 static struct {
     pthread_mutex_t mutex;
     void *data;
     size_t size;
-} s_report = { PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
+    int64_t at_ms;                      //  monotonic
+} s_report = { PTHREAD_MUTEX_INITIALIZER, NULL, 0, 0 };
 
 static void
 s_keep_report (const void *data, size_t size)
@@ -542,7 +569,18 @@ s_keep_report (const void *data, size_t size)
     free (s_report.data);
     s_report.data = copy;
     s_report.size = size;
+    s_report.at_ms = clock_mono_ms ();
     pthread_mutex_unlock (&s_report.mutex);
+}
+
+bool
+backend_reaper_up (void)
+{
+    pthread_mutex_lock (&s_report.mutex);
+    bool up = s_report.data
+           && clock_mono_ms () - s_report.at_ms <= gateway_config.reaper_timeout_s * 1000;
+    pthread_mutex_unlock (&s_report.mutex);
+    return up;
 }
 
 proto_msg_t *
@@ -608,7 +646,9 @@ s_from_peers (void)
     }
     else
     if (msg->type == PROTO_SHARD_HELLO) {
-        shards_hello (s_self.router_h, &s_self.buffer, &from, &msg->shard_hello);
+        const char *address = zmq_msg_gets (&parts.part [1], "Peer-Address");
+        shards_hello (s_self.router_h, &s_self.buffer, &from, address? address: "",
+                      &msg->shard_hello);
         proto_msg_destroy (&msg);
     }
     else
@@ -661,17 +701,73 @@ s_from_stored (void)
 //  ---------------------------------------------------------------------------
 //  The thread
 
-//  Tell stored we are alive. A gateway that stops beating (it died with
-//  its sockets) is found by the reaper, which clears what it left behind.
+//  Tell stored this run is alive. A run that stops beating (it died with
+//  its sockets) is found by the reaper, which clears what it left behind;
+//  so is the run a restart of this GATEWAY_ID replaced (first). Each beat
+//  is answered (s_beaten).
 static void
 s_beat (void)
 {
-    proto_msg_t beat = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
-        .gateway_id = gateway_config.gateway_id, .at_ms = clock_now_ms () } };
+    proto_msg_t beat = { .type = PROTO_GATEWAY_BEAT, .request_id = BEAT_ID | s_self.run,
+        .gateway_beat = { .gateway_id = gateway_config.gateway_id,
+                          .incarnation = s_self.incarnation, .at_ms = clock_now_ms (),
+                          .first = !s_self.run_known } };
     if (s_encode (&beat) == 0) {
         tap_message (TAP_OUT, "stored", s_self.buffer.data, s_self.buffer.size);
         zmq_send (s_self.stored_h, s_self.buffer.data, s_self.buffer.size, ZMQ_DONTWAIT);
     }
+}
+
+//  Begin a new run: a new incarnation, not known to stored yet.
+static void
+s_new_run (void)
+{
+    ids_uuid (s_self.incarnation);
+    s_self.run++;
+    s_self.run_known = false;
+    pthread_mutex_lock (&s_run_lock);
+    memcpy (s_run_copy, s_self.incarnation, sizeof s_run_copy);
+    pthread_mutex_unlock (&s_run_lock);
+}
+
+//  stored's answer to a beat of run number run. A 410 says this run was
+//  declared dead (it was stalled, or cut off from stored, for longer than
+//  the reaper's GATEWAY_TIMEOUT_S): its connections were cleared and the
+//  shards no longer count its sockets, which would hear nothing more. So
+//  every socket is closed with 1012 and a reason, its client reconnects
+//  and joins again with sinceSeq, and the gateway goes on as a new run,
+//  whose records the reaper never takes for the old one's.
+static void
+s_beaten (const void *data, size_t size, uint64_t run)
+{
+    if (run != s_self.run)
+        return;                         //  an earlier run's: that one is over
+    proto_msg_t *reply = proto_decode (data, size, NULL, 0);
+    if (reply && reply->type == PROTO_OK)
+        s_self.run_known = true;
+    else
+    if (reply && reply->type == PROTO_ERROR && reply->error.status == 410) {
+        char old [IDS_UUID_SIZE];
+        memcpy (old, s_self.incarnation, sizeof old);
+        s_new_run ();
+        size_t closed = sockets_close_all (WSFRAME_RESTART, RUN_GONE_REASON);
+        log_error ("stored refused the beat of this gateway's run %s (%s): closing its %zu "
+                   "sockets (1012) so that their clients join again; now run %s", old,
+                   reply->error.reason, closed, s_self.incarnation);
+    }
+    else
+        log_warn ("stored answered a beat with %s", reply? proto_type_name (reply->type)
+                                                           : "something garbled");
+    proto_msg_destroy (&reply);
+}
+
+size_t
+backend_incarnation (char *out, size_t size)
+{
+    pthread_mutex_lock (&s_run_lock);
+    snprintf (out, size, "%s", s_run_copy);
+    pthread_mutex_unlock (&s_run_lock);
+    return strlen (out);
 }
 
 static void *
@@ -817,6 +913,7 @@ backend_start (void)
     void *handles [] = { s_self.router_h, s_self.stored_h, s_self.inproc_h };
     if (loop_start (handles, 3))
         return -1;
+    s_new_run ();
     shards_reset ();
     atomic_store (&s_self.stopping, false);
     atomic_store (&s_self.cancelled, false);

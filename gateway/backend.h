@@ -33,7 +33,12 @@ typedef struct {
 typedef struct {
     char id [PROTO_ID_MAX + 1];
     ident_t identity;                   //  of its DEALER; a restarted shard has a new one
+    char address [64];                  //  its peer's address, for the log
     int64_t seen_ms;                    //  monotonic time of its last hello
+    //  Another peer that says hello with this id while this one is live
+    //  (two shards with one SHARD_ID): refused, shown in /healthz.
+    ident_t rival;
+    int64_t rival_seen_ms;              //  0: none
 } shard_t;
 
 //  ---------------------------------------------------------------------------
@@ -78,10 +83,11 @@ void loop_destroy (void);
 //  ---------------------------------------------------------------------------
 //  shards.c (backend thread only, but for backend_shards in gateway.h)
 
-//  A shard said hello on router from identity from: record it and answer
-//  shard-welcome, encoded in buffer.
+//  A shard said hello on router from identity from (at address, for the
+//  log; may be ""): record it and answer shard-welcome, encoded in buffer;
+//  or, when a live shard of its id is another peer, refuse it with 409.
 void shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
-                   const proto_shard_hello_t *hello);
+                   const char *address, const proto_shard_hello_t *hello);
 //  Drop the shards silent for SHARD_TIMEOUT_MS.
 void shards_check (void);
 //  The live shard that owns room_id, or NULL when none is live.

@@ -46,9 +46,6 @@ void frame_unref (frame_t *frame);
 
 typedef enum { CONN_OPEN, CONN_CLOSING, CONN_CLOSED } conn_state_t;
 
-//  Close statuses the gateway gives (RFC 6455, 7.4.1).
-#define CLOSE_SLOW_STATUS       1008    //  policy violation: a slow reader
-#define CLOSE_MISSED_STATUS     1011    //  what it missed could not be read: rejoin
 
 //  Bytes taken from the queue and framed, not yet all written.
 typedef struct {
@@ -71,7 +68,12 @@ struct conn {
     frame_t **queue;                        //  (lock) a ring of queue_size slots
     size_t queue_head, queue_count, queue_size;
     bool writing, ready, parked;            //  (lock)
-    bool close_pending;                     //  (lock) a slow reader: write a close frame, shut it
+    bool close_pending;                     //  (lock) write a close frame, then shut it
+    int close_status;                       //  (lock) its status and reason (conn_begin_close)
+    const char *close_reason;               //  (lock) a static string
+    bool close_staged;                      //  the close frame is in out (the writer's)
+    int64_t close_deadline_ms;              //  monotonic: past it, shut it even if unsent
+    bool lingering;                         //  on the loop's list of closes that wait (loop.c)
     outbuf_t out;                           //  the writer's, while writing is set or parked
     char *join_request;                     //  (lock) client requestId (JSON) of a join in flight
     conn_t *ready_next;                     //  under the ready list's lock, or the loop's
@@ -96,9 +98,6 @@ struct conn {
     uint64_t seq, seen;
     bool recovering, paging;
     uint32_t recovery;                      //  generation: a late answer for an old read is moot
-    //  How a conn closed by the gateway is told why (close_pending).
-    uint16_t close_status;
-    char close_reason [100];
 };
 
 void conn_unref (conn_t *conn);
@@ -106,6 +105,11 @@ void conn_unref (conn_t *conn);
 void sockets_queue (conn_t *conn, frame_t *frame);
 //  Drop every queued frame. Conn's lock held.
 void conn_queue_drop (conn_t *conn);
+//  Close an open conn with a close frame of status and reason (static):
+//  its queue is dropped, nothing more is queued, and a writer writes the
+//  close frame after whatever is half sent and then shuts the socket.
+//  Conn's lock held.
+void conn_begin_close (conn_t *conn, int status, const char *reason);
 
 //  ---------------------------------------------------------------------------
 //  writers.c
@@ -128,6 +132,9 @@ void writers_serve (conn_t *conn);
 //  The socket of a parked owned conn drained (the loop saw it writable),
 //  or the conn is closing: off the parked state, back to serving.
 void writers_unpark (conn_t *conn);
+//  How long a close frame may wait for its socket to drain (a parked
+//  closing conn is looked at again once it has waited this long).
+#define WRITERS_CLOSE_DRAIN_MS  30000
 
 //  ---------------------------------------------------------------------------
 //  loop.c (backend thread)

@@ -57,6 +57,7 @@ typedef struct {
     int64_t writer_threads;
     int64_t request_timeout_ms;
     int64_t shard_timeout_ms;           //  a shard silent this long is dropped
+    int64_t reaper_timeout_s;           //  no report from the reaper this long: it is down
     const char *websocket_endpoint;     //  advertised in /healthz; "auto": from the Host header
     const char *websocket_path;         //  its path, served besides / and /ws; "" for none
     const char *tls_cert;               //  PEM certificate (chain); "" for no HTTPS
@@ -142,6 +143,14 @@ void backend_thread_exit (void);
 proto_msg_t *backend_reaper_report (void);
 //  The live shard ids, sorted, copied into ids (at most max). Returns how many.
 size_t backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max);
+//  The ids of shards refused because another live shard has their id
+//  (shards.c), as backend_shards.
+size_t backend_shard_conflicts (char (*ids) [PROTO_ID_MAX + 1], size_t max);
+//  This run's incarnation (a new one at start, and when stored says the
+//  run was declared dead), copied into out. Returns its length.
+size_t backend_incarnation (char *out, size_t size);
+//  Whether the reaper has reported within REAPER_TIMEOUT_S.
+bool backend_reaper_up (void);
 
 //  ---------------------------------------------------------------------------
 //  Connections and fan-out (sockets.c; conn.h has the struct, writers.c
@@ -162,11 +171,21 @@ void sockets_stop (void);           //  after civetweb has stopped: join writers
 //  Shut every open socket down, so that civetweb's threads reading them
 //  return at once (the first step of a stop).
 void sockets_interrupt (void);
+//  Close every open socket with a close frame of status and reason (a
+//  static string), as a slow reader is closed. Returns how many.
+size_t sockets_close_all (int status, const char *reason);
 size_t sockets_open (void);
+//  Take one of MAX_CONNECTIONS places for a handshake (atomically: false
+//  when all are taken). sockets_add's conn then holds it, and
+//  sockets_close gives it back; a handshake that never opens gives it
+//  back with sockets_unadmit.
+bool sockets_admit (void);
+void sockets_unadmit (void);
 
 //  A new open connection, registered in the table: civetweb's mg, or
 //  (mg NULL) socket fd, taken over for the event loop (loop_take). The
-//  table holds one reference until sockets_close.
+//  table holds one reference until sockets_close. It holds the place
+//  sockets_admit took for its handshake.
 conn_t *sockets_add (struct mg_connection *mg, int fd, const char *user_id,
                      const profile_t *profile);
 //  The socket closed (civetweb's close handler): out of the table and its

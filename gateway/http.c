@@ -455,7 +455,14 @@ s_healthz (request_t *self)
     proto_msg_destroy (&reply);
     static __thread char shards [SHARDS_SHOWN][PROTO_ID_MAX + 1];
     size_t shard_count = backend_shards (shards, SHARDS_SHOWN);
-    bool ok = stored_up && shard_count > 0;
+    static __thread char conflicts [SHARDS_SHOWN][PROTO_ID_MAX + 1];
+    size_t conflict_count = backend_shard_conflicts (conflicts, SHARDS_SHOWN);
+    //  Two shards with one id is a fault to fix (one is refused); a dead
+    //  reaper is not: chat goes on without it (idle rooms stay open, a
+    //  dead gateway's sockets linger), so it is shown, not failed on.
+    bool ok = stored_up && shard_count > 0 && conflict_count == 0;
+    char incarnation [64];
+    backend_incarnation (incarnation, sizeof incarnation);
 
     json_t *answer = json_object ();
     json_object_set_new (answer, "status", json_string (ok? "ok": "degraded"));
@@ -465,6 +472,12 @@ s_healthz (request_t *self)
     for (size_t i = 0; i < shard_count; i++)
         json_array_append_new (list, json_string (shards [i]));
     json_object_set_new (answer, "shards", list);
+    list = json_array ();
+    for (size_t i = 0; i < conflict_count; i++)
+        json_array_append_new (list, json_string (conflicts [i]));
+    json_object_set_new (answer, "shardConflicts", list);
+    json_object_set_new (answer, "reaper", json_string (backend_reaper_up ()? "up": "down"));
+    json_object_set_new (answer, "incarnation", json_string (incarnation));
     json_object_set_new (answer, "connections", json_integer ((json_int_t) sockets_open ()));
     json_t *endpoint = NULL;
     if (strcmp (gateway_config.websocket_endpoint, "auto") != 0)

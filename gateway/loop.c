@@ -52,6 +52,7 @@
 #include <sys/socket.h>
 #include "backend.h"
 #include "conn.h"
+#include "clock.h"
 #include "log.h"
 #include "wsframe.h"
 
@@ -72,6 +73,8 @@ static struct {
     size_t resume_count, resume_max;
     conn_t **dead;                      //  closed this turn
     size_t dead_count, dead_max;
+    conn_t **lingering;                 //  close frames waiting for their socket to drain
+    size_t lingering_count, lingering_max;
     void *zmq [ZMQ_SOCKETS_MAX];
     int zmq_count;
     bool hurry;
@@ -375,6 +378,33 @@ loop_park (conn_t *conn)
     assert (backend_on_thread ());
     if (!conn->ended)
         s_interest (conn);
+    //  A close frame waits for the socket at most so long (writers.c):
+    //  the loop looks at it again then, writable or not.
+    if (conn->close_staged && !conn->lingering) {
+        conn->lingering = true;
+        atomic_fetch_add (&conn->refs, 1);
+        s_push (&s_loop.lingering, &s_loop.lingering_count, &s_loop.lingering_max, conn);
+    }
+}
+
+//  The closes whose wait is over go on (and are shut); the rest wait on.
+static void
+s_linger (void)
+{
+    int64_t now = clock_mono_ms ();
+    for (size_t i = s_loop.lingering_count; i-- > 0; ) {
+        conn_t *conn = s_loop.lingering [i];
+        pthread_mutex_lock (&conn->lock);
+        bool waits = conn->parked && conn->state == CONN_CLOSING && !conn->ended;
+        pthread_mutex_unlock (&conn->lock);
+        if (waits && now < conn->close_deadline_ms)
+            continue;
+        s_loop.lingering [i] = s_loop.lingering [--s_loop.lingering_count];
+        conn->lingering = false;
+        if (waits)
+            writers_unpark (conn);
+        conn_unref (conn);
+    }
 }
 
 //  ---------------------------------------------------------------------------
@@ -416,6 +446,8 @@ loop_hurry (bool more)
 int
 loop_wait (int timeout_ms)
 {
+    if (s_loop.lingering_count)
+        s_linger ();
     //  ZeroMQ's descriptors are edge-like: a message may wait although
     //  the descriptor is quiet, so ask each socket before sleeping.
     for (int i = 0; i < s_loop.zmq_count && timeout_ms > 0; i++) {
@@ -514,6 +546,13 @@ loop_close_all (void)
 void
 loop_destroy (void)
 {
+    for (size_t i = 0; i < s_loop.lingering_count; i++) {
+        s_loop.lingering [i]->lingering = false;
+        conn_unref (s_loop.lingering [i]);
+    }
+    free (s_loop.lingering);
+    s_loop.lingering = NULL;
+    s_loop.lingering_count = s_loop.lingering_max = 0;
     free (s_loop.resume);
     free (s_loop.dead);
     s_loop.resume = s_loop.dead = NULL;

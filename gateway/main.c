@@ -68,6 +68,9 @@ static config_option_t s_options [] = {
       &gateway_config.request_timeout_ms },
     { "SHARD_TIMEOUT_MS", CONFIG_INT, "3500", 100, 600000,
       "a room shard silent this long is dropped", &gateway_config.shard_timeout_ms },
+    { "REAPER_TIMEOUT_S", CONFIG_INT, "15", 2, 86400,
+      "the reaper reports every second; not heard from this long, /healthz says it is down",
+      &gateway_config.reaper_timeout_s },
     { "WEBSOCKET_ENDPOINT", CONFIG_STRING, "auto", 0, 1024,
       "the public WebSocket URL (ws:// or wss://) advertised in /healthz, whose path is "
       "served too (wss://host/prod: /prod); auto: from the request's Host and scheme",

@@ -217,8 +217,10 @@ metrics_render (const char *trace, size_t *size)
             replies [reply_count++] = reply;
             sources [source_count++] = (source_t) { &reply->metrics_reply, "shard" };
         }
+    //  The last report stays shown, but the reaper is up only while
+    //  its reports keep coming (REAPER_TIMEOUT_S).
+    reaper_seen = backend_reaper_up ();
     if ((reply = backend_reaper_report ())) {
-        reaper_seen = true;
         replies [reply_count++] = reply;
         sources [source_count++] = (source_t) { &reply->metrics_reply, NULL };
     }
@@ -227,7 +229,7 @@ metrics_render (const char *trace, size_t *size)
     FILE *out = open_memstream (&text, size);
     if (!out)
         return NULL;
-    fprintf (out, "# HELP nearchat_up Whether a daemon answered this scrape (the reaper: has reported).\n"
+    fprintf (out, "# HELP nearchat_up Whether a daemon answered this scrape (the reaper: has reported within REAPER_TIMEOUT_S).\n"
                   "# TYPE nearchat_up gauge\n"
                   "nearchat_up{daemon=\"gateway\"} 1\n"
                   "nearchat_up{daemon=\"stored\"} %d\n"

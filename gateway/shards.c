@@ -7,7 +7,22 @@
     shard learns which rooms it no longer owns. A shard silent for
     SHARD_TIMEOUT_MS is dropped, and the requests waiting on it are
     answered 503 at once. A hello from a known id on a new identity is a
-    shard that restarted: what was sent to its old link is answered 503.
+    shard that restarted, if the old link is gone: what was sent to it is
+    answered 503. If the old link is still there and the shard live, two
+    shards have one SHARD_ID: the second is refused (an error answers its
+    hello, and it gets no welcome, so nothing is routed to it), an error
+    line names the id and both peers, and /healthz shows the conflict for
+    as long as the second keeps saying hello. It is not told to exit: it
+    waits, and takes the id over as a restart would once the first is
+    gone, and the conflict shows exactly while it lasts. (Before this the
+    gateway took every such hello for a restart and flapped between the
+    two, failing the requests sent to the one it had just left.)
+
+    Whether the old link is there is asked of ZeroMQ itself: the ROUTER is
+    ZMQ_ROUTER_MANDATORY, so a send to a peer that is gone fails at once.
+    A shard killed and started again has closed its old TCP connection
+    before its new one can say hello, so a restart is never taken for a
+    conflict.
 
     Rooms go to the live shard with the highest rendezvous score for the
     room id (route.h), so every gateway that has heard the same shards
@@ -18,6 +33,7 @@
     =========================================================================
 */
 
+#include <errno.h>
 #include <string.h>
 #include "backend.h"
 #include "clock.h"
@@ -32,13 +48,19 @@ static size_t s_shard_count;
 static pthread_mutex_t s_snapshot_lock = PTHREAD_MUTEX_INITIALIZER;
 static char s_snapshot [SHARDS_MAX][PROTO_ID_MAX + 1];
 static size_t s_snapshot_count;
+static char s_conflicts [SHARDS_MAX][PROTO_ID_MAX + 1];
+static size_t s_conflict_count;
 
 static void
 s_snapshot_update (void)
 {
     pthread_mutex_lock (&s_snapshot_lock);
-    for (size_t i = 0; i < s_shard_count; i++)
+    s_conflict_count = 0;
+    for (size_t i = 0; i < s_shard_count; i++) {
         memcpy (s_snapshot [i], s_shards [i].id, sizeof s_snapshot [i]);
+        if (s_shards [i].rival_seen_ms)
+            memcpy (s_conflicts [s_conflict_count++], s_shards [i].id, sizeof s_conflicts [0]);
+    }
     s_snapshot_count = s_shard_count;
     pthread_mutex_unlock (&s_snapshot_lock);
     atomic_store (&gateway_metrics.shards_live, (long long) s_shard_count);
@@ -52,6 +74,43 @@ backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max)
     memcpy (ids, s_snapshot, count * sizeof ids [0]);
     pthread_mutex_unlock (&s_snapshot_lock);
     return count;
+}
+
+size_t
+backend_shard_conflicts (char (*ids) [PROTO_ID_MAX + 1], size_t max)
+{
+    pthread_mutex_lock (&s_snapshot_lock);
+    size_t count = s_conflict_count < max? s_conflict_count: max;
+    memcpy (ids, s_conflicts, count * sizeof ids [0]);
+    pthread_mutex_unlock (&s_snapshot_lock);
+    return count;
+}
+
+static bool
+s_same (const ident_t *a, const ident_t *b)
+{
+    return a->size == b->size && memcmp (a->data, b->data, a->size) == 0;
+}
+
+//  An identity as hex, for the log.
+static const char *
+s_hex (const ident_t *ident, char *out, size_t size)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < ident->size && at + 3 <= size; i++)
+        at += (size_t) snprintf (out + at, size - at, "%02x", ident->data [i]);
+    out [at] = 0;
+    return out;
+}
+
+//  Send an encoded message to a peer. Returns 0, or -1 (errno
+//  EHOSTUNREACH: the peer's link is gone).
+static int
+s_send_to (void *router, const ident_t *to, const msgpack_sbuffer *buffer)
+{
+    const void *parts [] = { to->data, buffer->data };
+    size_t sizes [] = { to->size, buffer->size };
+    return backend_send_parts (router, parts, sizes, 2);
 }
 
 static void
@@ -83,14 +142,70 @@ shards_check (void)
             s_shards [i].seen_ms = now;
     }
     checked_ms = now;
-    for (size_t i = s_shard_count; i-- > 0; )
-        if (now - s_shards [i].seen_ms > gateway_config.shard_timeout_ms)
+    bool changed = false;
+    for (size_t i = s_shard_count; i-- > 0; ) {
+        shard_t *shard = &s_shards [i];
+        if (now - shard->seen_ms > gateway_config.shard_timeout_ms)
             s_shard_remove (i, "silent");
+        else
+        if (shard->rival_seen_ms && now - shard->rival_seen_ms > gateway_config.shard_timeout_ms) {
+            log_info ("room shard %s: the second peer with its id is gone", shard->id);
+            shard->rival_seen_ms = 0;
+            changed = true;
+        }
+    }
+    if (changed)
+        s_snapshot_update ();
+}
+
+//  A hello from another peer than the live shard of that id: is it that
+//  shard restarted (its old link is gone), or a second one? The probe is
+//  a welcome to the old link, which it would get at its next hello anyway.
+static bool
+s_old_link_gone (void *router, msgpack_sbuffer *buffer, const shard_t *shard)
+{
+    const char *ids [SHARDS_MAX];
+    for (size_t i = 0; i < s_shard_count; i++)
+        ids [i] = s_shards [i].id;
+    proto_msg_t welcome = { .type = PROTO_SHARD_WELCOME, .shard_welcome = {
+        .gateway_id = gateway_config.gateway_id, .shards = ids,
+        .shard_count = (uint32_t) s_shard_count } };
+    msgpack_sbuffer_clear (buffer);
+    if (proto_encode (&welcome, buffer))
+        return true;
+    return s_send_to (router, &shard->identity, buffer) && errno == EHOSTUNREACH;
+}
+
+//  Refuse a second peer with the id of a live shard.
+static void
+s_refuse_rival (void *router, msgpack_sbuffer *buffer, shard_t *shard, const ident_t *from,
+                const char *address)
+{
+    bool first = !shard->rival_seen_ms || !s_same (&shard->rival, from);
+    shard->rival = *from;
+    shard->rival_seen_ms = clock_mono_ms ();
+    char reason [PROTO_REASON_MAX];
+    snprintf (reason, sizeof reason, "shard id %s is taken by a live shard at another peer "
+              "(%s); give each shard its own SHARD_ID", shard->id,
+              *shard->address? shard->address: "unknown address");
+    if (first) {
+        char ours [2 * 255 + 1], theirs [2 * 255 + 1];
+        log_error ("room shard %s refused: peer %s (%s) says hello with the id of the live "
+                   "shard at peer %s (%s); two shards have SHARD_ID %s, stop one", shard->id,
+                   s_hex (from, theirs, sizeof theirs), *address? address: "unknown address",
+                   s_hex (&shard->identity, ours, sizeof ours),
+                   *shard->address? shard->address: "unknown address", shard->id);
+        s_snapshot_update ();
+    }
+    proto_msg_t error = { .type = PROTO_ERROR, .error = { 409, reason } };
+    msgpack_sbuffer_clear (buffer);
+    if (proto_encode (&error, buffer) == 0)
+        s_send_to (router, from, buffer);
 }
 
 void
 shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
-              const proto_shard_hello_t *hello)
+              const char *address, const proto_shard_hello_t *hello)
 {
     size_t index = 0;
     while (index < s_shard_count && strcmp (s_shards [index].id, hello->shard_id) < 0)
@@ -111,18 +226,26 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
         memset (shard, 0, sizeof *shard);
         snprintf (shard->id, sizeof shard->id, "%s", hello->shard_id);
         shard->identity = *from;
+        snprintf (shard->address, sizeof shard->address, "%s", address);
         log_info ("room shard %s joined (%u rooms); %zu live", shard->id, hello->rooms,
                   s_shard_count);
         fresh = true;
         s_snapshot_update ();
     }
     else
-    if (shard->identity.size != from->size
-    ||  memcmp (shard->identity.data, from->data, from->size) != 0) {
-        //  The same shard id on a new link: it restarted. Whatever was
-        //  sent to the old link will not be answered.
+    if (!s_same (&shard->identity, from)) {
+        if (!s_old_link_gone (router, buffer, shard)) {
+            s_refuse_rival (router, buffer, shard, from, address);
+            return;
+        }
+        //  The same shard id on a new link, the old one gone: it
+        //  restarted. Whatever was sent to the old link will not be answered.
         log_info ("room shard %s reconnected", shard->id);
         shard->identity = *from;
+        snprintf (shard->address, sizeof shard->address, "%s", address);
+        if (shard->rival_seen_ms && s_same (&shard->rival, from))
+            shard->rival_seen_ms = 0;   //  the second took the id over
+        s_snapshot_update ();
         backend_fail_shard (shard->id, "restarted");
         fresh = true;
     }

@@ -47,6 +47,10 @@ typedef struct {
 } room_t;
 
 static pthread_rwlock_t s_index_lock = PTHREAD_RWLOCK_INITIALIZER;
+//  Sockets open and handshakes admitted but not yet open: MAX_CONNECTIONS
+//  bounds this, so that handshakes on several civetweb threads at once
+//  cannot all pass a check of the sockets open so far.
+static atomic_llong s_admitted;
 static zhashx_t *s_conns;                   //  conn id -> conn_t
 static zhashx_t *s_rooms;                   //  room id -> room_t
 
@@ -114,18 +118,32 @@ conn_queue_drop (conn_t *conn)
     }
 }
 
-//  Close conn from our side, telling the client why: what was queued is
-//  dropped, and a writer sends the close frame and shuts the socket.
-//  Conn's lock held.
-static void
-s_shut (conn_t *conn, uint16_t status, const char *reason)
+void
+conn_begin_close (conn_t *conn, int status, const char *reason)
 {
+    if (conn->state != CONN_OPEN)
+        return;
     conn_queue_drop (conn);
     conn->state = CONN_CLOSING;
-    conn->close_status = status;
-    snprintf (conn->close_reason, sizeof conn->close_reason, "%s", reason);
     conn->close_pending = true;
+    conn->close_status = status;
+    conn->close_reason = reason;
     writers_wake (conn);
+}
+
+size_t
+sockets_close_all (int status, const char *reason)
+{
+    size_t count = 0;
+    pthread_rwlock_wrlock (&s_index_lock);     //  zhashx's cursor is the table's own
+    for (conn_t *conn = zhashx_first (s_conns); conn; conn = zhashx_next (s_conns)) {
+        pthread_mutex_lock (&conn->lock);
+        count += conn->state == CONN_OPEN;
+        conn_begin_close (conn, status, reason);
+        pthread_mutex_unlock (&conn->lock);
+    }
+    pthread_rwlock_unlock (&s_index_lock);
+    return count;
 }
 
 //  Queue frame for conn, or find conn a slow reader. Never blocks on I/O.
@@ -139,7 +157,7 @@ sockets_queue (conn_t *conn, frame_t *frame)
     }
     if (conn->queue_count >= (size_t) gateway_config.socket_queue_max) {
         atomic_fetch_add (&gateway_metrics.frames_dropped, conn->queue_count + 1);
-        s_shut (conn, CLOSE_SLOW_STATUS, "too slow, messages were dropped");
+        conn_begin_close (conn, WSFRAME_POLICY, "too slow, messages were dropped");
         pthread_mutex_unlock (&conn->lock);
         atomic_fetch_add (&gateway_metrics.slow_reader_drops, 1);
         log_warn ("socket %s of user %s is a slow reader: %lld frames waited; closing it",
@@ -277,6 +295,22 @@ sockets_stop (void)
     zhashx_destroy (&s_conns);
 }
 
+bool
+sockets_admit (void)
+{
+    long long admitted = atomic_load (&s_admitted);
+    while (admitted < gateway_config.max_connections)
+        if (atomic_compare_exchange_weak (&s_admitted, &admitted, admitted + 1))
+            return true;
+    return false;
+}
+
+void
+sockets_unadmit (void)
+{
+    atomic_fetch_sub (&s_admitted, 1);
+}
+
 size_t
 sockets_open (void)
 {
@@ -334,6 +368,7 @@ sockets_close (conn_t **conn_p, char *room_id)
     //  closes the socket after this handler, so its number is free to find.
     writers_forget_fd (conn->fd);
     atomic_fetch_sub (&gateway_metrics.connections_open, 1);
+    sockets_unadmit ();
     atomic_fetch_add (&gateway_metrics.disconnects, 1);
     conn_unref (conn);
     *conn_p = NULL;
@@ -589,9 +624,8 @@ s_recovered (void *arg, proto_msg_t *reply, int status, const char *reason)
             log_warn ("socket %s: what it missed in room %s could not be read (%d %s); "
                       "closing it", conn->id, conn->room_id, status, reason);
             pthread_mutex_lock (&conn->lock);
-            if (conn->state == CONN_OPEN)
-                s_shut (conn, CLOSE_MISSED_STATUS,
-                        "missed messages could not be read; join again with sinceSeq");
+            conn_begin_close (conn, WSFRAME_INTERNAL,
+                              "missed messages could not be read; join again with sinceSeq");
             pthread_mutex_unlock (&conn->lock);
         }
         else {

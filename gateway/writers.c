@@ -19,8 +19,17 @@
     conn is parked: one poller thread waits for its socket to drain and
     hands it back to the writers. Meanwhile new frames wait in the conn's
     queue, whose bound (sockets.c) makes a reader that never drains a
-    slow reader; its close is a close frame if it fits, then shutdown(2),
-    which ends civetweb's read loop on that socket at once.
+    slow reader.
+
+    A conn is closed by us (a slow reader: 1008; the gateway's run was
+    declared dead: 1012) with a close frame and then shutdown(2), which
+    ends civetweb's read loop (or the event loop's) on that socket. The
+    close frame goes after whatever is half sent, so the client reads
+    every byte already on its way and then the status: a slow reader's
+    socket is full by definition, so the frame waits, parked like any
+    other write, for the socket to drain, at most WRITERS_CLOSE_DRAIN_MS;
+    a reader that reads nothing in all that time gets the end of the
+    stream alone.
 
     Should the socket not be found (never seen so far), a conn falls back
     to civetweb's blocking mg_write: correct, but a stuck reader then holds
@@ -140,31 +149,29 @@ s_flush (conn_t *conn, outbuf_t *out)
     return result;
 }
 
-//  Close a socket the gateway ends (a slow reader, one that missed what
-//  could not be read again): say why if the socket has room, then end it.
-static void
-s_close_told (conn_t *conn)
+//  Write conn's close frame (conn_begin_close), after what is half sent.
+//  The caller shuts the socket once it is all out, or the wait is over.
+static flush_t
+s_close_frame (conn_t *conn, int status, const char *reason)
 {
-    //  The status and reason sockets.c gave (sockets_shut).
-    char payload [2 + sizeof conn->close_reason];
-    size_t reason_size = strlen (conn->close_reason);
-    payload [0] = (char) (conn->close_status >> 8);
-    payload [1] = (char) (conn->close_status & 0xff);
-    memcpy (payload + 2, conn->close_reason, reason_size);
+    char payload [2 + 123];
+    size_t length = strlen (reason) > 123? 123: strlen (reason);
+    payload [0] = (char) (status >> 8);
+    payload [1] = (char) (status & 0xff);
+    memcpy (payload + 2, reason, length);
     if (conn->fd < 0) {
         //  The fallback: the worker ends it at its next frame (ws_data).
         mg_websocket_write (conn->mg, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, payload,
-                            2 + reason_size);
-        return;
+                            2 + length);
+        return FLUSH_DONE;
     }
-    //  Half a frame may be in flight: then a close frame would garble it.
-    if (conn->out.size == 0) {
-        s_stage (&conn->out, payload, 2 + reason_size, WSFRAME_CLOSE);
-        s_flush (conn, &conn->out);
+    if (!conn->close_staged) {
+        //  What is in out is the rest of whole frames: the close follows them.
+        s_stage (&conn->out, payload, 2 + length, WSFRAME_CLOSE);
+        conn->close_staged = true;
+        conn->close_deadline_ms = clock_mono_ms () + WRITERS_CLOSE_DRAIN_MS;
     }
-    //  civetweb's read loop (or the event loop, for an owned conn) sees
-    //  the end of the stream and closes the connection as for any close.
-    shutdown (conn->fd, SHUT_RDWR);
+    return s_flush (conn, &conn->out);
 }
 
 //  ---------------------------------------------------------------------------
@@ -196,8 +203,13 @@ writers_wake (conn_t *conn)
 static void
 s_park (conn_t *conn)
 {
-    if (conn->parked)
+    if (conn->parked) {
+        //  Parked before its close was staged: the loop must learn that a
+        //  close now waits (and for how long).
+        if (conn->owned)
+            loop_park (conn);
         return;
+    }
     conn->parked = true;
     atomic_fetch_add (&conn->refs, 1);
     if (conn->owned) {
@@ -232,6 +244,8 @@ writers_serve (conn_t *conn)
         return;
     }
     bool closing = conn->close_pending;
+    int close_status = conn->close_status;
+    const char *close_reason = conn->close_reason;
     conn->close_pending = false;
     //  A parked conn still has bytes out: those go first, alone.
     while (!closing && conn->out.size == 0 && conn->queue_count && count < FRAMES_MAX
@@ -250,7 +264,7 @@ writers_serve (conn_t *conn)
 
     flush_t result = FLUSH_DONE;
     if (closing)
-        s_close_told (conn);
+        result = s_close_frame (conn, close_status, close_reason);
     else {
         //  The event loop's conns are framed in one buffer (they are all
         //  served on its thread) and keep only what a full socket did not
@@ -293,6 +307,21 @@ writers_serve (conn_t *conn)
         if (conn->fd >= 0)
             shutdown (conn->fd, SHUT_RDWR);
     }
+    if (closing && conn->state == CONN_CLOSING) {
+        if (result == FLUSH_BLOCKED && clock_mono_ms () < conn->close_deadline_ms) {
+            conn->close_pending = true;         //  the rest when the socket drains
+            s_park (conn);
+        }
+        else {
+            //  All out (or given up): the end of the stream follows it.
+            //  civetweb's read loop (or the event loop) sees it and closes
+            //  the connection as for any close.
+            if (conn->fd >= 0 && result != FLUSH_FAILED)
+                shutdown (conn->fd, SHUT_RDWR);
+            conn->out.size = conn->out.sent = 0;
+        }
+    }
+    else
     if (closing)
         conn->out.size = conn->out.sent = 0;
     if (result == FLUSH_BLOCKED && conn->state == CONN_OPEN)
@@ -366,8 +395,11 @@ s_poll (void *arg)
             conn_t *conn = conns [i];
             pthread_mutex_lock (&conn->lock);
             //  A closed conn's fd may be another socket by now: its state
-            //  is what counts, not what poll said.
-            bool done = fds [i + 1].revents || conn->state != CONN_OPEN;
+            //  is what counts, not what poll said. A close frame waits for
+            //  its socket as any write does, until its deadline.
+            bool waits = conn->state == CONN_CLOSING && conn->close_pending && conn->close_staged
+                      && clock_mono_ms () < conn->close_deadline_ms;
+            bool done = fds [i + 1].revents || (conn->state != CONN_OPEN && !waits);
             if (done) {
                 conn->parked = false;
                 pthread_mutex_lock (&s_parked_lock);

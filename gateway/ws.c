@@ -36,6 +36,10 @@
 
 #define FRAME_MAX   (64 * 1024)     //  a client frame: a 2000-character message is far less
 
+//  A connection's user data between ws_connect and ws_ready: it holds a
+//  place (sockets_admit) and no conn yet.
+static const char s_admitted [] = "admitted";
+
 //  One client frame being handled. An action that calls the backend ends
 //  in its then, with the reply: at once on a civetweb thread (the call
 //  waits), later on the event loop (which goes on meanwhile).
@@ -606,19 +610,22 @@ ws_connect (const struct mg_connection *mg, void *data)
         snprintf (why, sizeof why, "no WebSocket at %.100s; use / or /ws%s%.200s", path,
                   *stage? " or ": "", stage);
     }
-    else
-    if (sockets_open () >= (size_t) gateway_config.max_connections) {
-        status = 503;
-        snprintf (why, sizeof why, "the gateway holds its most sockets (%lld)",
-                  (long long) gateway_config.max_connections);
-    }
     else {
         char user_id [PROTO_ID_MAX + 1];
         profile_t profile;
         status = s_query (info, user_id, &profile, why, sizeof why);
     }
-    if (status == 0)
+    //  The place is taken here, before the handshake is answered, so that
+    //  MAX_CONNECTIONS is exact however many handshakes run at once.
+    if (status == 0 && !sockets_admit ()) {
+        status = 503;
+        snprintf (why, sizeof why, "the gateway holds its most sockets (%lld)",
+                  (long long) gateway_config.max_connections);
+    }
+    if (status == 0) {
+        mg_set_user_connection_data (mg, (void *) s_admitted);
         return 0;
+    }
     //  civetweb itself sends nothing when we refuse: the client must see a
     //  plain HTTP error, so write it here (no handshake has been sent).
     json_t *body = json_object ();
@@ -643,8 +650,12 @@ ws_ready (struct mg_connection *mg, void *data)
     (void) data;
     char user_id [PROTO_ID_MAX + 1], why [160];
     profile_t profile;
-    if (s_query (mg_get_request_info (mg), user_id, &profile, why, sizeof why))
+    //  The place ws_connect took is the socket's from here on.
+    mg_set_user_connection_data (mg, NULL);
+    if (s_query (mg_get_request_info (mg), user_id, &profile, why, sizeof why)) {
+        sockets_unadmit ();
         return;                         //  checked in ws_connect; cannot happen
+    }
     //  A plain socket goes to the event loop, and civetweb's read loop
     //  ends at once (loop.c); its close handler finds no conn.
     int fd = loop_take (mg);
@@ -662,7 +673,7 @@ ws_data (struct mg_connection *mg, int bits, char *data, size_t size, void *data
 {
     (void) data_;
     conn_t *conn = mg_get_user_connection_data (mg);
-    if (!conn || !conn_is_open (conn))
+    if (!conn || (void *) conn == (void *) s_admitted || !conn_is_open (conn))
         return 0;                       //  a slow reader, or broken: close it
     int opcode = bits & 0x0f;
     if (opcode == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
@@ -703,8 +714,10 @@ ws_close (const struct mg_connection *mg, void *data)
 {
     (void) data;
     conn_t *conn = mg_get_user_connection_data (mg);
-    if (!conn)
-        return;
     mg_set_user_connection_data (mg, NULL);
-    ws_closed (conn);
+    if ((void *) conn == (void *) s_admitted)
+        sockets_unadmit ();             //  its handshake never opened it
+    else
+    if (conn)
+        ws_closed (conn);
 }

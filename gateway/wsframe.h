@@ -30,7 +30,10 @@ enum {
     WSFRAME_NORMAL       = 1000,
     WSFRAME_GOING_AWAY   = 1001,
     WSFRAME_PROTOCOL     = 1002,
-    WSFRAME_TOO_BIG      = 1009
+    WSFRAME_POLICY       = 1008,        //  a slow reader, dropped
+    WSFRAME_TOO_BIG      = 1009,
+    WSFRAME_INTERNAL     = 1011,        //  missed messages could not be read: rejoin
+    WSFRAME_RESTART      = 1012         //  service restart: reconnect
 };
 
 #define WSFRAME_HEADER_MAX  10          //  a server frame's longest header

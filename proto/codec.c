@@ -120,6 +120,7 @@ static const layout_t s_message = LAYOUT ("message", proto_message_t, s_message_
 static const field_t s_connection_fields [] = {
     FIELD (proto_connection_t, conn_id, "connId", K_ID, REQ, 0, 0),
     FIELD (proto_connection_t, gateway_id, "gatewayId", K_ID, REQ, 0, 0),
+    FIELD (proto_connection_t, incarnation, "incarnation", K_ID, OPT, 0, 0),
     FIELD (proto_connection_t, user_id, "userId", K_ID, REQ, 0, 0),
     FIELD (proto_connection_t, room_id, "roomId", K_ID, OPT, 0, 0),
     FIELD (proto_connection_t, user_name, "userName", K_PROFILE, OPT, 0, 0),
@@ -233,6 +234,7 @@ static const field_t s_conn_del_fields [] = {
 };
 static const field_t s_conn_list_fields [] = {
     FIELD (proto_conn_list_t, gateway_id, "gatewayId", K_ID, OPT, 0, 0),
+    FIELD (proto_conn_list_t, incarnation, "incarnation", K_ID, OPT, 0, 0),
     FIELD (proto_conn_list_t, user_id, "userId", K_ID, OPT, 0, 0),
     FIELD (proto_conn_list_t, room_id, "roomId", K_ID, OPT, 0, 0),
     FIELD (proto_conn_list_t, limit, "limit", K_U32, OPT, 0, PROTO_LIST_MAX),
@@ -244,7 +246,9 @@ static const field_t s_conn_list_reply_fields [] = {
 
 static const field_t s_gateway_beat_fields [] = {
     FIELD (proto_gateway_beat_t, gateway_id, "gatewayId", K_ID, REQ, 0, 0),
+    FIELD (proto_gateway_beat_t, incarnation, "incarnation", K_ID, REQ, 0, 0),
     FIELD (proto_gateway_beat_t, at_ms, "at", K_TIME, REQ, 0, 0),
+    FIELD (proto_gateway_beat_t, first, "first", K_BOOL, OPT, 0, 0),
     FIELD (proto_gateway_beat_t, gone, "gone", K_BOOL, OPT, 0, 0),
 };
 static const field_t s_gateways_silent_fields [] = {
@@ -277,8 +281,15 @@ static const field_t s_metrics_reply_fields [] = {
     LIST (proto_metrics_reply_t, metrics, count, "metrics", K_RECORD_LIST, PROTO_METRICS_MAX,
           &s_metric),
 };
+static const field_t s_gateway_run_fields [] = {
+    FIELD (proto_gateway_run_t, gateway_id, "gatewayId", K_ID, REQ, 0, 0),
+    FIELD (proto_gateway_run_t, incarnation, "incarnation", K_ID, REQ, 0, 0),
+};
+static const layout_t s_gateway_run = LAYOUT ("run", proto_gateway_run_t, s_gateway_run_fields,
+                                              NULL);
 static const field_t s_gateway_list_fields [] = {
-    LIST (proto_gateway_list_t, gateway_ids, count, "gatewayIds", K_ID_LIST, PROTO_LIST_MAX, NULL),
+    LIST (proto_gateway_list_t, gateways, count, "gateways", K_RECORD_LIST, PROTO_LIST_MAX,
+          &s_gateway_run),
 };
 static const field_t s_shard_hello_fields [] = {
     FIELD (proto_shard_hello_t, shard_id, "shardId", K_ID, REQ, 0, 0),
@@ -375,7 +386,9 @@ s_conn_list_check (const void *value)
 {
     const proto_conn_list_t *list = value;
     int keys = !!list->gateway_id + !!list->user_id + !!list->room_id;
-    return keys == 1? NULL: "exactly one of gatewayId, userId, roomId is required";
+    if (keys != 1)
+        return "exactly one of gatewayId, userId, roomId is required";
+    return list->incarnation && !list->gateway_id? "incarnation goes only with gatewayId": NULL;
 }
 
 //  Every type: its name and its body.

@@ -108,8 +108,8 @@ typedef enum {
     PROTO_CONN_DEL          = 41,   //  stored: delete a connection -> ok, or 404
     PROTO_CONN_LIST         = 42,   //  stored: connections by gateway, user or room
     PROTO_CONN_LIST_REPLY   = 43,
-    PROTO_GATEWAY_BEAT      = 44,   //  stored: a gateway is alive (or, gone, forget it) -> ok
-    PROTO_GATEWAYS_SILENT   = 45,   //  stored: gateways not heard from since a time
+    PROTO_GATEWAY_BEAT      = 44,   //  stored: a gateway's run is alive (or, gone, forget it) -> ok
+    PROTO_GATEWAYS_SILENT   = 45,   //  stored: gateway runs dead or not heard from since a time
     PROTO_GATEWAY_LIST      = 46,   //  <- gateways silent
 
     PROTO_SHARD_HELLO       = 50,   //  roomd -> gateway: register, then heartbeat
@@ -188,6 +188,7 @@ typedef struct {
 typedef struct {
     const char *conn_id;            //  required, unique across gateways
     const char *gateway_id;         //  required
+    const char *incarnation;        //  optional: the gateway's run that holds it (see gateway-beat)
     const char *user_id;            //  required
     const char *room_id;            //  optional: the room the socket is in
     const char *user_name;          //  optional
@@ -374,9 +375,11 @@ typedef struct {
     const char *conn_id;            //  required
 } proto_conn_del_t;
 
-//  Exactly one of gateway_id, user_id, room_id must be set.
+//  Exactly one of gateway_id, user_id, room_id must be set; incarnation
+//  only with gateway_id (then only that run's connections are listed).
 typedef struct {
     const char *gateway_id;
+    const char *incarnation;
     const char *user_id;
     const char *room_id;
     uint32_t limit;                 //  0: PROTO_LIST_MAX
@@ -387,22 +390,43 @@ typedef struct {
     uint32_t count;
 } proto_conn_list_reply_t;
 
-//  Gateways say they are alive every second or so; the reaper asks which
-//  fell silent and clears the connections they left behind, then forgets
-//  the gateway (gone = true).
+//  Gateways say they are alive every second or so, each run of a gateway
+//  (a process, from its start to its end) under an incarnation of its own,
+//  a new id made at start, so that records of two runs of one GATEWAY_ID
+//  are never taken for each other. stored keeps (gateway id, incarnation)
+//  -> when last heard, and answers every beat:
+//    - first (a run beats with it until its first ok): a new run. Every
+//      other run of that gateway id is dead from now on (a restart: the
+//      old run's sockets are gone with its process);
+//    - a beat of a run that is dead, or unknown without first (the reaper
+//      declared it dead and has cleared or is clearing its connections),
+//      is refused with 410: the run must close every socket it holds (the
+//      shards no longer count them) and go on as a new run.
+//  The reaper asks which runs are dead or silent (gateways-silent, which
+//  declares the silent ones dead, in the same transaction), clears each
+//  one's connections and then forgets the run (gone = true).
 typedef struct {
     const char *gateway_id;         //  required
+    const char *incarnation;        //  required: the run
     int64_t at_ms;                  //  required: when it was heard
-    bool gone;                      //  forget the gateway
+    bool first;                     //  a new run: older runs of gateway_id are dead
+    bool gone;                      //  forget the run (the reaper, once it is cleared)
 } proto_gateway_beat_t;
 
+//  The runs not heard from since before_ms, or dead; each is dead from
+//  the moment it is listed (its beats are refused with 410 from then on).
 typedef struct {
     int64_t before_ms;              //  required: last heard before this
     uint32_t limit;                 //  0: 100
 } proto_gateways_silent_t;
 
 typedef struct {
-    const char **gateway_ids;
+    const char *gateway_id;         //  required
+    const char *incarnation;        //  required
+} proto_gateway_run_t;
+
+typedef struct {
+    proto_gateway_run_t *gateways;
     uint32_t count;                 //  0..PROTO_LIST_MAX
 } proto_gateway_list_t;
 

@@ -9,11 +9,22 @@
     checked again there, atomically, so a room that woke up in between stays
     open) and its members hear room-closed.
 
-    Gateways beat into stored every second. One silent for longer than
-    GATEWAY_TIMEOUT_S died with its sockets: each of them that was in a room
-    leaves it (through a live gateway and the room's shard, so the others
-    hear user-left), its record is deleted, and when none is left the
-    gateway is forgotten.
+    Gateways beat into stored every second, each run of a gateway (a
+    process) under an incarnation of its own (proto.h, gateway-beat). A
+    run silent for longer than GATEWAY_TIMEOUT_S died with its sockets, and
+    a run that a restart of its GATEWAY_ID replaced is dead at once; stored
+    lists both (gateways-silent), declaring the silent ones dead so that
+    their beats are refused from then on. Each socket of a dead run that
+    was in a room leaves it (through a live gateway and the room's shard,
+    so the others hear user-left), its record is deleted, and when none is
+    left the run is forgotten. Only that run's records are listed (by
+    gateway id and incarnation), so the new run's are never touched. A run
+    that was only stalled learns it from the refusal of its next beat and
+    closes its sockets (1012), so that their clients come back.
+
+    After each pass, and every REPORT_MS besides (in a long pass too), it
+    sends its metrics to every gateway: a gateway that has heard none for
+    REAPER_TIMEOUT_S says the reaper is down (/healthz, nearchat_up).
 
     The reaper holds no state; any number may run, and one that dies loses
     nothing. Calls are one at a time: a sweep is small and rare work.
@@ -32,6 +43,7 @@
 #include "tap.h"
 
 #define CALL_TIMEOUT_MS 5000
+#define REPORT_MS       1000            //  the longest between two reports, idle or busy
 
 static struct {
     const char *stored_endpoint;
@@ -74,6 +86,10 @@ static size_t s_gateway_count;
 
 static uint64_t s_sweeps, s_closed, s_gateways_forgotten;
 static metrics_histogram_t s_pass_seconds;
+static int64_t s_last_pass_ms;          //  when the last pass began (wall clock)
+static int64_t s_reported_ms;           //  monotonic time of the last report
+
+static void s_report_due (void);
 
 //  A room request through the first gateway that answers (each routes it
 //  to the room's shard). Returns the reply, or NULL if none answered or
@@ -138,8 +154,10 @@ s_sweep (void)
             return;
         }
         uint32_t count = reply->room_list.count, closed = 0;
-        for (uint32_t i = 0; i < count && !zsys_interrupted; i++)
+        for (uint32_t i = 0; i < count && !zsys_interrupted; i++) {
             closed += s_close (&reply->room_list.rooms [i], cutoff);
+            s_report_due ();
+        }
         proto_msg_destroy (&reply);
         s_closed += closed;
         if (count < (uint32_t) s_config.batch || closed == 0 || zsys_interrupted)
@@ -147,22 +165,25 @@ s_sweep (void)
     }
 }
 
-//  One batch of a dead gateway's connections: out of their rooms, then
-//  deleted. Returns how many there were (0: none is left), or -1 if stored
-//  did not answer.
+//  One batch of a dead run's connections: out of their rooms, then
+//  deleted. Returns how many were cleared, with how many there were in
+//  *listed (0: none is left; -1: stored did not answer).
 static int
-s_clear_connections (const char *gateway_id)
+s_clear_connections (const proto_gateway_run_t *run, int *listed)
 {
+    *listed = -1;
     proto_msg_t list = { .type = PROTO_CONN_LIST, .conn_list = {
-        .gateway_id = gateway_id, .limit = (uint32_t) s_config.batch } };
+        .gateway_id = run->gateway_id, .incarnation = run->incarnation,
+        .limit = (uint32_t) s_config.batch } };
     proto_msg_t *reply = proto_client_call (s_stored, &list, CALL_TIMEOUT_MS);
     if (!reply || reply->type != PROTO_CONN_LIST_REPLY) {
         proto_msg_destroy (&reply);
-        return -1;
+        return 0;
     }
     int cleared = 0;
     for (uint32_t i = 0; i < reply->conn_list_reply.count && !zsys_interrupted; i++) {
         const proto_connection_t *connection = &reply->conn_list_reply.connections [i];
+        s_report_due ();
         if (connection->room_id) {
             proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
                 .room_id = connection->room_id, .user_id = connection->user_id,
@@ -177,12 +198,12 @@ s_clear_connections (const char *gateway_id)
         cleared += deleted != NULL;
         proto_msg_destroy (&deleted);
     }
-    int listed = (int) reply->conn_list_reply.count;
+    *listed = (int) reply->conn_list_reply.count;
     proto_msg_destroy (&reply);
     if (cleared)
-        log_info ("cleared %d connections of gateway %s, silent for over %llds", cleared,
-                  gateway_id, (long long) s_config.gateway_timeout_s);
-    return listed;
+        log_info ("cleared %d connections of gateway %s (run %s), which is dead", cleared,
+                  run->gateway_id, run->incarnation);
+    return cleared;
 }
 
 static void
@@ -196,15 +217,21 @@ s_clear_gateways (void)
         return;
     }
     for (uint32_t i = 0; i < reply->gateway_list.count && !zsys_interrupted; i++) {
-        const char *gateway_id = reply->gateway_list.gateway_ids [i];
-        if (s_clear_connections (gateway_id) == 0) {
-            //  Nothing left of it: forget it (a gateway that comes back
-            //  beats again and is remembered again).
+        const proto_gateway_run_t *run = &reply->gateway_list.gateways [i];
+        //  A batch at a time, as long as each one is cleared whole; a
+        //  connection whose room's shard is away waits for the next pass.
+        int listed, cleared;
+        do cleared = s_clear_connections (run, &listed);
+        while (cleared > 0 && cleared == listed && !zsys_interrupted);
+        if (listed == 0) {
+            //  Nothing left of it: forget it (its beats, should it be only
+            //  stalled, are refused all the same: it is unknown).
             proto_msg_t forget = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
-                .gateway_id = gateway_id, .at_ms = clock_now_ms (), .gone = true } };
+                .gateway_id = run->gateway_id, .incarnation = run->incarnation,
+                .at_ms = clock_now_ms (), .gone = true } };
             proto_msg_t *done = proto_client_call (s_stored, &forget, CALL_TIMEOUT_MS);
             proto_msg_destroy (&done);
-            log_info ("forgot gateway %s", gateway_id);
+            log_info ("forgot gateway %s (run %s)", run->gateway_id, run->incarnation);
             s_gateways_forgotten++;
         }
     }
@@ -214,8 +241,9 @@ s_clear_gateways (void)
 //  Tell every gateway what we did (the reaper answers no one, so it reports
 //  after each pass; a gateway shows the last report in /metrics).
 static void
-s_report (int64_t pass_at_ms)
+s_report (void)
 {
+    s_reported_ms = clock_mono_ms ();
     metrics_set_t set;
     metrics_set_init (&set, "reaper", "reaper");
     metrics_counter (&set, "nearchat_reaper_sweeps_total", "Passes over idle rooms and dead gateways.",
@@ -226,13 +254,22 @@ s_report (int64_t pass_at_ms)
                      "Dead gateways whose connections were cleared.",
                      (double) s_gateways_forgotten);
     metrics_gauge (&set, "nearchat_reaper_last_sweep_timestamp_seconds",
-                   "When the last pass began (Unix time).", (double) pass_at_ms / 1000);
+                   "When the last pass began (Unix time).", (double) s_last_pass_ms / 1000);
     metrics_histogram (&set, "nearchat_reaper_sweep_seconds", "How long one pass took.",
                        &s_pass_seconds);
     proto_msg_t report = { .type = PROTO_METRICS_REPLY, .metrics_reply = set.reply };
     for (size_t i = 0; i < s_gateway_count; i++)
         if (proto_client_send (s_gateways [i], &report))
             log_debug ("a metrics report could not be sent to a gateway");
+}
+
+//  A report, if the last one is REPORT_MS old: gateways take a reaper they
+//  have not heard from for REAPER_TIMEOUT_S as down, busy or not.
+static void
+s_report_due (void)
+{
+    if (clock_mono_ms () - s_reported_ms >= REPORT_MS)
+        s_report ();
 }
 
 int
@@ -266,15 +303,17 @@ main (int argc, char *argv [])
     int64_t next_sweep = clock_mono_ms ();
     while (!zsys_interrupted) {
         if (clock_mono_ms () >= next_sweep) {
-            int64_t pass_at_ms = clock_now_ms (), started_ns = clock_mono_ns ();
+            int64_t started_ns = clock_mono_ns ();
+            s_last_pass_ms = clock_now_ms ();
             s_sweep ();
             s_clear_gateways ();
             s_sweeps++;
             metrics_histogram_observe (&s_pass_seconds,
                                        (double) (clock_mono_ns () - started_ns) / 1e9);
-            s_report (pass_at_ms);
+            s_report ();
             next_sweep = clock_mono_ms () + s_config.interval_s * 1000;
         }
+        s_report_due ();
         //  Short naps, so that a signal stops us at once.
         int64_t nap = next_sweep - clock_mono_ms ();
         zclock_sleep ((int) (nap < 0? 0: nap > 100? 100: nap));

@@ -8,6 +8,12 @@
     welcome carries the gateway's live shard set, from which roomd learns
     which rooms it no longer owns.
 
+    A gateway that already has a live shard of our SHARD_ID at another peer
+    refuses our hello with an error (409) and sends no welcome, so it
+    routes nothing to us: we say so at error level and go on saying hello,
+    and take the id over (as a restarted shard would) once the other one
+    is gone.
+
     Requests from a gateway are answered on the link they came by; events go
     to every link, one message a gateway, and each gateway writes them to
     its own sockets in the room.
@@ -131,6 +137,10 @@ s_welcomed (roomd_t *self, link_t *link, const proto_shard_welcome_t *welcome)
         snprintf (link->gateway_id, sizeof link->gateway_id, "%s", welcome->gateway_id);
     }
     link->welcomed_ms = clock_mono_ms ();
+    if (link->refused) {
+        log_info ("gateway %s at %s takes our hello now", welcome->gateway_id, link->endpoint);
+        link->refused = false;
+    }
     if (welcome->fresh && rooms_count (self)) {
         //  The gateway had dropped us (we were silent: paused, or our link
         //  was down): our rooms may have been served elsewhere meanwhile.
@@ -185,6 +195,15 @@ link_receive (roomd_t *self, link_t *link)
     else
     if (msg->type == PROTO_SHARD_WELCOME) {
         s_welcomed (self, link, &msg->shard_welcome);
+        proto_msg_destroy (&msg);
+    }
+    else
+    if (msg->type == PROTO_ERROR && msg->request_id == 0) {
+        //  Our hello (the one message we send with no request id) refused.
+        if (!link->refused)
+            log_error ("gateway %s refuses shard %s: %u %s", link->endpoint,
+                       self->config->shard_id, msg->error.status, msg->error.reason);
+        link->refused = true;
         proto_msg_destroy (&msg);
     }
     else

@@ -68,6 +68,7 @@ struct link {
     int64_t welcomed_ms;                //  monotonic time of its last welcome
     uint64_t shard_digest;              //  of the shard set it last told us
     int64_t evicted_ms;                 //  when its set last drove an eviction
+    bool refused;                       //  it refused our hello (another shard has our id)
 };
 
 //  Connect one link per endpoint. Returns 0, or -1 if an endpoint is bad.

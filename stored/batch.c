@@ -63,7 +63,6 @@ static route_t s_routes [PROTO_TYPE_LIMIT] = {
     [PROTO_GEO_SEARCH]  = { handle_geo_search, false },
     [PROTO_HISTORY]     = { handle_history, false },
     [PROTO_CONN_LIST]   = { handle_conn_list, false },
-    [PROTO_GATEWAYS_SILENT] = { handle_gateways_silent, false },
     [PROTO_ROOM_PUT]    = { handle_room_put, true },
     [PROTO_ROOM_UPDATE] = { handle_room_update, true },
     [PROTO_MSG_APPEND]  = { handle_msg_append, true },
@@ -71,6 +70,7 @@ static route_t s_routes [PROTO_TYPE_LIMIT] = {
     [PROTO_CONN_PUT]    = { handle_conn_put, true },
     [PROTO_CONN_DEL]    = { handle_conn_del, true },
     [PROTO_GATEWAY_BEAT] = { handle_gateway_beat, true },
+    [PROTO_GATEWAYS_SILENT] = { handle_gateways_silent, true },    //  it declares them dead
 };
 
 const char *

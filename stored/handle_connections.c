@@ -3,9 +3,17 @@
     or room; the gateways' heartbeats; and stored's own statistics
 
     Each connection record has an entry in byGateway and byUser, and in
-    byRoom while it is in a room; put and delete mend all three. A gateway
-    that stops beating left its connections behind: the reaper finds it
-    here (gateways-silent) and clears them.
+    byRoom while it is in a room; put and delete mend all three. byGateway
+    is by gateway id and then incarnation, so one run's connections are
+    listed apart from another's of the same GATEWAY_ID.
+
+    Gateways beat per run (proto.h, gateway-beat). A run that stops beating,
+    or that a new run of its gateway id replaced, left its connections
+    behind: the reaper finds it here (gateways-silent, which declares it
+    dead in the same transaction, so that no beat of it is taken from then
+    on), clears them, and forgets it. A beat of a dead or forgotten run is
+    refused with 410, so a run that was only stalled learns that its
+    sockets no longer count and closes them.
     =========================================================================
 */
 
@@ -14,19 +22,24 @@
 #include "stored.h"
 
 //  The (index, key) pairs a connection is listed under; room only when set.
+//  Each key is a length-prefixed value and the conn id; byGateway's has
+//  the incarnation between them.
 static int
 s_connection_indexes (db_t *db, const proto_connection_t *connection,
-                      MDB_dbi dbis [3], const char *keys [3])
+                      MDB_dbi dbis [3], db_key_t keys [3])
 {
     int count = 0;
     dbis [count] = db->connections_by_gateway;
-    keys [count++] = connection->gateway_id;
+    db_key_lstr (db_key_lstr (db_key_begin (&keys [count++]), connection->gateway_id),
+                 connection->incarnation? connection->incarnation: "");
     dbis [count] = db->connections_by_user;
-    keys [count++] = connection->user_id;
+    db_key_lstr (db_key_begin (&keys [count++]), connection->user_id);
     if (connection->room_id) {
         dbis [count] = db->connections_by_room;
-        keys [count++] = connection->room_id;
+        db_key_lstr (db_key_begin (&keys [count++]), connection->room_id);
     }
+    for (int i = 0; i < count; i++)
+        db_key_str (&keys [i], connection->conn_id);
     return count;
 }
 
@@ -35,12 +48,10 @@ static int
 s_index (db_t *db, MDB_txn *txn, const proto_connection_t *connection, bool remove)
 {
     MDB_dbi dbis [3];
-    const char *keys [3];
+    db_key_t keys [3];
     int count = s_connection_indexes (db, connection, dbis, keys);
     for (int i = 0; i < count; i++) {
-        db_key_t key;
-        MDB_val k = db_val (db_key_str (db_key_lstr (db_key_begin (&key), keys [i]),
-                                        connection->conn_id));
+        MDB_val k = db_val (&keys [i]);
         MDB_val empty = { 0, NULL };
         int rc = remove? mdb_del (txn, dbis [i], &k, NULL): mdb_put (txn, dbis [i], &k, &empty, 0);
         if (rc && !(remove && rc == MDB_NOTFOUND))
@@ -118,6 +129,10 @@ handle_conn_list (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *r
     uint32_t count = 0;
     db_key_t prefix;
     db_key_lstr (db_key_begin (&prefix), value);
+    if (list->incarnation)
+        db_key_lstr (&prefix, list->incarnation);
+    //  By gateway without an incarnation: every run's, past each one's.
+    bool skip_incarnation = list->gateway_id && !list->incarnation;
     MDB_cursor *cursor;
     int rc = mdb_cursor_open (ctx->txn, dbi, &cursor);
     if (rc)
@@ -129,10 +144,13 @@ handle_conn_list (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *r
         if (k.mv_size <= prefix.size || memcmp (k.mv_data, prefix.bytes, prefix.size) != 0)
             break;
         char conn_id [PROTO_ID_MAX + 1];
-        size_t size = k.mv_size - prefix.size;
-        if (size > PROTO_ID_MAX)
+        size_t at = prefix.size;
+        if (skip_incarnation)
+            at += 1 + ((const uint8_t *) k.mv_data) [at];
+        if (at >= k.mv_size || k.mv_size - at > PROTO_ID_MAX)
             continue;
-        memcpy (conn_id, (char *) k.mv_data + prefix.size, size);
+        size_t size = k.mv_size - at;
+        memcpy (conn_id, (char *) k.mv_data + at, size);
         conn_id [size] = 0;
         if (db_connection_get (ctx->db, ctx->txn, conn_id, ctx->zone, &connections [count]) == 0)
             count++;
@@ -146,12 +164,73 @@ handle_conn_list (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *r
     return 0;
 }
 
+//  The key of one run in the gateways database.
+static db_key_t *
+s_run_key (db_key_t *key, const char *gateway_id, const char *incarnation)
+{
+    return db_key_str (db_key_lstr (db_key_begin (key), gateway_id), incarnation);
+}
+
+//  Read a gateways key back into gateway id and incarnation (zone copies).
+//  False for a key of another layout.
+static bool
+s_run_of (handler_ctx_t *ctx, const MDB_val *k, proto_gateway_run_t *run)
+{
+    const uint8_t *bytes = k->mv_data;
+    if (k->mv_size < 2)
+        return false;
+    size_t id_size = bytes [0], incarnation_size = k->mv_size - 1 - id_size;
+    if (id_size == 0 || id_size > PROTO_ID_MAX || 1 + id_size >= k->mv_size
+    ||  incarnation_size > PROTO_ID_MAX)
+        return false;
+    char *id = msgpack_zone_malloc (ctx->zone, id_size + 1);
+    char *incarnation = msgpack_zone_malloc (ctx->zone, incarnation_size + 1);
+    assert (id && incarnation);
+    memcpy (id, bytes + 1, id_size);
+    id [id_size] = 0;
+    memcpy (incarnation, bytes + 1 + id_size, incarnation_size);
+    incarnation [incarnation_size] = 0;
+    run->gateway_id = id;
+    run->incarnation = incarnation;
+    return true;
+}
+
+//  A new run of gateway_id: every other run of it is dead (set to 0).
+static int
+s_replace_runs (handler_ctx_t *ctx, const char *gateway_id, const char *incarnation)
+{
+    db_key_t prefix;
+    db_key_lstr (db_key_begin (&prefix), gateway_id);
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open (ctx->txn, ctx->db->gateways, &cursor);
+    if (rc)
+        return rc;
+    MDB_val k = db_val (&prefix), v;
+    for (rc = mdb_cursor_get (cursor, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= prefix.size || memcmp (k.mv_data, prefix.bytes, prefix.size) != 0)
+            break;
+        size_t size = k.mv_size - prefix.size;
+        if (v.mv_size != 8 || db_read_u64 (v.mv_data) == 0
+        || (size == strlen (incarnation)
+            && memcmp ((char *) k.mv_data + prefix.size, incarnation, size) == 0))
+            continue;
+        db_key_t dead;
+        MDB_val value = db_val (db_key_u64 (db_key_begin (&dead), 0));
+        rc = mdb_cursor_put (cursor, &k, &value, MDB_CURRENT);
+        if (rc)
+            break;
+    }
+    mdb_cursor_close (cursor);
+    return rc == MDB_NOTFOUND? 0: rc;
+}
+
 int
 handle_gateway_beat (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
 {
     const proto_gateway_beat_t *beat = &request->gateway_beat;
     db_key_t key, when;
-    MDB_val k = db_val (db_key_str (db_key_begin (&key), beat->gateway_id));
+    MDB_val k = db_val (s_run_key (&key, beat->gateway_id, beat->incarnation)), v;
     int rc;
     if (beat->gone) {
         rc = mdb_del (ctx->txn, ctx->db->gateways, &k, NULL);
@@ -159,8 +238,20 @@ handle_gateway_beat (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t
             rc = 0;
     }
     else {
-        MDB_val v = db_val (db_key_u64 (db_key_begin (&when), (uint64_t) beat->at_ms));
-        rc = mdb_put (ctx->txn, ctx->db->gateways, &k, &v, 0);
+        rc = mdb_get (ctx->txn, ctx->db->gateways, &k, &v);
+        if (rc && rc != MDB_NOTFOUND)
+            return rc;
+        bool known = rc == 0, dead = known && v.mv_size == 8 && db_read_u64 (v.mv_data) == 0;
+        if (dead || (!known && !beat->first))
+            return reply_error (ctx, reply, 410, "run %s of gateway %s %s: its connections "
+                                "were cleared", beat->incarnation, beat->gateway_id,
+                                dead? "was declared dead": "is unknown");
+        rc = known? 0: s_replace_runs (ctx, beat->gateway_id, beat->incarnation);
+        //  at 0 is the mark of the dead: a live run is heard at 1 at least.
+        MDB_val at = db_val (db_key_u64 (db_key_begin (&when),
+                                         beat->at_ms > 0? (uint64_t) beat->at_ms: 1));
+        if (rc == 0)
+            rc = mdb_put (ctx->txn, ctx->db->gateways, &k, &at, 0);
     }
     if (rc)
         return rc;
@@ -173,32 +264,33 @@ handle_gateways_silent (handler_ctx_t *ctx, const proto_msg_t *request, proto_ms
 {
     const proto_gateways_silent_t *silent = &request->gateways_silent;
     uint32_t limit = silent->limit? silent->limit: 100;
-    const char **ids = msgpack_zone_malloc (ctx->zone, limit * sizeof *ids);
-    assert (ids);
+    proto_gateway_run_t *runs = msgpack_zone_malloc (ctx->zone, limit * sizeof *runs);
+    assert (runs);
     uint32_t count = 0;
     MDB_cursor *cursor;
     int rc = mdb_cursor_open (ctx->txn, ctx->db->gateways, &cursor);
     if (rc)
         return rc;
-    //  A handful of gateways: a walk over all of them is the index.
+    //  A handful of gateways: a walk over all of them is the index. Each
+    //  run listed is dead from now on (at 0), in this transaction.
     MDB_val k, v;
+    db_key_t dead;
+    MDB_val zero = db_val (db_key_u64 (db_key_begin (&dead), 0));
     for (rc = mdb_cursor_get (cursor, &k, &v, MDB_FIRST);
          rc == 0 && count < limit;
          rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
-        if (v.mv_size != 8 || k.mv_size == 0 || k.mv_size > PROTO_ID_MAX
-        ||  db_read_u64 (v.mv_data) >= (uint64_t) silent->before_ms)
+        if (v.mv_size != 8 || db_read_u64 (v.mv_data) >= (uint64_t) silent->before_ms
+        ||  !s_run_of (ctx, &k, &runs [count]))
             continue;
-        char *id = msgpack_zone_malloc (ctx->zone, k.mv_size + 1);
-        assert (id);
-        memcpy (id, k.mv_data, k.mv_size);
-        id [k.mv_size] = 0;
-        ids [count++] = id;
+        if (db_read_u64 (v.mv_data) != 0 && (rc = mdb_cursor_put (cursor, &k, &zero, MDB_CURRENT)))
+            break;
+        count++;
     }
     mdb_cursor_close (cursor);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
     reply->type = PROTO_GATEWAY_LIST;
-    reply->gateway_list.gateway_ids = ids;
+    reply->gateway_list.gateways = runs;
     reply->gateway_list.count = count;
     return 0;
 }

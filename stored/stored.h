@@ -25,10 +25,15 @@
                            second), room id -> "" (only ACTIVE rooms)
       <messages>.byClientId  len|room id, client id -> seq u64
       <messages>.byExpiry    expires ms u64, len|room id, seq u64 -> ""
-      <connections>.byGateway  len|gateway id, conn id -> ""
+      <connections>.byGateway  len|gateway id, len|incarnation ("" when
+                               none), conn id -> ""
       <connections>.byUser     len|user id, conn id -> ""
       <connections>.byRoom     len|room id, conn id -> ""
-      <connections>.gateways   gateway id -> u64, when it was last heard (ms)
+      <connections>.gateways   len|gateway id, incarnation -> u64, when
+                               that run was last heard (ms); 0: it is dead
+                               (replaced by a new run, or declared dead by
+                               the reaper's gateways-silent), its beats are
+                               refused until the reaper forgets it
       nearchat.meta        "maxRadius" -> u32, the largest radius ever indexed
 
     Invariant: an index entry exists exactly when its record does and the
@@ -86,8 +91,9 @@ typedef struct {
     uint8_t room_type;
 } __attribute__ ((packed)) geo_entry_t;
 
-//  Longest key: a length byte, two ids and a u64.
-#define DB_KEY_MAX  (1 + PROTO_ID_MAX + PROTO_ID_MAX + 16)
+//  Longest key: two length bytes, three ids and a u64 (byGateway's is
+//  two length-prefixed ids and a conn id).
+#define DB_KEY_MAX  (2 + 3 * PROTO_ID_MAX + 16)
 
 typedef struct {
     uint8_t bytes [DB_KEY_MAX];

@@ -55,6 +55,7 @@ s_connection (bool full)
                                       .user_id = "alice", .connected_at_ms = 1 };
     if (full) {
         connection.room_id = "room-1";
+        connection.incarnation = "run-1";
         connection.user_name = "Alice";
         connection.user_icon = "icon";
         connection.user_color = "blue";
@@ -169,23 +170,26 @@ samples_message (int type, bool full, proto_msg_t *msg)
             return true;
         case PROTO_CONN_LIST:
             if (full)
-                msg->conn_list = (proto_conn_list_t) { NULL, "alice", NULL, 10 };
+                msg->conn_list = (proto_conn_list_t) { .gateway_id = "gw-1",
+                                                        .incarnation = "run-1", .limit = 10 };
             else
-                msg->conn_list.gateway_id = "gw-1";
+                msg->conn_list.user_id = "alice";
             return true;
         case PROTO_CONN_LIST_REPLY:
             if (full)
                 msg->conn_list_reply = (proto_conn_list_reply_t) { connections, 2 };
             return true;
         case PROTO_GATEWAY_BEAT:
-            msg->gateway_beat = (proto_gateway_beat_t) { "gw-1", 1700000000000, full };
+            msg->gateway_beat = (proto_gateway_beat_t) { "gw-1", "run-1", 1700000000000,
+                                                         full, full };
             return true;
         case PROTO_GATEWAYS_SILENT:
             msg->gateways_silent = (proto_gateways_silent_t) { 1700000000000, full? 10: 0 };
             return true;
         case PROTO_GATEWAY_LIST:
             if (full) {
-                static const char *gateways [] = { "gw-1", "gw-2" };
+                static proto_gateway_run_t gateways [] = { { "gw-1", "run-1" },
+                                                           { "gw-1", "run-2" } };
                 msg->gateway_list = (proto_gateway_list_t) { gateways, 2 };
             }
             return true;

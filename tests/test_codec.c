@@ -319,7 +319,10 @@ s_test_encoder_refusals (void)
     msg.msg_append.message.text = "";
     CHECK (proto_encode (&msg, &s_buf) == -1);
     samples_message (PROTO_CONN_LIST, false, &msg);
-    msg.conn_list.user_id = "alice";                         //  two keys
+    msg.conn_list.gateway_id = "gw-1";                       //  two keys
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    samples_message (PROTO_CONN_LIST, false, &msg);
+    msg.conn_list.incarnation = "run-1";                     //  a run, but of no gateway
     CHECK (proto_encode (&msg, &s_buf) == -1);
     samples_message (PROTO_HISTORY_REPLY, true, &msg);
     msg.history_reply.count = PROTO_LIST_MAX + 1;

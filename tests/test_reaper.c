@@ -11,6 +11,7 @@
 */
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include "api.h"
@@ -98,15 +99,59 @@ s_test_reaper (void)
     ws_close (&ben);
 }
 
+//  The reaper's state in /healthz (and the status), and in /metrics.
+static const char *
+s_reaper (int port, int *status, int *up)
+{
+    static char reaper [16];
+    json_t *health = NULL;
+    http_response_t response;
+    *status = http_request (port, "GET", "/healthz", NULL, 0, &response);
+    health = json_loads (response.body, 0, NULL);
+    http_response_free (&response);
+    snprintf (reaper, sizeof reaper, "%s", j_str (health, "reaper")? j_str (health, "reaper"): "?");
+    json_decref (health);
+    *up = -1;
+    if (http_request (port, "GET", "/metrics", NULL, 0, &response) == 200) {
+        const char *at = strstr (response.body, "nearchat_up{daemon=\"reaper\"} ");
+        if (at)
+            *up = atoi (at + strlen ("nearchat_up{daemon=\"reaper\"} "));
+    }
+    http_response_free (&response);
+    return reaper;
+}
+
+static void
+s_test_dead_reaper (void)
+{
+    printf ("the reaper killed: /healthz and nearchat_up say so\n");
+    int port = s_port, status, up;
+    CHECK (!strcmp (s_reaper (port, &status, &up), "up"));
+    CHECK (status == 200 && up == 1);
+    harness_kill (&s_system.reaper);
+    bool down = false;
+    int64_t deadline = clock_mono_ms () + 15000;
+    while (!down && clock_mono_ms () < deadline) {
+        down = !strcmp (s_reaper (port, &status, &up), "down");
+        if (!down)
+            usleep (200 * 1000);
+    }
+    CHECK (down);
+    CHECK (status == 200);
+    CHECK (up == 0);
+}
+
 int
 main (void)
 {
     harness_init ("reaper");
-    const char *env [] = { "ROOM_IDLE_TIMEOUT_S=2", "REAPER_INTERVAL_S=1", NULL };
+    const char *env [] = { "ROOM_IDLE_TIMEOUT_S=2", "REAPER_INTERVAL_S=1", "REAPER_TIMEOUT_S=3",
+                           NULL };
     REQUIRE (harness_system_start (&s_system, 1, true, env) == 0);
     s_port = s_system.http_port;
 
     s_test_reaper ();
+    s_test_dead_reaper ();
 
     return harness_finish ();
 }

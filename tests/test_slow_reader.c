@@ -8,12 +8,15 @@
     a gateway writing to those sockets in line with the others, or with a
     few threads that each wait on one of them, would stall. The other member
     must receive every message, in order, with no gap longer than 10 s. The
-    slow sockets must end up closed with a reason (issue 3: a bounded queue
-    per socket, past it the socket is closed); how much each was sent and
-    the gateway's memory are printed.
+    slow sockets must end up closed (issue 3: a bounded queue per socket,
+    past it the socket is closed), and each, once it reads, must read every
+    byte that was on its way and then a close frame of 1008 with a reason
+    (issue 10: it saw the stream end, 1006); how much each was sent and the
+    gateway's memory are printed.
     =========================================================================
 */
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +32,26 @@
 
 static harness_system_t s_system;
 static int s_port;
+
+//  One slow reader's drain, on a thread of its own: they all read at once,
+//  as clients would, rather than each waiting for the ones before.
+typedef struct {
+    ws_raw_t *raw;
+    ws_raw_drained_t drained;
+    bool closed;
+} drain_t;
+
+static void *
+s_drain (void *arg)
+{
+    drain_t *drain = arg;
+    //  Generous: a socket that has not read for seconds has a closed
+    //  window, and the gateway's kernel probes it ever more rarely (TCP's
+    //  persist timer backs off); under ASan with another suite beside it,
+    //  the data already sent took over 5 s to start flowing again once read.
+    drain->closed = ws_raw_drain (drain->raw, 20000, &drain->drained);
+    return NULL;
+}
 
 static void
 s_test_slow_reader (void)
@@ -166,20 +189,22 @@ s_test_slow_reader (void)
 
     long rss_after = harness_rss_kib (&s_system.gateways [0]);
     printf ("  gateway RSS %ld -> %ld KiB\n", rss_before, rss_after);
+    drain_t drains [SLOW_READERS];
+    pthread_t threads [SLOW_READERS];
     for (int i = 0; i < SLOW_READERS; i++) {
-        ws_raw_drained_t drained;
-        //  Generous: a socket that has not read for seconds has a closed
-        //  window, and the gateway's kernel probes it ever more rarely
-        //  (TCP's persist timer backs off); under ASan with another suite
-        //  beside it, the data already sent took over 5 s to start flowing
-        //  again once read, though the gateway had shut the socket down.
-        bool closed = ws_raw_drain (slow [i], 20000, &drained);
-        printf ("  slow-%d: %zu frames (%zu bytes) were waiting; %s%s%s\n", i, drained.frames,
-                drained.bytes, drained.close_code? "then a close frame: ": "",
-                drained.close_code? drained.close_reason: "",
-                drained.ended? " (stream ended)": closed? "": "still open");
-        CHECK (closed);
-        CHECK (drained.close_code == 0 || drained.close_reason [0]);
+        drains [i] = (drain_t) { .raw = slow [i] };
+        REQUIRE (pthread_create (&threads [i], NULL, s_drain, &drains [i]) == 0);
+    }
+    for (int i = 0; i < SLOW_READERS; i++) {
+        pthread_join (threads [i], NULL);
+        ws_raw_drained_t *drained = &drains [i].drained;
+        printf ("  slow-%d: %zu frames (%zu bytes) were waiting; %s%d %s%s%s\n", i,
+                drained->frames, drained->bytes, drained->close_code? "then a close frame: ": "",
+                drained->close_code, drained->close_reason,
+                drained->ended? " (stream ended)": "", drains [i].closed? "": " still open");
+        CHECK (drains [i].closed);
+        CHECK (drained->close_code == 1008);
+        CHECK (drained->close_reason [0]);
         ws_raw_close (&slow [i]);
     }
     ws_close (&late);

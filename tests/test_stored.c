@@ -403,6 +403,101 @@ s_test_connections (void)
     msgpack_sbuffer_destroy (&buf);
 }
 
+//  A beat of one run of a gateway: true if stored took it (ok).
+static bool
+s_beat (const char *gateway_id, const char *incarnation, bool first)
+{
+    proto_msg_t request = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
+        .gateway_id = gateway_id, .incarnation = incarnation, .at_ms = clock_now_ms (),
+        .first = first } };
+    proto_msg_t *reply = harness_call (s_client, &request);
+    bool ok = reply && reply->type == PROTO_OK;
+    proto_msg_destroy (&reply);
+    return ok;
+}
+
+//  The runs gateways-silent lists (and so declares dead) before before_ms,
+//  as "gateway/incarnation" joined by spaces into out.
+static uint32_t
+s_silent (int64_t before_ms, char *out, size_t size)
+{
+    proto_msg_t request = { .type = PROTO_GATEWAYS_SILENT, .gateways_silent = {
+        .before_ms = before_ms } };
+    proto_msg_t *reply = harness_call (s_client, &request);
+    uint32_t count = 0;
+    out [0] = 0;
+    if (reply && reply->type == PROTO_GATEWAY_LIST)
+        for (count = 0; count < reply->gateway_list.count; count++) {
+            size_t used = strlen (out);
+            snprintf (out + used, size - used, "%s%s/%s", used? " ": "",
+                      reply->gateway_list.gateways [count].gateway_id,
+                      reply->gateway_list.gateways [count].incarnation);
+        }
+    proto_msg_destroy (&reply);
+    return count;
+}
+
+static void
+s_test_gateway_runs (void)
+{
+    printf ("gateway runs: first beats, a restart makes the old run dead, 410 for the dead\n");
+    char runs [512];
+    int64_t long_ago = clock_now_ms () - 3600 * 1000;
+    //  An unknown run is taken only with first; after its first ok, always.
+    CHECK (!s_beat ("gw-r", "run-a", false));
+    CHECK (s_beat ("gw-r", "run-a", true));
+    CHECK (s_beat ("gw-r", "run-a", false));
+    CHECK (s_beat ("gw-r", "run-a", true));         //  its ok was lost: harmless
+    CHECK (s_silent (long_ago, runs, sizeof runs) == 0);
+    //  Its records, and another gateway's.
+    proto_msg_t put = { .type = PROTO_CONN_PUT, .conn_put.connection = {
+        .conn_id = "rc-1", .gateway_id = "gw-r", .incarnation = "run-a", .user_id = "ulla",
+        .room_id = "room-r", .connected_at_ms = clock_now_ms () } };
+    proto_msg_t *reply = harness_call (s_client, &put);
+    CHECK (reply && reply->type == PROTO_OK);
+    proto_msg_destroy (&reply);
+    put.conn_put.connection.conn_id = "rc-2";
+    put.conn_put.connection.incarnation = "run-b";
+    reply = harness_call (s_client, &put);
+    CHECK (reply && reply->type == PROTO_OK);
+    proto_msg_destroy (&reply);
+
+    //  A restart: run-b's first beat makes run-a dead, at once.
+    CHECK (s_beat ("gw-r", "run-b", true));
+    CHECK (s_beat ("gw-other", "run-x", true));
+    proto_msg_t request = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
+        .gateway_id = "gw-r", .incarnation = "run-a", .at_ms = clock_now_ms () } };
+    CHECK (s_refused (&request, 410));
+    CHECK (s_silent (long_ago, runs, sizeof runs) == 1);
+    CHECK (!strcmp (runs, "gw-r/run-a"));
+    CHECK (s_beat ("gw-r", "run-b", false));
+    //  Only the dead run's records are listed by its run.
+    proto_msg_t list = { .type = PROTO_CONN_LIST, .conn_list = {
+        .gateway_id = "gw-r", .incarnation = "run-a" } };
+    reply = harness_call (s_client, &list);
+    CHECK (reply && reply->type == PROTO_CONN_LIST_REPLY && reply->conn_list_reply.count == 1
+           && !strcmp (reply->conn_list_reply.connections [0].conn_id, "rc-1")
+           && !strcmp (reply->conn_list_reply.connections [0].incarnation, "run-a"));
+    proto_msg_destroy (&reply);
+    bool found;
+    CHECK (s_conn_count ("gw-r", NULL, NULL, "rc-2", &found) == 2 && found);
+    //  Forgotten, it stays refused (it is unknown now, and not first).
+    request.gateway_beat.gone = true;
+    reply = harness_call (s_client, &request);
+    CHECK (reply && reply->type == PROTO_OK);
+    proto_msg_destroy (&reply);
+    request.gateway_beat.gone = false;
+    CHECK (s_refused (&request, 410));
+    CHECK (s_silent (long_ago, runs, sizeof runs) == 0);
+
+    //  Silent: listed, and dead from then on (a late beat is refused).
+    CHECK (s_silent (clock_now_ms () + 1000, runs, sizeof runs) == 2);
+    CHECK (strstr (runs, "gw-r/run-b") && strstr (runs, "gw-other/run-x"));
+    CHECK (!s_beat ("gw-r", "run-b", false));
+    CHECK (!s_beat ("gw-other", "run-x", true));
+    CHECK (s_silent (long_ago, runs, sizeof runs) == 2);    //  until forgotten
+}
+
 //  Send raw bytes; the answer must be an error 400 naming request_id.
 static bool
 s_raw_refused (const void *data, size_t size, uint64_t request_id)
@@ -476,6 +571,7 @@ main (void)
     s_test_append ();
     s_test_concurrent_appends ();
     s_test_connections ();
+    s_test_gateway_runs ();
     s_test_malformed ();
     proto_client_destroy (&s_client);
     CHECK (harness_stop (&stored) == 0);

@@ -563,9 +563,19 @@ s_read_byte (int fd, char *byte, int64_t deadline)
 }
 
 //  Send the upgrade request and read the answer's head, byte by byte so
-//  that nothing past it is consumed. Returns the status, or -1.
+//  that nothing past it is consumed. Returns the status, or -1; the head
+//  goes to head_out (at most head_size bytes) when it is not NULL.
+static int
+s_upgrade_head (int fd, int port, const char *path_and_query, char *head_out, size_t head_size);
+
 static int
 s_upgrade (int fd, int port, const char *path_and_query)
+{
+    return s_upgrade_head (fd, port, path_and_query, NULL, 0);
+}
+
+static int
+s_upgrade_head (int fd, int port, const char *path_and_query, char *head_out, size_t head_size)
 {
     char request [2048];
     int size = snprintf (request, sizeof request,
@@ -585,10 +595,49 @@ s_upgrade (int fd, int port, const char *path_and_query)
             break;
     }
     head [used] = 0;
+    if (head_out)
+        snprintf (head_out, head_size, "%s", head);
     int status = -1;
     if (sscanf (head, "HTTP/1.%*d %d", &status) != 1)
         return -1;
     return status;
+}
+
+ws_raw_t *
+ws_raw_try (int port, const char *path_and_query, int *status, char *body, size_t body_size)
+{
+    assert (status && body && body_size);
+    body [0] = 0;
+    int fd = s_tcp_connect (port, 0);
+    if (fd < 0) {
+        *status = -1;
+        return NULL;
+    }
+    char head [8192];
+    *status = s_upgrade_head (fd, port, path_and_query, head, sizeof head);
+    if (*status == 101) {
+        ws_raw_t *self = calloc (1, sizeof *self);
+        assert (self);
+        self->fd = fd;
+        return self;
+    }
+    //  A refusal: its body, as long as Content-Length says (or to the end).
+    long length = -1;
+    for (char *line = head; line && *line; line = strstr (line, "\r\n")) {
+        line += line [0] == '\r'? 2: 0;
+        if (strncasecmp (line, "Content-Length:", 15) == 0)
+            length = atol (line + 15);
+    }
+    size_t used = 0;
+    int64_t deadline = clock_mono_ms () + 5000;
+    while (used + 1 < body_size && (length < 0 || (long) used < length))
+        if (s_read_byte (fd, body + used, deadline) == 1)
+            used++;
+        else
+            break;
+    body [used] = 0;
+    close (fd);
+    return NULL;
 }
 
 int

@@ -137,6 +137,13 @@ int
 ws_raw_t *
     ws_raw_open (int port, const char *path_and_query, int rcvbuf);
 
+//  As ws_raw_open with the system's buffer, for a test of admission:
+//  returns the client when the server answered 101, else NULL with the
+//  answer's body (at most body_size - 1 bytes, NUL-terminated) in body.
+//  The status (or -1) goes to *status either way.
+ws_raw_t *
+    ws_raw_try (int port, const char *path_and_query, int *status, char *body, size_t body_size);
+
 //  Send text as one masked text frame. Returns 0, or -1 if the write
 //  failed (the peer closed).
 int
