@@ -29,6 +29,7 @@
 
 #define ROUTING_MAX     8       //  frames before the payload we will echo back
 #define GROW_AT_PERCENT 80      //  grow the map before it fills, not only after
+#define BATCH_POLL_MAX_MS 200   //  longest poll: a stop waits at most this (batch_run)
 
 typedef struct {
     zmq_msg_t routing [ROUTING_MAX];    //  identity (and delimiter) frames
@@ -467,6 +468,12 @@ batch_run (batch_t *self, volatile int *terminated)
     assert (self);
     while (!*terminated && !zsys_interrupted) {
         int64_t wait = self->next_sweep_ms - clock_mono_ms ();
+        //  A signal that lands between the check above and the poll does
+        //  not wake it (czmq's handler only sets a flag): a poll that could
+        //  sleep until the next sweep (an hour, with a long interval) is
+        //  cut short so that a stop takes at most this long.
+        if (wait > BATCH_POLL_MAX_MS)
+            wait = BATCH_POLL_MAX_MS;
         zmq_pollitem_t item = { self->router, 0, ZMQ_POLLIN, 0 };
         if (zmq_poll (&item, 1, wait < 0? 0: (long) wait) < 0)
             continue;                   //  EINTR: the flags above decide
