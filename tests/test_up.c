@@ -14,8 +14,8 @@
     the same ports shows by coming up. That one is stopped with SIGTERM
     while a shard is stopped (SIGSTOP): the supervisor must SIGKILL it
     once its grace is over. Last, a third run whose supervisor is itself
-    killed -9: its daemons must still go (their parent-death signal),
-    leaving no orphan.
+    killed -9, with TLS on (its banner gives https and wss first): its
+    daemons must still go (their parent-death signal), leaving no orphan.
     Waits are bounded; the times printed are figures, not checks.
     =========================================================================
 */
@@ -39,6 +39,8 @@
 #define MAX_SEEN 64
 
 static int s_http_port, s_stored_port, s_backend_port;
+static int s_https_port;                //  with TLS (a certificate made here), else 0
+static char s_cert [PATH_MAX], s_key [PATH_MAX];
 static pid_t s_supervisor;              //  0 when none runs
 static char s_log [PATH_MAX];           //  the supervisor's stderr, daemons' logs too
 static pid_t s_seen [MAX_SEEN];         //  every daemon pid this run saw
@@ -82,6 +84,14 @@ s_up_start (void)
         //  A request to a daemon just killed fails fast, for the retries.
         setenv ("REQUEST_TIMEOUT_MS", "1000", 1);
         setenv ("LOG_LEVEL", "warn", 1);
+        if (s_https_port) {
+            snprintf (value, sizeof value, "%d", s_https_port);
+            setenv ("HTTPS_PORT", value, 1);
+            setenv ("TLS_CERT", s_cert, 1);
+            setenv ("TLS_KEY", s_key, 1);
+            //  Over TLS each WebSocket may take a civetweb thread: few here.
+            setenv ("MAX_CONNECTIONS", "50", 1);
+        }
         int log_fd = open (s_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2 (log_fd, STDERR_FILENO);
         dup2 (log_fd, STDOUT_FILENO);
@@ -429,9 +439,24 @@ s_test_come_up (const char *how)
     CHECK (s_children ("gateway", pids, 8) == 1);
     CHECK (s_children ("roomd", pids, 8) == 2);
     CHECK (s_children ("reaper", pids, 8) == 1);
-    if (!CHECK (s_logged ("nearchat serves http://127.0.0.1:"))
-    ||  !CHECK (s_logged ("/ws)")))
+    //  The banner gives what a client should use: with TLS, https and wss.
+    char plain [200], banner [400];
+    snprintf (plain, sizeof plain, "http://127.0.0.1:%d (WebSocket ws://127.0.0.1:%d/ws)",
+              s_http_port, s_http_port);
+    if (s_https_port)
+        snprintf (banner, sizeof banner, "== nearchat serves https://127.0.0.1:%d (WebSocket "
+                  "wss://127.0.0.1:%d/ws), and plain %s\n", s_https_port, s_https_port, plain);
+    else
+        snprintf (banner, sizeof banner, "== nearchat serves %s\n", plain);
+    if (!CHECK (s_logged (banner))) {
+        fprintf (stderr, "  no banner line %s", banner);
         s_print_log ();
+    }
+    if (s_https_port) {
+        http_response_t response;
+        CHECK (https_request (s_https_port, "GET", "/healthz", NULL, 0, &response) == 200);
+        http_response_free (&response);
+    }
 }
 
 static void
@@ -445,6 +470,8 @@ s_test_stop (int sig, const char *name)
     CHECK (s_port_free (s_http_port));
     CHECK (s_port_free (s_stored_port));
     CHECK (s_port_free (s_backend_port));
+    if (s_https_port)
+        CHECK (s_port_free (s_https_port));
 }
 
 int
@@ -475,9 +502,17 @@ main (void)
     if (!CHECK (s_logged ("so killed: ")))
         s_print_log ();
 
-    //  A supervisor killed -9 cannot stop anything: its daemons go by
-    //  their parent-death signal.
-    s_test_come_up ("once more");
+    //  With TLS; then a supervisor killed -9, which cannot stop anything:
+    //  its daemons go by their parent-death signal.
+    snprintf (s_cert, sizeof s_cert, "%s/cert.pem", harness_dir ());
+    snprintf (s_key, sizeof s_key, "%s/key.pem", harness_dir ());
+    char command [3 * PATH_MAX];
+    snprintf (command, sizeof command,
+              "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+              "-keyout '%s' -out '%s' 2>/dev/null", s_key, s_cert);
+    REQUIRE (system (command) == 0);
+    s_https_port = harness_free_port ();
+    s_test_come_up ("once more, with TLS");
     s_test_stop (SIGKILL, "SIGKILL");
     return harness_finish ();
 }
