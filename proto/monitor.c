@@ -25,6 +25,8 @@ struct monitor {
 typedef struct {
     char endpoint [64];                 //  the inproc pipe of libzmq's events
     char name [200];
+    bool log;                           //  ZMQ_MONITOR=1: log every event
+    unsigned notify;                    //  events passed to the owner
 } args_t;
 
 const char *
@@ -83,11 +85,17 @@ s_actor (zsock_t *pipe, void *arg)
             uint32_t value;
             memcpy (&event, zframe_data (head), 2);
             memcpy (&value, zframe_data (head) + 2, 4);
-            char *endpoint = where? zframe_strdup (where): NULL;
-            log_write (s_is_failure (event)? LOG_LEVEL_WARN: LOG_LEVEL_INFO, NULL,
-                       "zmq %s: %s %s (%u)", args->name, monitor_event_name (event),
-                       endpoint? endpoint: "", value);
-            free (endpoint);
+            if (args->log) {
+                char *endpoint = where? zframe_strdup (where): NULL;
+                log_write (s_is_failure (event)? LOG_LEVEL_WARN: LOG_LEVEL_INFO, NULL,
+                           "zmq %s: %s %s (%u)", args->name, monitor_event_name (event),
+                           endpoint? endpoint: "", value);
+                free (endpoint);
+            }
+            if (event & args->notify) {
+                uint32_t bit = event;
+                zsock_send (pipe, "4", bit);
+            }
         }
         zmsg_destroy (&msg);
     }
@@ -99,8 +107,14 @@ s_actor (zsock_t *pipe, void *arg)
 monitor_t *
 monitor_new (zsock_t *socket, const char *name)
 {
+    return monitor_watch (socket, name, 0);
+}
+
+monitor_t *
+monitor_watch (zsock_t *socket, const char *name, unsigned notify)
+{
     assert (socket && name);
-    if (!monitor_wanted)
+    if (!monitor_wanted && !notify)
         return NULL;
     static atomic_uint s_sequence;
     args_t *args = calloc (1, sizeof *args);
@@ -108,7 +122,10 @@ monitor_new (zsock_t *socket, const char *name)
     snprintf (args->endpoint, sizeof args->endpoint, "inproc://monitor-%d-%u", (int) getpid (),
               atomic_fetch_add (&s_sequence, 1));
     snprintf (args->name, sizeof args->name, "%s", name);
-    if (zmq_socket_monitor (zsock_resolve (socket), args->endpoint, ZMQ_EVENT_ALL) != 0) {
+    args->log = monitor_wanted != 0;
+    args->notify = notify;
+    if (zmq_socket_monitor (zsock_resolve (socket), args->endpoint,
+                            args->log? ZMQ_EVENT_ALL: (int) notify) != 0) {
         log_warn ("zmq %s: cannot be monitored: %s", name, zmq_strerror (zmq_errno ()));
         free (args);
         return NULL;
@@ -123,6 +140,27 @@ monitor_new (zsock_t *socket, const char *name)
         return NULL;
     }
     return self;
+}
+
+zsock_t *
+monitor_socket (monitor_t *self)
+{
+    return self? zactor_sock (self->actor): NULL;
+}
+
+unsigned
+monitor_event (monitor_t *self)
+{
+    if (!self)
+        return 0;
+    zsock_t *pipe = zactor_sock (self->actor);
+    zmq_pollitem_t item = { zsock_resolve (pipe), 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll (&item, 1, 0) <= 0)
+        return 0;
+    uint32_t event = 0;
+    if (zsock_recv (pipe, "4", &event) != 0)
+        return 0;
+    return event;
 }
 
 void
@@ -169,6 +207,21 @@ monitor_test (bool verbose)
     zsock_destroy (&dealer);
     zsock_destroy (&router);
     monitor_wanted = 0;
+    //  Watched without logging: the owner hears of the connection.
+    router = zsock_new_router ("tcp://127.0.0.1:*");
+    dealer = zsock_new (ZMQ_DEALER);
+    assert (router && dealer);
+    monitor = monitor_watch (dealer, "watched", ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    assert (monitor && monitor_socket (monitor));
+    assert (zsock_connect (dealer, "%s", zsock_endpoint (router)) == 0);
+    zpoller_t *poller = zpoller_new (monitor_socket (monitor), NULL);
+    assert (zpoller_wait (poller, 5000) == monitor_socket (monitor));
+    zpoller_destroy (&poller);
+    assert (monitor_event (monitor) == ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    assert (monitor_event (monitor) == 0);
+    monitor_destroy (&monitor);
+    zsock_destroy (&dealer);
+    zsock_destroy (&router);
     zsock_t *unwatched = zsock_new (ZMQ_DEALER);
     assert (monitor_new (unwatched, "off") == NULL);     //  off: nothing to do
     zsock_destroy (&unwatched);

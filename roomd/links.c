@@ -59,7 +59,8 @@ links_open (roomd_t *self)
         zsock_set_heartbeat_timeout (link->socket, 3000);
         char name [300];
         snprintf (name, sizeof name, "gateway %s", endpoint);
-        link->monitor = monitor_new (link->socket, name);
+        //  Its link up (a gateway started, or came back): hello at once.
+        link->monitor = monitor_watch (link->socket, name, ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
         if (zsock_connect (link->socket, "%s", endpoint)) {
             log_error ("cannot connect to gateway %s", endpoint);
             monitor_destroy (&link->monitor);
@@ -116,14 +117,30 @@ fanout_to_gateways (roomd_t *self, const proto_msg_t *event)
                proto_type_name (event->type), self->link_count);
 }
 
-void
-links_hello (roomd_t *self)
+static void
+s_hello (roomd_t *self, link_t *link)
 {
     proto_msg_t hello = { .type = PROTO_SHARD_HELLO, .shard_hello = {
         .shard_id = self->config->shard_id, .heartbeat_ms = (uint32_t) self->config->heartbeat_ms,
         .rooms = (uint32_t) rooms_count (self) } };
+    link_send (self, link, &hello);
+}
+
+void
+links_up (roomd_t *self, link_t *link)
+{
+    bool up = false;
+    while (monitor_event (link->monitor))
+        up = true;
+    if (up)
+        s_hello (self, link);
+}
+
+void
+links_hello (roomd_t *self)
+{
     for (size_t i = 0; i < self->link_count; i++)
-        link_send (self, &self->links [i], &hello);
+        s_hello (self, &self->links [i]);
 }
 
 //  The gateway's view of the live shards: drop the rooms that are no

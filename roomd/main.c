@@ -66,12 +66,20 @@ s_hello_interval (roomd_t *self)
 static void
 s_run (roomd_t *self)
 {
-    zmq_pollitem_t items [LINKS_MAX + 1];
+    //  Every link and its monitor, then stored and its monitor.
+    zmq_pollitem_t items [2 * LINKS_MAX + 2];
     size_t count = 0;
-    for (; count < self->link_count; count++)
-        items [count] = (zmq_pollitem_t) { zsock_resolve (self->links [count].socket), 0,
-                                           ZMQ_POLLIN, 0 };
+    for (size_t i = 0; i < self->link_count; i++) {
+        items [count++] = (zmq_pollitem_t) { zsock_resolve (self->links [i].socket), 0,
+                                             ZMQ_POLLIN, 0 };
+        if (self->links [i].monitor)
+            items [count++] = (zmq_pollitem_t) {
+                zsock_resolve (monitor_socket (self->links [i].monitor)), 0, ZMQ_POLLIN, 0 };
+    }
     items [count++] = (zmq_pollitem_t) { zsock_resolve (self->store), 0, ZMQ_POLLIN, 0 };
+    if (self->store_monitor)
+        items [count++] = (zmq_pollitem_t) {
+            zsock_resolve (monitor_socket (self->store_monitor)), 0, ZMQ_POLLIN, 0 };
 
     links_hello (self);
     int64_t next_hello = clock_mono_ms () + s_hello_interval (self);
@@ -85,6 +93,9 @@ s_run (roomd_t *self)
         //  Replies from stored first: they finish work already begun.
         for (int i = 0; i < DRAIN_MAX && store_receive (self); i++)
             ;
+        store_lost (self);
+        for (size_t link = 0; link < self->link_count; link++)
+            links_up (self, &self->links [link]);
         for (size_t link = 0; link < self->link_count; link++)
             for (int i = 0; i < DRAIN_MAX && link_receive (self, &self->links [link]); i++)
                 ;

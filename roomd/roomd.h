@@ -62,7 +62,7 @@ typedef struct {
 
 struct link {
     zsock_t *socket;                    //  DEALER connected to one gateway's backend
-    monitor_t *monitor;                 //  its events, with ZMQ_MONITOR=1
+    monitor_t *monitor;                 //  its events: logged with ZMQ_MONITOR=1; connects
     char endpoint [256];
     char gateway_id [PROTO_ID_MAX + 1]; //  from its last welcome, "" before
     int64_t welcomed_ms;                //  monotonic time of its last welcome
@@ -76,6 +76,8 @@ int  links_open (roomd_t *self);
 void links_close (roomd_t *self);
 //  Say shard-hello on every link.
 void links_hello (roomd_t *self);
+//  Say shard-hello on link if its connection just came up (its monitor).
+void links_up (roomd_t *self, link_t *link);
 //  Send msg on one link (a reply), or on every link (an event). A gateway
 //  that is not there loses the message: events are not queued for it.
 void link_send (roomd_t *self, link_t *link, const proto_msg_t *msg);
@@ -123,6 +125,9 @@ bool store_receive (roomd_t *self);
 void store_expire (roomd_t *self);
 //  Run the continuation of every call in flight with NULL (at shutdown).
 void store_abandon (roomd_t *self);
+//  The link to stored went down (its monitor says so): the calls in
+//  flight on it will never be answered, so they fail now (503).
+void store_lost (roomd_t *self);
 //  Milliseconds until the oldest call's deadline, or -1 if none.
 int64_t store_next_deadline (roomd_t *self);
 

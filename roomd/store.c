@@ -47,7 +47,10 @@ store_open (roomd_t *self)
     //  A call to a stored that is not there fails at once (503) rather
     //  than waiting in a queue for its timeout.
     zsock_set_immediate (self->store, 1);
-    self->store_monitor = monitor_new (self->store, "stored");
+    //  A link to stored that goes down takes the answers to what was sent
+    //  on it: the roomd watches for it (store_lost) rather than wait out
+    //  each call's timeout.
+    self->store_monitor = monitor_watch (self->store, "stored", ZMQ_EVENT_DISCONNECTED);
     if (zsock_connect (self->store, "%s", self->config->stored_endpoint)) {
         log_error ("cannot connect to stored at %s", self->config->stored_endpoint);
         return -1;
@@ -221,6 +224,18 @@ store_abandon (roomd_t *self)
         op_t *op = self->calls_head;
         s_unlink_call (self, op);
         op->done (self, op, NULL);
+    }
+}
+
+void
+store_lost (roomd_t *self)
+{
+    while (monitor_event (self->store_monitor)) {
+        if (!self->calls_head)
+            continue;
+        log_warn ("the link to stored went down with %zu calls in flight: they will not be "
+                  "answered, so they fail now", zhashx_size (self->calls));
+        store_abandon (self);
     }
 }
 
