@@ -90,7 +90,8 @@ static struct {
     atomic_bool stopping;               //  the thread should end
     atomic_bool cancelled;              //  calls should give up (shutdown)
     zsock_t *router, *stored, *inproc;
-    monitor_t *router_monitor, *stored_monitor;     //  with ZMQ_MONITOR=1
+    monitor_t *router_monitor;          //  with ZMQ_MONITOR=1
+    monitor_t *stored_monitor;          //  logs with ZMQ_MONITOR=1; says when the link drops
     void *router_h, *stored_h, *inproc_h;
     zhashx_t *pending;                  //  our id -> pending_t
     pending_t *head, *tail;
@@ -681,6 +682,27 @@ s_from_peers (void)
     return true;
 }
 
+//  The link to stored dropped (stored died or restarted): what is pending
+//  there will not be answered.
+static void
+s_stored_lost (void)
+{
+    while (monitor_event (s_self.stored_monitor)) {
+        pending_t *pending = s_self.head;
+        size_t failed = 0;
+        while (pending) {
+            pending_t *next = pending->next;
+            if (pending->to_stored) {
+                s_pending_fail (&pending, 503, "stored went away before it answered");
+                failed++;
+            }
+            pending = next;
+        }
+        if (failed)
+            log_warn ("the link to stored went down: %zu calls in flight failed (503)", failed);
+    }
+}
+
 static bool
 s_from_stored (void)
 {
@@ -798,6 +820,7 @@ s_run (void *arg)
         for (i = 0; i < DRAIN_MAX && s_from_stored (); i++)
             ;
         drained += i;
+        s_stored_lost ();
         for (i = 0; i < DRAIN_MAX && s_from_workers (); i++)
             ;
         drained += i;
@@ -887,7 +910,9 @@ backend_start (void)
     zsock_set_heartbeat_timeout (s_self.stored, 3000);
     zsock_set_router_mandatory (s_self.inproc, 1);
     s_self.router_monitor = monitor_new (s_self.router, "shard backend");
-    s_self.stored_monitor = monitor_new (s_self.stored, "stored");
+    //  A link to stored that drops takes the answers to what was sent on
+    //  it: those calls fail then (s_stored_lost), not at their timeout.
+    s_self.stored_monitor = monitor_watch (s_self.stored, "stored", ZMQ_EVENT_DISCONNECTED);
     if (zsock_bind (s_self.router, "%s", gateway_config.backend_endpoint) < 0) {
         log_error ("cannot bind the shard backend to %s: %s", gateway_config.backend_endpoint,
                    zmq_strerror (zmq_errno ()));
@@ -910,8 +935,9 @@ backend_start (void)
     zmq_pollitem_t item = { s_self.stored_h, 0, ZMQ_POLLOUT, 0 };
     if (zmq_poll (&item, 1, 1000) <= 0)
         log_warn ("stored at %s does not answer yet", gateway_config.stored_endpoint);
-    void *handles [] = { s_self.router_h, s_self.stored_h, s_self.inproc_h };
-    if (loop_start (handles, 3))
+    void *handles [] = { s_self.router_h, s_self.stored_h, s_self.inproc_h,
+                         zsock_resolve (monitor_socket (s_self.stored_monitor)) };
+    if (loop_start (handles, s_self.stored_monitor? 4: 3))
         return -1;
     s_new_run ();
     shards_reset ();
