@@ -74,6 +74,8 @@ struct pending {
     uint16_t type;
     char trace [PROTO_TRACE_MAX + 1];
     proto_msg_t *join;                  //  a socket's room-join, kept for its reply
+    void *parked;                       //  the encoded request, not sent: its shard's link was
+    size_t parked_size;                 //  down (backend_resend_parked sends it when it is back)
     backend_then_fn *then;              //  FROM_LOOP: what to call with the reply
     void *then_arg;
     int expected;                       //  FROM_LOOP: the reply type that is success
@@ -228,6 +230,7 @@ s_pending_remove (pending_t **pending_p)
     else
         s_self.tail = pending->prev;
     proto_msg_destroy (&pending->join);
+    free (pending->parked);
     free (pending);
     *pending_p = NULL;
 }
@@ -240,18 +243,47 @@ s_pending_fail (pending_t **pending_p, uint16_t status, const char *reason)
 }
 
 void
-backend_fail_shard (const char *shard_id, const char *why)
+backend_fail_shard (const char *shard_id, const char *why, bool sent_only)
 {
     pending_t *pending = s_self.head;
     while (pending) {
         pending_t *next = pending->next;
-        if (!pending->to_stored && strcmp (pending->shard_id, shard_id) == 0) {
+        if (!pending->to_stored && strcmp (pending->shard_id, shard_id) == 0
+        &&  !(sent_only && pending->parked)) {
             char reason [PROTO_REASON_MAX];
             snprintf (reason, sizeof reason, "room shard %s %s", shard_id, why);
             s_pending_fail (&pending, 503, reason);
         }
         pending = next;
     }
+}
+
+void
+backend_resend_parked (const shard_t *shard)
+{
+    size_t sent = 0;
+    pending_t *pending = s_self.head;
+    while (pending) {
+        pending_t *next = pending->next;
+        if (pending->parked && !pending->to_stored && strcmp (pending->shard_id, shard->id) == 0) {
+            const void *parts [] = { shard->identity.data, pending->parked };
+            size_t sizes [] = { shard->identity.size, pending->parked_size };
+            if (backend_send_parts (s_self.router_h, parts, sizes, 2) == 0) {
+                pending->to_shard = shard->identity;
+                free (pending->parked);
+                pending->parked = NULL;
+                sent++;
+            }
+            else {
+                char reason [PROTO_REASON_MAX];
+                snprintf (reason, sizeof reason, "room shard %s is unreachable", shard->id);
+                s_pending_fail (&pending, 503, reason);
+            }
+        }
+        pending = next;
+    }
+    if (sent)
+        log_info ("room shard %s is back: %zu requests that waited for it sent", shard->id, sent);
 }
 
 static void
@@ -354,6 +386,13 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
         s_pending_fail (&pending, 500, "the request could not be passed on");
         return;
     }
+    //  A socket's join is finished here when its reply comes (see the
+    //  header): keep a copy of it, decoded from what is sent.
+    if (request->type == PROTO_ROOM_JOIN && request->room_join.conn_id
+    &&  (origin == FROM_WORKER || origin == FROM_LOOP)) {
+        pending->join = proto_decode (s_self.buffer.data, s_self.buffer.size, NULL, 0);
+        assert (pending->join);
+    }
     int rc;
     if (pending->to_stored) {
         tap_message (TAP_OUT, "stored", s_self.buffer.data, s_self.buffer.size);
@@ -363,6 +402,19 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
         const void *parts [] = { shard->identity.data, s_self.buffer.data };
         size_t sizes [] = { shard->identity.size, s_self.buffer.size };
         rc = backend_send_parts (s_self.router_h, parts, sizes, 2);
+    }
+    if (rc && !pending->to_stored && errno == EHOSTUNREACH) {
+        //  The shard's link is gone but the shard may not be: it reconnects
+        //  at once (after this gateway was stopped, every link is), and its
+        //  hello sends what waited (backend_resend_parked). Gone for good,
+        //  the shard is dropped, or the request times out, as any other.
+        pending->parked = malloc (s_self.buffer.size);
+        assert (pending->parked);
+        memcpy (pending->parked, s_self.buffer.data, s_self.buffer.size);
+        pending->parked_size = s_self.buffer.size;
+        log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s waits for room shard %s's link",
+                   proto_type_name (request->type), shard->id);
+        return;
     }
     if (rc) {
         char reason [PROTO_REASON_MAX];
@@ -375,13 +427,6 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
     }
     log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s -> %s", proto_type_name (request->type),
                pending->to_stored? "stored": shard->id);
-    //  A socket's join is finished here when its reply comes (see the
-    //  header): keep a copy of it, decoded from what was sent.
-    if (request->type == PROTO_ROOM_JOIN && request->room_join.conn_id
-    &&  (origin == FROM_WORKER || origin == FROM_LOOP)) {
-        pending->join = proto_decode (s_self.buffer.data, s_self.buffer.size, NULL, 0);
-        assert (pending->join);
-    }
 }
 
 //  A reply from stored (from == NULL) or from a peer of the ROUTER.

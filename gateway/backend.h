@@ -55,7 +55,10 @@ int  backend_send_parts (void *handle, const void *const *data, const size_t *si
 //  True once calls should give up (the gateway is stopping).
 bool backend_cancelled (void);
 //  Backend thread: answer 503 to every request waiting on shard_id.
-void backend_fail_shard (const char *shard_id, const char *why);
+//  sent_only: not those that wait for its link (parked), which
+//  backend_resend_parked sends once the shard is heard again.
+void backend_fail_shard (const char *shard_id, const char *why, bool sent_only);
+void backend_resend_parked (const shard_t *shard);
 
 //  ---------------------------------------------------------------------------
 //  loop.c: the backend thread's event loop (epoll) over the owned sockets,

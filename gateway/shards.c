@@ -123,7 +123,7 @@ s_shard_remove (size_t index, const char *why)
     s_shard_count--;
     log_info ("room shard %s dropped (%s); %zu live", id, why, s_shard_count);
     s_snapshot_update ();
-    backend_fail_shard (id, "went away");
+    backend_fail_shard (id, "went away", false);
 }
 
 void
@@ -246,7 +246,8 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
         if (shard->rival_seen_ms && s_same (&shard->rival, from))
             shard->rival_seen_ms = 0;   //  the second took the id over
         s_snapshot_update ();
-        backend_fail_shard (shard->id, "restarted");
+        backend_fail_shard (shard->id, "restarted", true);
+        backend_resend_parked (shard);
         fresh = true;
     }
     shard->seen_ms = clock_mono_ms ();
