@@ -532,6 +532,7 @@ typedef struct {
     char room_id [PROTO_ID_MAX + 1];
     uint32_t generation;
     uint64_t from_seq;
+    uint32_t limit;                 //  messages to read
 } recovery_t;
 
 //  Reads to start once the index lock is let go (backend_request may
@@ -556,6 +557,21 @@ s_recover (conn_t *conn, recoveries_t *starts)
     snprintf (read->room_id, sizeof read->room_id, "%s", conn->room_id);
     read->generation = conn->recovery;
     read->from_seq = conn->seq + 1;
+    //  A gap's messages are a frame each: read no more than half the room
+    //  left in the queue, so that a socket that reads all along is never
+    //  found a slow reader by its own recovery (a page of 1,000 went into
+    //  a queue of SOCKET_QUEUE_MAX at once). One that reads nothing fills
+    //  it a message a read and is closed as it should be. A join's pages
+    //  are a frame a page.
+    read->limit = PROTO_LIST_MAX;
+    if (!conn->paging) {
+        pthread_mutex_lock (&conn->lock);
+        size_t max = (size_t) gateway_config.socket_queue_max;
+        size_t room = conn->queue_count < max? max - conn->queue_count: 0;
+        pthread_mutex_unlock (&conn->lock);
+        if (room / 2 < read->limit)
+            read->limit = room / 2? (uint32_t) (room / 2): 1;
+    }
     if (starts->count == starts->max) {
         starts->max = starts->max? starts->max * 2: 4;
         starts->reads = realloc (starts->reads, starts->max * sizeof *starts->reads);
@@ -677,7 +693,7 @@ s_recover_start (recoveries_t *starts)
     for (size_t i = 0; i < starts->count; i++) {
         recovery_t *read = starts->reads [i];
         proto_msg_t request = { .type = PROTO_HISTORY, .history = {
-            .room_id = read->room_id, .from_seq = read->from_seq, .limit = PROTO_LIST_MAX } };
+            .room_id = read->room_id, .from_seq = read->from_seq, .limit = read->limit } };
         backend_request (&request, PROTO_HISTORY_REPLY, s_recovered, read);
     }
     free (starts->reads);
