@@ -8,7 +8,11 @@
       again, and is not closed as a slow reader (it read all along);
     - a resend under a stored messageId with another text, after stored
       stalled past the timeout over the first: the room is given what is
-      stored (what history says), not the resend's text.
+      stored (what history says), not the resend's text;
+    - a shard killed -9 between stored's commit of a message and its
+      fan-out, and not restarted (its rooms move to the other shard), the
+      sender not resending: the room's members get the message all the
+      same (nothing later in the room would show them the gap).
     =========================================================================
 */
 
@@ -22,7 +26,7 @@
 
 #define MESSAGES_MAX    400     //  a client hears at most this many in a test
 
-static harness_system_t s_systems [2];
+static harness_system_t s_systems [3];
 
 static void
 s_system_stop (harness_system_t *sys)
@@ -185,11 +189,63 @@ s_test_resend_other_text (void)
     s_system_stop (sys);
 }
 
+static void
+s_test_dead_shard_no_resend (void)
+{
+    printf ("a shard killed between a message's commit and its fan-out, never resent\n");
+    harness_system_t *sys = &s_systems [2];
+    REQUIRE (harness_system_start (sys, 2, false, NULL) == 0);
+    int port = sys->http_port;
+    const char *room = NULL;
+    for (int i = 0; i < 40 && !room; i++) {
+        const char *made = api_create_room (port, "ada", 42, 42, NULL, 0);
+        REQUIRE (made);
+        if (harness_shard_owner (sys, made) == 0)
+            room = made;
+    }
+    REQUIRE (room);
+    ws_client_t *ada = api_connect (port, "ada", "Ada");
+    ws_client_t *bo = api_connect (port, "bo", "Bo");
+    json_decref (api_join (ada, room, "ada", -1));
+    json_decref (api_join (bo, room, "bo", -1));
+    char id [32];
+    for (int i = 1; i <= 3; i++) {
+        snprintf (id, sizeof id, "ada-%d", i);
+        CHECK (api_say (ada, room, id, id) == i);
+        CHECK (api_heard (bo, id) == i);
+    }
+    //  The append waits in stored's hands while its shard dies; stored,
+    //  resumed, commits it, and nobody is left to fan it out.
+    kill (sys->stored.pid, SIGSTOP);
+    ws_send (ada, "{s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
+             "messageId", "ada-4", "message", "ada-4");
+    usleep (300 * 1000);
+    harness_kill (&sys->shards [0]);
+    kill (sys->stored.pid, SIGCONT);
+    json_t *error = ws_expect (ada, "error", API_WAIT_MS);
+    CHECK (error != NULL);              //  ada is told it failed, and gives up
+    json_decref (error);
+    CHECK (harness_system_wait (sys, 1, 15000) == 0);
+    json_t *messages = NULL;
+    char path [256];
+    snprintf (path, sizeof path, "/rooms/%s/messages", room);
+    CHECK (http_call (port, "GET", path, NULL, &messages) == 200);
+    CHECK (json_is_array (messages) && json_array_size (messages) == 4);
+    json_decref (messages);
+    //  Stored, so delivered: to bo, and to ada's own socket.
+    CHECK (api_heard (bo, "ada-4") == 4);
+    CHECK (api_heard (ada, "ada-4") == 4);
+    ws_close (&ada);
+    ws_close (&bo);
+    s_system_stop (sys);
+}
+
 int
 main (void)
 {
     harness_init ("recovery_edges");
     s_test_gap_past_queue ();
     s_test_resend_other_text ();
+    s_test_dead_shard_no_resend ();
     return harness_finish ();
 }
