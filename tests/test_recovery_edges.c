@@ -12,7 +12,10 @@
     - a shard killed -9 between stored's commit of a message and its
       fan-out, and not restarted (its rooms move to the other shard), the
       sender not resending: the room's members get the message all the
-      same (nothing later in the room would show them the gap).
+      same (nothing later in the room would show them the gap);
+    - a sinceSeq join far in the past of a big room (pages cut by bytes)
+      while messages keep coming: every seq after it once, in order,
+      across the message-history pages and the new-messages after them.
     =========================================================================
 */
 
@@ -26,7 +29,7 @@
 
 #define MESSAGES_MAX    400     //  a client hears at most this many in a test
 
-static harness_system_t s_systems [3];
+static harness_system_t s_systems [4];
 
 static void
 s_system_stop (harness_system_t *sys)
@@ -240,6 +243,112 @@ s_test_dead_shard_no_resend (void)
     s_system_stop (sys);
 }
 
+//  A client that keeps sending while another joins.
+typedef struct {
+    int port;
+    const char *room;
+    int count;
+    long long last;
+} talker_t;
+
+static void *
+s_talk (void *arg)
+{
+    talker_t *talker = arg;
+    ws_client_t *cy = api_connect (talker->port, "cy", "Cy");
+    json_decref (api_join (cy, talker->room, "cy", -1));
+    char id [32];
+    for (int i = 0; i < talker->count; i++) {
+        snprintf (id, sizeof id, "cy-%d", i);
+        long long seq = api_say_retrying (cy, talker->room, id, id, 5);
+        if (seq > talker->last)
+            talker->last = seq;
+        ws_drop (cy, "new-message");
+        usleep (5 * 1000);
+    }
+    ws_close (&cy);
+    return NULL;
+}
+
+static void
+s_test_since_while_flowing (void)
+{
+    printf ("a sinceSeq join far back in a big room while messages keep coming\n");
+    harness_system_t *sys = &s_systems [3];
+    REQUIRE (harness_system_start (sys, 1, false, NULL) == 0);
+    int port = sys->http_port;
+    const char *room = api_create_room (port, "ada", 43, 43, NULL, 0);
+    REQUIRE (room);
+    ws_client_t *ada = api_connect (port, "ada", "Ada");
+    json_decref (api_join (ada, room, "ada", -1));
+    //  800 of 1,900 characters: a page stops near 1 MiB, about 500. Sent
+    //  100 at a time, each hundred's acks awaited.
+    static char text [1901];
+    memset (text, 'x', 1900);
+    char id [32];
+    int acked = 0;
+    for (int i = 1; i <= 800; i++) {
+        snprintf (id, sizeof id, "ada-%d", i);
+        memcpy (text, id, strlen (id));
+        ws_send (ada, "{s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
+                 "messageId", id, "message", text);
+        if (i % 100 == 0)
+            for (int k = 0; k < 100; k++) {
+                json_t *ack = ws_expect (ada, "ack", API_WAIT_MS);
+                acked += ack != NULL;
+                json_decref (ack);
+                ws_drop (ada, "new-message");
+            }
+    }
+    REQUIRE (acked == 800);
+    talker_t talker = { port, room, 100, 0 };
+    pthread_t thread;
+    pthread_create (&thread, NULL, s_talk, &talker);
+    usleep (100 * 1000);                //  cy is talking
+    ws_client_t *late = api_connect (port, "late", "Late");
+    ws_send (late, "{s:s, s:s, s:I}", "action", "join-room", "roomId", room, "sinceSeq",
+             (json_int_t) 1);
+    //  Every seq from 2 on, in arrival order, whichever frame carries it.
+    static long long seqs [2000];
+    size_t count = 0;
+    bool done = false;
+    while (!done && count < 2000) {
+        json_t *frame = ws_next (late, API_WAIT_MS);
+        if (!frame) {
+            done = true;
+            break;
+        }
+        const char *type = j_str (frame, "type");
+        if (type && strcmp (type, "message-history") == 0) {
+            json_t *messages = j_get (frame, "messages");
+            for (size_t i = 0; i < json_array_size (messages) && count < 2000; i++)
+                seqs [count++] = (long long) j_num (json_array_get (messages, i), "seq");
+        }
+        else
+        if (type && strcmp (type, "new-message") == 0)
+            seqs [count++] = (long long) j_num (frame, "seq");
+        json_decref (frame);
+    }
+    pthread_join (thread, NULL);
+    long long newest = talker.last;
+    CHECK (newest == 800 + 100);
+    bool ok = count == (size_t) (newest - 1);
+    size_t wrong = 0;
+    for (size_t i = 0; i < count; i++)
+        if (seqs [i] != (long long) i + 2) {
+            ok = false;
+            wrong = i;
+            break;
+        }
+    if (!ok)
+        fprintf (stderr, "  late heard %zu messages (expected seq 2..%lld); first wrong at %zu: "
+                 "%lld\n", count, newest, wrong, count? seqs [wrong]: -1);
+    CHECK (ok);
+    ws_close (&late);
+    ws_close (&ada);
+    s_system_stop (sys);
+}
+
 int
 main (void)
 {
@@ -247,5 +356,6 @@ main (void)
     s_test_gap_past_queue ();
     s_test_resend_other_text ();
     s_test_dead_shard_no_resend ();
+    s_test_since_while_flowing ();
     return harness_finish ();
 }
