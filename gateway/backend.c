@@ -881,6 +881,7 @@ s_run (void *arg)
             flushed_us = now_us;
         }
         loop_hurry (drained >= DRAIN_MAX);
+        sockets_recoveries_resume ();
         s_pending_expire ();
         shards_check ();
     }

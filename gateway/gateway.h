@@ -231,6 +231,9 @@ void sockets_deliver (const proto_msg_t *event);
 //  back, or its link did): ask stored for each room's newest seq, and read
 //  for each socket what it missed.
 void sockets_audit (void);
+//  Backend thread only, each turn of its loop after the writes: start the
+//  reads of missed messages that waited for their sockets' queues to drain.
+void sockets_recoveries_resume (void);
 //  Backend thread only: a socket's join was answered with reply (a
 //  join-reply): queue its user-joined and message-history, then the
 //  events held since sockets_join_begin, and let later events through.

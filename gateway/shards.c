@@ -124,6 +124,10 @@ s_shard_remove (size_t index, const char *why)
     log_info ("room shard %s dropped (%s); %zu live", id, why, s_shard_count);
     s_snapshot_update ();
     backend_fail_shard (id, "went away", false);
+    //  It may have died between stored's commit of a message and its
+    //  fan-out; the sender, told 503, may never resend, and the room may
+    //  say nothing more that would show the gap: ask stored now.
+    sockets_audit ();
 }
 
 void

@@ -53,6 +53,9 @@ static pthread_rwlock_t s_index_lock = PTHREAD_RWLOCK_INITIALIZER;
 static atomic_llong s_admitted;
 static zhashx_t *s_conns;                   //  conn id -> conn_t
 static zhashx_t *s_rooms;                   //  room id -> room_t
+//  Reads of missed messages that wait for their sockets' queues to drain
+//  (the backend thread's: see "Delivery order").
+static zlistx_t *s_waiting;
 
 //  ---------------------------------------------------------------------------
 //  Frames and conns
@@ -293,6 +296,10 @@ sockets_stop (void)
         log_warn ("%zu sockets were still open at the end", zhashx_size (s_conns));
     zhashx_destroy (&s_rooms);
     zhashx_destroy (&s_conns);
+    if (s_waiting)
+        for (void *read = zlistx_first (s_waiting); read; read = zlistx_next (s_waiting))
+            free (read);
+    zlistx_destroy (&s_waiting);
 }
 
 bool
@@ -532,7 +539,10 @@ typedef struct {
     char room_id [PROTO_ID_MAX + 1];
     uint32_t generation;
     uint64_t from_seq;
+    uint32_t limit;                 //  messages to read
+    int64_t waiting_ms;             //  monotonic: since when it waits for the queue
 } recovery_t;
+
 
 //  Reads to start once the index lock is let go (backend_request may
 //  answer at once, and its answer takes the lock).
@@ -556,6 +566,29 @@ s_recover (conn_t *conn, recoveries_t *starts)
     snprintf (read->room_id, sizeof read->room_id, "%s", conn->room_id);
     read->generation = conn->recovery;
     read->from_seq = conn->seq + 1;
+    //  A gap's messages are a frame each: a read asks for no more than
+    //  half the room left in the queue, and waits (sockets_recoveries_resume)
+    //  while less than half is left, so that a socket that reads all along
+    //  is never found a slow reader by its own recovery (pages of 1,000 went
+    //  into a queue of SOCKET_QUEUE_MAX at once, the next page's answer
+    //  coming before the writes). A join's pages are a frame a page.
+    read->limit = PROTO_LIST_MAX;
+    if (!conn->paging) {
+        size_t max = (size_t) gateway_config.socket_queue_max;
+        pthread_mutex_lock (&conn->lock);
+        size_t room = conn->queue_count < max? max - conn->queue_count: 0;
+        pthread_mutex_unlock (&conn->lock);
+        if (room < max / 2 || room < 2) {
+            if (!s_waiting)
+                s_waiting = zlistx_new ();
+            assert (s_waiting);
+            read->waiting_ms = clock_mono_ms ();
+            zlistx_add_end (s_waiting, read);
+            return;
+        }
+        if (room / 2 < read->limit)
+            read->limit = (uint32_t) (room / 2);
+    }
     if (starts->count == starts->max) {
         starts->max = starts->max? starts->max * 2: 4;
         starts->reads = realloc (starts->reads, starts->max * sizeof *starts->reads);
@@ -671,13 +704,63 @@ s_recovered (void *arg, proto_msg_t *reply, int status, const char *reason)
     s_recover_start (&starts);
 }
 
+void
+sockets_recoveries_resume (void)
+{
+    if (!s_waiting || !zlistx_size (s_waiting))
+        return;
+    recoveries_t starts = { 0 };
+    size_t max = (size_t) gateway_config.socket_queue_max;
+    int64_t now = clock_mono_ms ();
+    zlistx_t *waiting = s_waiting;
+    s_waiting = zlistx_new ();
+    assert (s_waiting);
+    pthread_rwlock_rdlock (&s_index_lock);
+    for (recovery_t *read = zlistx_first (waiting); read; read = zlistx_next (waiting)) {
+        conn_t *conn = zhashx_lookup (s_conns, read->conn_id);
+        bool moot = !conn || !conn->recovering || conn->recovery != read->generation
+                 || strcmp (conn->room_id, read->room_id) != 0;
+        bool go = false, stuck = false;
+        if (!moot) {
+            pthread_mutex_lock (&conn->lock);
+            size_t room = conn->queue_count < max? max - conn->queue_count: 0;
+            go = room >= max / 2 && room >= 2;
+            if (go && room / 2 < read->limit)
+                read->limit = (uint32_t) (room / 2);
+            //  A socket that reads nothing is a slow reader as any other.
+            stuck = !go && now - read->waiting_ms > WRITERS_CLOSE_DRAIN_MS;
+            if (stuck && conn->state == CONN_OPEN) {
+                atomic_fetch_add (&gateway_metrics.slow_reader_drops, 1);
+                conn_begin_close (conn, WSFRAME_POLICY, "too slow, messages were dropped");
+            }
+            pthread_mutex_unlock (&conn->lock);
+        }
+        if (go) {
+            if (starts.count == starts.max) {
+                starts.max = starts.max? starts.max * 2: 4;
+                starts.reads = realloc (starts.reads, starts.max * sizeof *starts.reads);
+                assert (starts.reads);
+            }
+            starts.reads [starts.count++] = read;
+        }
+        else
+        if (moot || stuck)
+            free (read);
+        else
+            zlistx_add_end (s_waiting, read);
+    }
+    pthread_rwlock_unlock (&s_index_lock);
+    zlistx_destroy (&waiting);
+    s_recover_start (&starts);
+}
+
 static void
 s_recover_start (recoveries_t *starts)
 {
     for (size_t i = 0; i < starts->count; i++) {
         recovery_t *read = starts->reads [i];
         proto_msg_t request = { .type = PROTO_HISTORY, .history = {
-            .room_id = read->room_id, .from_seq = read->from_seq, .limit = PROTO_LIST_MAX } };
+            .room_id = read->room_id, .from_seq = read->from_seq, .limit = read->limit } };
         backend_request (&request, PROTO_HISTORY_REPLY, s_recovered, read);
     }
     free (starts->reads);

@@ -268,6 +268,35 @@ s_leave (roomd_t *self, room_t *room, op_t *op)
 //  ---------------------------------------------------------------------------
 //  send
 
+//  Give the room message (its seq stored's), after its commit.
+static void
+s_fan_message (roomd_t *self, op_t *op, const proto_message_t *message)
+{
+    proto_msg_t event = { .type = PROTO_EVENT_MESSAGE, .event_message.message = *message };
+    memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
+    fanout_to_gateways (self, &event);
+}
+
+//  The stored message a resend named, read back: the room is given what
+//  is stored, which is what its history says (a resend may carry another
+//  text or profile under the same messageId), then the sender its ack.
+static void
+s_resent (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    if (!reply || reply->type != PROTO_HISTORY_REPLY) {
+        s_fail_from_store (self, &op, reply, true);
+        return;
+    }
+    const proto_history_reply_t *page = &reply->history_reply;
+    //  Not there: swept by its TTL meanwhile, so nobody is owed it.
+    if (page->count && page->messages [0].seq == op->resent_seq)
+        s_fan_message (self, op, &page->messages [0]);
+    proto_msg_t ack = { .type = PROTO_APPEND_REPLY, .append_reply = {
+        .seq = op->resent_seq, .id = op->resent_id, .created_at_ms = op->resent_at_ms,
+        .duplicate = true } };
+    op_finish (self, &op, &ack);
+}
+
 static void
 s_sent (roomd_t *self, op_t *op, proto_msg_t *reply)
 {
@@ -276,25 +305,6 @@ s_sent (roomd_t *self, op_t *op, proto_msg_t *reply)
         return;
     }
     const proto_append_reply_t *appended = &reply->append_reply;
-    //  A resend of a stored message (its sender missed the ack: stored's
-    //  answer was lost, or came after the sender's timeout) is fanned out
-    //  again before it is acknowledged again: the first time may never
-    //  have happened (the shard died, or gave up waiting, between stored's
-    //  commit and the fan-out). Gateways deliver each seq of a room to a
-    //  socket at most once (sockets.c), so members who had it see it once.
-    proto_msg_t event = { .type = PROTO_EVENT_MESSAGE,
-                          .event_message.message = op->request->room_send.message };
-    proto_message_t *message = &event.event_message.message;
-    message->seq = appended->seq;
-    message->id = appended->id;
-    message->created_at_ms = appended->created_at_ms;
-    memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
-    fanout_to_gateways (self, &event);
-    if (!appended->duplicate) {
-        self->messages++;
-        metrics_histogram_observe (&self->send_seconds,
-                                   (double) (clock_mono_ns () - op->received_ns) / 1e9);
-    }
     room_t *room = rooms_find (self, op->room_id);
     if (room && room->state == ROOM_READY) {
         if (appended->seq > room->record.last_seq)
@@ -302,6 +312,30 @@ s_sent (roomd_t *self, op_t *op, proto_msg_t *reply)
         if (appended->created_at_ms > room->record.last_activity_ms)
             room->record.last_activity_ms = appended->created_at_ms;
     }
+    //  A resend of a stored message (its sender missed the ack: stored's
+    //  answer was lost, or came after the sender's timeout) is fanned out
+    //  again before it is acknowledged again: the first time may never
+    //  have happened (the shard died, or gave up waiting, between stored's
+    //  commit and the fan-out). Gateways deliver each seq of a room to a
+    //  socket at most once (sockets.c), so members who had it see it once.
+    //  What is fanned out is the stored message, read back, not the resend.
+    if (appended->duplicate) {
+        op->resent_seq = appended->seq;
+        op->resent_at_ms = appended->created_at_ms;
+        snprintf (op->resent_id, sizeof op->resent_id, "%s", appended->id);
+        proto_msg_t call = { .type = PROTO_HISTORY, .history = {
+            .room_id = op->room_id, .from_seq = appended->seq, .limit = 1 } };
+        store_call (self, op, &call, s_resent);
+        return;
+    }
+    proto_message_t message = op->request->room_send.message;
+    message.seq = appended->seq;
+    message.id = appended->id;
+    message.created_at_ms = appended->created_at_ms;
+    s_fan_message (self, op, &message);
+    self->messages++;
+    metrics_histogram_observe (&self->send_seconds,
+                               (double) (clock_mono_ns () - op->received_ns) / 1e9);
     op_finish (self, &op, reply);
 }
 

@@ -110,6 +110,11 @@ struct op {
     msgpack_zone *zone;                 //  holds result_room's strings
     bool retried;                       //  served again after its room moved (421)
     char refusal [96];                  //  a 403 waiting for stored to confirm it
+    //  A resend of a stored message: its acknowledgement, while the stored
+    //  message is read back to be fanned out (handle_rooms.c, s_resent).
+    uint64_t resent_seq;
+    int64_t resent_at_ms;
+    char resent_id [PROTO_ID_MAX + 1];
     op_t *prev, *next;                  //  the list of calls in flight, oldest first
     op_t *queued_next;                  //  a LOADING room's queue
 };
