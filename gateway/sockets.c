@@ -553,6 +553,33 @@ typedef struct {
 
 static void s_recover_start (recoveries_t *starts);
 
+//  Whether conn's queue can take the next read now, and the most messages
+//  it may ask for. A gap's messages are a frame each: a read asks for no
+//  more than half the room left in the queue, and waits while less than
+//  half is left, so that a socket that reads all along is never found a
+//  slow reader by its own recovery (pages of 1,000 went into a queue of
+//  SOCKET_QUEUE_MAX at once, the next page's answer coming before the
+//  writes). A join's pages are a frame of up to a MiB each: the next is
+//  read once the last has left for the socket, so a rejoin after a long
+//  absence holds one page in memory, not its whole gap.
+static bool
+s_queue_takes (conn_t *conn, uint32_t *limit)
+{
+    size_t max = (size_t) gateway_config.socket_queue_max;
+    pthread_mutex_lock (&conn->lock);
+    bool go;
+    if (conn->paging)
+        go = conn->queue_count == 0 && !conn->writing && conn->out.size == 0;
+    else {
+        size_t room = conn->queue_count < max? max - conn->queue_count: 0;
+        go = room >= max / 2 && room >= 2;
+        if (go && room / 2 < *limit)
+            *limit = (uint32_t) (room / 2);
+    }
+    pthread_mutex_unlock (&conn->lock);
+    return go;
+}
+
 //  Begin a read of what conn missed after conn->seq (its lock not needed:
 //  the fields are the backend thread's).
 static void
@@ -566,28 +593,15 @@ s_recover (conn_t *conn, recoveries_t *starts)
     snprintf (read->room_id, sizeof read->room_id, "%s", conn->room_id);
     read->generation = conn->recovery;
     read->from_seq = conn->seq + 1;
-    //  A gap's messages are a frame each: a read asks for no more than
-    //  half the room left in the queue, and waits (sockets_recoveries_resume)
-    //  while less than half is left, so that a socket that reads all along
-    //  is never found a slow reader by its own recovery (pages of 1,000 went
-    //  into a queue of SOCKET_QUEUE_MAX at once, the next page's answer
-    //  coming before the writes). A join's pages are a frame a page.
     read->limit = PROTO_LIST_MAX;
-    if (!conn->paging) {
-        size_t max = (size_t) gateway_config.socket_queue_max;
-        pthread_mutex_lock (&conn->lock);
-        size_t room = conn->queue_count < max? max - conn->queue_count: 0;
-        pthread_mutex_unlock (&conn->lock);
-        if (room < max / 2 || room < 2) {
-            if (!s_waiting)
-                s_waiting = zlistx_new ();
-            assert (s_waiting);
-            read->waiting_ms = clock_mono_ms ();
-            zlistx_add_end (s_waiting, read);
-            return;
-        }
-        if (room / 2 < read->limit)
-            read->limit = (uint32_t) (room / 2);
+    if (!s_queue_takes (conn, &read->limit)) {
+        //  Started by sockets_recoveries_resume once the writes drain it.
+        if (!s_waiting)
+            s_waiting = zlistx_new ();
+        assert (s_waiting);
+        read->waiting_ms = clock_mono_ms ();
+        zlistx_add_end (s_waiting, read);
+        return;
     }
     if (starts->count == starts->max) {
         starts->max = starts->max? starts->max * 2: 4;
@@ -710,7 +724,6 @@ sockets_recoveries_resume (void)
     if (!s_waiting || !zlistx_size (s_waiting))
         return;
     recoveries_t starts = { 0 };
-    size_t max = (size_t) gateway_config.socket_queue_max;
     int64_t now = clock_mono_ms ();
     zlistx_t *waiting = s_waiting;
     s_waiting = zlistx_new ();
@@ -722,11 +735,8 @@ sockets_recoveries_resume (void)
                  || strcmp (conn->room_id, read->room_id) != 0;
         bool go = false, stuck = false;
         if (!moot) {
+            go = s_queue_takes (conn, &read->limit);
             pthread_mutex_lock (&conn->lock);
-            size_t room = conn->queue_count < max? max - conn->queue_count: 0;
-            go = room >= max / 2 && room >= 2;
-            if (go && room / 2 < read->limit)
-                read->limit = (uint32_t) (room / 2);
             //  A socket that reads nothing is a slow reader as any other.
             stuck = !go && now - read->waiting_ms > WRITERS_CLOSE_DRAIN_MS;
             if (stuck && conn->state == CONN_OPEN) {

@@ -80,8 +80,11 @@ static void
 s_refusal_checked (roomd_t *self, op_t *op, proto_msg_t *reply)
 {
     room_t *room = rooms_find (self, op->room_id);
-    if (reply && reply->type == PROTO_ROOM_REPLY && room && room->state == ROOM_READY
-    &&  reply->room_reply.room.epoch != room->record.epoch)
+    bool checked = reply && reply->type == PROTO_ROOM_REPLY;
+    if (checked && (!room || room->state != ROOM_READY))
+        s_moved (self, &op, "its copy went while the refusal was checked");
+    else
+    if (checked && reply->room_reply.room.epoch != room->record.epoch)
         s_moved (self, &op, "its epoch moved on");
     else
         op_fail (self, &op, 403, "%s", op->refusal);
@@ -343,11 +346,15 @@ static void
 s_send (roomd_t *self, room_t *room, op_t *op)
 {
     const proto_message_t *message = &op->request->room_send.message;
-    if (room->record.status != PROTO_STATUS_ACTIVE) {
+    //  A resend to a room closed since its message was stored is owed its
+    //  ack: stored answers a duplicate before it looks at the status (and
+    //  409, a 404 here, for a message it does not hold).
+    if (room->record.status != PROTO_STATUS_ACTIVE && !message->client_id) {
         op_fail (self, &op, 404, "room %s is closed", room->id);
         return;
     }
-    if (!room_is_participant (room, message->user_id)) {
+    if (room->record.status == PROTO_STATUS_ACTIVE
+    &&  !room_is_participant (room, message->user_id)) {
         s_refuse_checked (self, room, op, "only participants may send messages in this room");
         return;
     }

@@ -286,6 +286,16 @@ s_test_conversation (void)
     proto_msg_destroy (&msg);
     request = s_message (room, "alice", NULL, "anyone?");
     s_expect_error (s_send (&request), 404);
+    request = s_message (room, "alice", "m-new", "too late");
+    s_expect_error (s_send (&request), 404);
+    //  A resend of what was stored before the close is still acknowledged.
+    request = s_message (room, "alice", "m-1", "hello bob");
+    id = s_send (&request);
+    msg = s_expect (PROTO_EVENT_MESSAGE, 0);
+    proto_msg_destroy (&msg);
+    msg = s_expect (PROTO_APPEND_REPLY, id);
+    CHECK (msg && msg->append_reply.seq == 1 && msg->append_reply.duplicate);
+    proto_msg_destroy (&msg);
     request = s_join (room, "dave", NULL, 0);
     s_expect_error (s_send (&request), 404);
 }
