@@ -3,7 +3,9 @@
     =========================================================================
 */
 
+#include <assert.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -289,4 +291,59 @@ api_offset (double latitude, double longitude, double north_m, double east_m,
     const double metres_per_degree = 6371008.8 * M_PI / 180.0;
     *out_latitude = latitude + north_m / metres_per_degree;
     *out_longitude = longitude + east_m / (metres_per_degree * cos (latitude * M_PI / 180.0));
+}
+
+void
+api_listen (ws_client_t *client, api_heard_t *heard, long long last, int quiet_ms)
+{
+    while (heard->count < API_HEARD_MAX) {
+        if (heard->count && heard->seqs [heard->count - 1] >= last
+        &&  ws_quiet (client, "new-message", 300))
+            break;                      //  and nothing more after the last: no repeats
+        json_t *message = ws_expect (client, "new-message", quiet_ms);
+        if (!message)
+            break;
+        heard->seqs [heard->count++] = (long long) j_num (message, "seq");
+        json_decref (message);
+    }
+}
+
+bool
+api_heard_exactly (const api_heard_t *heard, long long last, const char *who)
+{
+    bool ok = heard->count == (size_t) last;
+    for (size_t i = 0; ok && i < heard->count; i++)
+        ok = heard->seqs [i] == (long long) i + 1;
+    if (!ok) {
+        fprintf (stderr, "  %s heard %zu messages, expected seq 1..%lld:", who, heard->count,
+                 last);
+        for (size_t i = 0; i < heard->count && i < 40; i++)
+            fprintf (stderr, " %lld", heard->seqs [i]);
+        fprintf (stderr, "%s\n", heard->count > 40? " ...": "");
+    }
+    return CHECK (ok);
+}
+
+typedef struct {
+    pid_t pid;
+    int delay_ms;
+} s_resume_t;
+
+static void *
+s_resume_later (void *arg)
+{
+    s_resume_t *resume = arg;
+    usleep ((useconds_t) resume->delay_ms * 1000);
+    kill (resume->pid, SIGCONT);
+    free (resume);
+    return NULL;
+}
+
+void
+api_resume_later (pid_t pid, int delay_ms, pthread_t *thread)
+{
+    s_resume_t *resume = malloc (sizeof *resume);
+    assert (resume);
+    *resume = (s_resume_t) { pid, delay_ms };
+    pthread_create (thread, NULL, s_resume_later, resume);
 }

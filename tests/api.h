@@ -11,6 +11,8 @@
 #ifndef NEARCHAT_API_H_INCLUDED
 #define NEARCHAT_API_H_INCLUDED
 
+#include <pthread.h>
+#include <sys/types.h>
 #include "harness.h"
 #include "wsclient.h"
 
@@ -97,6 +99,28 @@ long long
 //  Wait for the new-message with text on client; returns its seq, or -1.
 long long
     api_heard (ws_client_t *client, const char *text);
+
+//  Every new-message seq a client got, in arrival order.
+#define API_HEARD_MAX   400
+typedef struct {
+    long long seqs [API_HEARD_MAX];
+    size_t count;
+} api_heard_t;
+
+//  Read client's new-messages into heard until it has heard up to seq
+//  last (and nothing more comes for a moment), or nothing came for quiet_ms.
+void
+    api_listen (ws_client_t *client, api_heard_t *heard, long long last, int quiet_ms);
+
+//  CHECK that heard is exactly 1, 2, ... last: nothing missing, repeated
+//  or out of order (who names the client when it is not).
+bool
+    api_heard_exactly (const api_heard_t *heard, long long last, const char *who);
+
+//  Send SIGCONT to pid after delay_ms, from a thread of its own (the
+//  caller meanwhile waits on something that needs pid running); join it.
+void
+    api_resume_later (pid_t pid, int delay_ms, pthread_t *thread);
 
 //  A point metres north and east of (latitude, longitude).
 void

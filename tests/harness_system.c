@@ -252,3 +252,18 @@ harness_rss_kib (const harness_daemon_t *daemon)
     fclose (file);
     return kib;
 }
+
+void
+harness_system_stop (harness_system_t *sys)
+{
+    for (int i = 0; i < sys->gateway_count; i++)
+        if (sys->gateways [i].pid)
+            harness_stop (&sys->gateways [i]);
+    for (int i = 0; i < sys->shard_count; i++)
+        if (sys->shards [i].pid)
+            harness_stop (&sys->shards [i]);
+    if (sys->reaper.pid)
+        harness_stop (&sys->reaper);
+    if (sys->stored.pid)
+        harness_stop (&sys->stored);
+}

@@ -72,6 +72,11 @@ int
 int
     harness_shard_owner (harness_system_t *sys, const char *room_id);
 
+//  Stop every daemon of sys that runs (SIGTERM, by pid), so that a test may
+//  start another system after it.
+void
+    harness_system_stop (harness_system_t *sys);
+
 //  Resident memory of a daemon in KiB (VmRSS), or -1.
 long
     harness_rss_kib (const harness_daemon_t *daemon);

@@ -24,81 +24,8 @@
 #include "harness_system.h"
 #include "clock.h"
 
-#define MESSAGES_MAX    200     //  a client hears at most this many in a test
-
 //  The harness keeps pointers to the daemons it started: one system a test.
 static harness_system_t s_systems [3];
-
-//  Stop every daemon of sys that runs.
-static void
-s_system_stop (harness_system_t *sys)
-{
-    for (int i = 0; i < sys->gateway_count; i++)
-        if (sys->gateways [i].pid)
-            harness_stop (&sys->gateways [i]);
-    for (int i = 0; i < sys->shard_count; i++)
-        if (sys->shards [i].pid)
-            harness_stop (&sys->shards [i]);
-    if (sys->stored.pid)
-        harness_stop (&sys->stored);
-}
-
-//  Every new-message a client got, in arrival order.
-typedef struct {
-    long long seqs [MESSAGES_MAX];
-    size_t count;
-} heard_t;
-
-//  Read client's new-messages until it has heard up to seq last, or
-//  nothing came for quiet_ms.
-static void
-s_listen (ws_client_t *client, heard_t *heard, long long last, int quiet_ms)
-{
-    while (heard->count < MESSAGES_MAX) {
-        if (heard->count && heard->seqs [heard->count - 1] >= last
-        &&  ws_quiet (client, "new-message", 300))
-            break;                      //  and nothing more after the last: no repeats
-        json_t *message = ws_expect (client, "new-message", quiet_ms);
-        if (!message)
-            break;
-        heard->seqs [heard->count++] = (long long) j_num (message, "seq");
-        json_decref (message);
-    }
-}
-
-//  True if heard is exactly 1, 2, ... last: nothing missing, repeated or
-//  out of order. Says what is wrong otherwise.
-static bool
-s_exactly (const heard_t *heard, long long last, const char *who)
-{
-    bool ok = heard->count == (size_t) last;
-    for (size_t i = 0; ok && i < heard->count; i++)
-        ok = heard->seqs [i] == (long long) i + 1;
-    if (!ok) {
-        fprintf (stderr, "  %s heard %zu messages, expected seq 1..%lld:", who, heard->count,
-                 last);
-        for (size_t i = 0; i < heard->count; i++)
-            fprintf (stderr, " %lld", heard->seqs [i]);
-        fprintf (stderr, "\n");
-    }
-    return CHECK (ok);
-}
-
-//  Send SIGCONT to pid after delay_ms, from a thread (the test meanwhile
-//  waits on a call that needs the process running again).
-typedef struct {
-    pid_t pid;
-    int delay_ms;
-} resume_t;
-
-static void *
-s_resume_later (void *arg)
-{
-    resume_t *resume = arg;
-    usleep ((useconds_t) resume->delay_ms * 1000);
-    kill (resume->pid, SIGCONT);
-    return NULL;
-}
 
 //  The messages of room over HTTP, oldest first: how many, and whether
 //  their seqs are 1..count.
@@ -135,7 +62,7 @@ s_test_stored_faults (void)
         json_decref (api_join (clients [i], room, users [i], -1));
     }
     ws_client_t *ada = clients [0];
-    static heard_t heard [3];
+    static api_heard_t heard [3];
     long long last = 0;
     char id [32], text [32];
     for (int i = 1; i <= 30; i++) {
@@ -146,9 +73,8 @@ s_test_stored_faults (void)
             //  the shard gives up at its timeout and the sender hears 503.
             //  Resumed, stored commits it: the resend must deliver it.
             kill (sys->stored.pid, SIGSTOP);
-            resume_t resume = { sys->stored.pid, 2500 };
             pthread_t thread;
-            pthread_create (&thread, NULL, s_resume_later, &resume);
+            api_resume_later (sys->stored.pid, 2500, &thread);
             last = api_say_retrying (ada, room, id, text, 20);
             pthread_join (thread, NULL);
         }
@@ -169,17 +95,17 @@ s_test_stored_faults (void)
             //  Delivered now, by the resend, not later as a gap that the
             //  next message would reveal.
             for (int member = 0; member < 3; member++) {
-                s_listen (clients [member], &heard [member], i, API_WAIT_MS);
+                api_listen (clients [member], &heard [member], i, API_WAIT_MS);
                 CHECK (heard [member].count && heard [member].seqs [heard [member].count - 1] == i);
             }
     }
     for (int i = 0; i < 3; i++) {
-        s_listen (clients [i], &heard [i], last, API_WAIT_MS);
-        s_exactly (&heard [i], last, users [i]);
+        api_listen (clients [i], &heard [i], last, API_WAIT_MS);
+        api_heard_exactly (&heard [i], last, users [i]);
         ws_close (&clients [i]);
     }
     CHECK (s_history_count (port, room) == last);
-    s_system_stop (sys);
+    harness_system_stop (sys);
 }
 
 static void
@@ -243,7 +169,7 @@ s_test_paused_shard (void)
         ws_close (&leaves [i]);
         ws_close (&comes [i]);
     }
-    s_system_stop (sys);
+    harness_system_stop (sys);
 }
 
 static void
@@ -283,15 +209,15 @@ s_test_stopped_gateway (void)
         CHECK (last == i);
     }
     kill (sys->gateways [1].pid, SIGCONT);
-    heard_t heard = { .count = 0 };
-    s_listen (tia, &heard, last, 10000);
-    s_exactly (&heard, last, "tia, on the gateway that stopped");
+    api_heard_t heard = { .count = 0 };
+    api_listen (tia, &heard, last, 10000);
+    api_heard_exactly (&heard, last, "tia, on the gateway that stopped");
     heard.count = 0;
-    s_listen (sam, &heard, last, API_WAIT_MS);
-    s_exactly (&heard, last, "sam");
+    api_listen (sam, &heard, last, API_WAIT_MS);
+    api_heard_exactly (&heard, last, "sam");
     ws_close (&sam);
     ws_close (&tia);
-    s_system_stop (sys);
+    harness_system_stop (sys);
 }
 
 int

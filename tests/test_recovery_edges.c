@@ -27,75 +27,8 @@
 #include "api.h"
 #include "harness_system.h"
 
-#define MESSAGES_MAX    400     //  a client hears at most this many in a test
-
+//  The harness keeps pointers to the daemons it started: one system a test.
 static harness_system_t s_systems [4];
-
-static void
-s_system_stop (harness_system_t *sys)
-{
-    for (int i = 0; i < sys->gateway_count; i++)
-        if (sys->gateways [i].pid)
-            harness_stop (&sys->gateways [i]);
-    for (int i = 0; i < sys->shard_count; i++)
-        if (sys->shards [i].pid)
-            harness_stop (&sys->shards [i]);
-    if (sys->stored.pid)
-        harness_stop (&sys->stored);
-}
-
-typedef struct {
-    long long seqs [MESSAGES_MAX];
-    size_t count;
-} heard_t;
-
-//  Read client's new-messages until it has heard up to seq last, or
-//  nothing came for quiet_ms.
-static void
-s_listen (ws_client_t *client, heard_t *heard, long long last, int quiet_ms)
-{
-    while (heard->count < MESSAGES_MAX) {
-        if (heard->count && heard->seqs [heard->count - 1] >= last
-        &&  ws_quiet (client, "new-message", 300))
-            break;
-        json_t *message = ws_expect (client, "new-message", quiet_ms);
-        if (!message)
-            break;
-        heard->seqs [heard->count++] = (long long) j_num (message, "seq");
-        json_decref (message);
-    }
-}
-
-//  True if heard is exactly 1..last (says what is wrong otherwise).
-static bool
-s_exactly (const heard_t *heard, long long last, const char *who)
-{
-    bool ok = heard->count == (size_t) last;
-    for (size_t i = 0; ok && i < heard->count; i++)
-        ok = heard->seqs [i] == (long long) i + 1;
-    if (!ok) {
-        fprintf (stderr, "  %s heard %zu messages, expected seq 1..%lld:", who, heard->count,
-                 last);
-        for (size_t i = 0; i < heard->count && i < 40; i++)
-            fprintf (stderr, " %lld", heard->seqs [i]);
-        fprintf (stderr, "%s\n", heard->count > 40? " ...": "");
-    }
-    return CHECK (ok);
-}
-
-typedef struct {
-    pid_t pid;
-    int delay_ms;
-} resume_t;
-
-static void *
-s_resume_later (void *arg)
-{
-    resume_t *resume = arg;
-    usleep ((useconds_t) resume->delay_ms * 1000);
-    kill (resume->pid, SIGCONT);
-    return NULL;
-}
 
 //  ---------------------------------------------------------------------------
 
@@ -133,13 +66,13 @@ s_test_gap_past_queue (void)
         ws_drop (sam, "new-message");
     }
     kill (sys->gateways [1].pid, SIGCONT);
-    heard_t heard = { .count = 0 };
-    s_listen (tia, &heard, last, 10000);
-    s_exactly (&heard, last, "tia, on the gateway that stopped");
+    api_heard_t heard = { .count = 0 };
+    api_listen (tia, &heard, last, 10000);
+    api_heard_exactly (&heard, last, "tia, on the gateway that stopped");
     CHECK (!ws_is_closed (tia, 0));
     ws_close (&sam);
     ws_close (&tia);
-    s_system_stop (sys);
+    harness_system_stop (sys);
 }
 
 static void
@@ -159,9 +92,8 @@ s_test_resend_other_text (void)
     //  stored takes the append and stops; the shard gives up at its
     //  timeout (no fan-out), the sender hears 503; resumed, stored commits.
     kill (sys->stored.pid, SIGSTOP);
-    resume_t resume = { sys->stored.pid, 2500 };
     pthread_t thread;
-    pthread_create (&thread, NULL, s_resume_later, &resume);
+    api_resume_later (sys->stored.pid, 2500, &thread);
     ws_send (ada, "{s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
              "messageId", "ada-1", "message", "the first text");
     json_t *error = ws_expect (ada, "error", API_WAIT_MS);
@@ -189,7 +121,7 @@ s_test_resend_other_text (void)
     json_decref (messages);
     ws_close (&ada);
     ws_close (&bo);
-    s_system_stop (sys);
+    harness_system_stop (sys);
 }
 
 static void
@@ -240,7 +172,7 @@ s_test_dead_shard_no_resend (void)
     CHECK (api_heard (ada, "ada-4") == 4);
     ws_close (&ada);
     ws_close (&bo);
-    s_system_stop (sys);
+    harness_system_stop (sys);
 }
 
 //  A client that keeps sending while another joins.
@@ -346,7 +278,7 @@ s_test_since_while_flowing (void)
     CHECK (ok);
     ws_close (&late);
     ws_close (&ada);
-    s_system_stop (sys);
+    harness_system_stop (sys);
 }
 
 int
