@@ -347,3 +347,13 @@ api_resume_later (pid_t pid, int delay_ms, pthread_t *thread)
     *resume = (s_resume_t) { pid, delay_ms };
     pthread_create (thread, NULL, s_resume_later, resume);
 }
+
+int
+api_health (int port, json_t **health)
+{
+    http_response_t response;
+    int status = http_request (port, "GET", "/healthz", NULL, 0, &response);
+    *health = status > 0? json_loads (response.body, 0, NULL): NULL;
+    http_response_free (&response);
+    return status;
+}

@@ -69,6 +69,12 @@ const char *
     api_create_room (int port, const char *user, double latitude, double longitude,
                      const char *room_type, int max_participants);
 
+//  GET /healthz of the gateway on port: its status (200, 503, or -1 with
+//  no answer), the body parsed into *health (NULL if none; the caller
+//  frees it). A 503's body is health, not {"error"}: no CHECK on it.
+int
+    api_health (int port, json_t **health);
+
 //  POST /rooms/join by HTTP; returns the status.
 int
     api_join_http (int port, const char *room_id, const char *user);

@@ -24,16 +24,6 @@
 static harness_system_t s_system;
 static int s_port;
 
-//  /healthz now: its status, and the body parsed (the caller frees it).
-static int
-s_health (json_t **health)
-{
-    http_response_t response;
-    int status = http_request (s_port, "GET", "/healthz", NULL, 0, &response);
-    *health = status > 0? json_loads (response.body, 0, NULL): NULL;
-    http_response_free (&response);
-    return status;
-}
 
 //  One handshake of the crowd, all started at once.
 typedef struct {
@@ -95,7 +85,7 @@ s_test_limit (void)
     CHECK (refused == OVER);
     CHECK (other == 0);
     json_t *health = NULL;
-    s_health (&health);
+    api_health (s_port, &health);
     CHECK (j_num (health, "connections") == MAX_CONNECTIONS);
     json_decref (health);
 
@@ -106,7 +96,7 @@ s_test_limit (void)
     int64_t deadline = clock_mono_ms () + 10000;
     double open = -1;
     while (clock_mono_ms () < deadline) {
-        s_health (&health);
+        api_health (s_port, &health);
         open = j_num (health, "connections");
         json_decref (health);
         if (open == 0)

@@ -23,16 +23,6 @@
 static harness_system_t s_system;
 static int s_port;
 
-//  /healthz now: its status, and the body parsed (the caller frees it).
-static int
-s_health (json_t **health)
-{
-    http_response_t response;
-    int status = http_request (s_port, "GET", "/healthz", NULL, 0, &response);
-    *health = status > 0? json_loads (response.body, 0, NULL): NULL;
-    http_response_free (&response);
-    return status;
-}
 
 //  Wait (at most timeout_ms) until /healthz lists conflicts as its
 //  shardConflicts (NULL: none); returns the last status.
@@ -44,7 +34,7 @@ s_wait_conflicts (const char *conflict, int timeout_ms, bool *seen)
     *seen = false;
     while (!*seen && clock_mono_ms () < deadline) {
         json_t *health = NULL;
-        status = s_health (&health);
+        status = api_health (s_port, &health);
         json_t *conflicts = j_get (health, "shardConflicts");
         *seen = json_is_array (conflicts)
              && (conflict? json_array_size (conflicts) == 1 && j_holds_once (conflicts, conflict)
