@@ -30,6 +30,8 @@
 
 //  civetweb threads beyond one per WebSocket, for HTTP requests.
 #define HTTP_THREADS    32
+#define SHARDS_WAIT_MS  1000        //  longest wait at start for the shards to be heard
+#define SHARDS_STILL_MS 100         //  ... which ends once the set stood still this long
 
 gateway_config_t gateway_config;
 gateway_metrics_t gateway_metrics;
@@ -210,6 +212,23 @@ main (int argc, char *argv [])
         backend_stop ();
         sockets_stop ();
         return 1;
+    }
+    //  Shards running already say hello the moment our backend is up: a
+    //  moment for them before the first client, so that a restarted
+    //  gateway's clients, rejoining at once, are not refused for want of a
+    //  shard (53 joins answered 503 after a kill -9, bench faults), nor
+    //  routed to the first shard heard before the others are. Until the set
+    //  has stood still a while, or SHARDS_WAIT_MS: none running is no reason
+    //  to wait longer, the API answers what it can.
+    long long shards = 0;
+    for (int waited_ms = 0, still_ms = 0;
+         waited_ms < SHARDS_WAIT_MS && (!shards || still_ms < SHARDS_STILL_MS);
+         waited_ms += 10, still_ms += 10) {
+        zclock_sleep (10);
+        long long live = atomic_load (&gateway_metrics.shards_live);
+        if (live != shards)
+            still_ms = 0;
+        shards = live;
     }
 
     char ports [300], threads [32];
