@@ -226,7 +226,31 @@ link_receive (roomd_t *self, link_t *link)
     else
     if (s_is_room_request (msg->type)) {
         self->requests++;
-        handle_dispatch (self, msg, link);
+        //  A request its sender gave up on (told 503) is not carried out
+        //  late: a join refused with 503 would make a participant all the
+        //  same. Every caller gives up after REQUEST_TIMEOUT_MS, and a
+        //  gateway that drops a silent shard fails what it sent it at once:
+        //  so one older than the timeout, or one sent before a stall of
+        //  ours ended that waited out a few heartbeats, is refused. By the
+        //  envelope's wall clock: gateways' and shards' clocks must agree
+        //  to well within a heartbeat (NTP does).
+        int64_t age_ms = clock_now_ms () - msg->sent_at_ms;
+        bool stale = age_ms > self->config->request_timeout_ms
+                  || (msg->sent_at_ms < self->stalled_until_ms
+                      && age_ms > 3 * self->config->heartbeat_ms);
+        if (stale) {
+            log_write (LOG_LEVEL_WARN, msg->trace_id, "a %s waited %lld ms: its sender gave "
+                       "up on it, so it is not carried out", proto_type_name (msg->type),
+                       (long long) age_ms);
+            proto_msg_t error = { .type = PROTO_ERROR, .request_id = msg->request_id,
+                                  .error = { 503, "the request waited too long for its shard" } };
+            memcpy (error.trace_id, msg->trace_id, sizeof error.trace_id);
+            if (msg->request_id)
+                link_send (self, link, &error);
+            proto_msg_destroy (&msg);
+        }
+        else
+            handle_dispatch (self, msg, link);
     }
     else
     if (msg->type == PROTO_METRICS) {

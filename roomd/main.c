@@ -52,6 +52,7 @@ static config_option_t s_options [] = {
 //  one kept a restarted shard out of the routing for a second (about 1.1 s
 //  of 503s after a kill -9 under ./nearchat up).
 #define HELLO_SOON_MS   50
+#define STALL_HEARTBEATS 3      //  a turn this many heartbeats late: the shard was stalled
 
 static int64_t
 s_hello_interval (roomd_t *self)
@@ -83,6 +84,7 @@ s_run (roomd_t *self)
 
     links_hello (self);
     int64_t next_hello = clock_mono_ms () + s_hello_interval (self);
+    int64_t turned_ms = clock_mono_ms ();
     while (!zsys_interrupted) {
         int64_t wait = next_hello - clock_mono_ms ();
         int64_t deadline = store_next_deadline (self);
@@ -90,6 +92,17 @@ s_run (roomd_t *self)
             wait = deadline;
         if (zmq_poll (items, (int) count, wait < 0? 0: (long) wait) < 0)
             continue;                   //  EINTR: zsys_interrupted decides
+        //  A turn (the last one's work, then this poll) that ends far later
+        //  than its wait means this process was stopped or starved, long
+        //  enough for the gateways to drop it and fail what it was sent,
+        //  which is read now (links.c).
+        int64_t now_ms = clock_mono_ms ();
+        int64_t late_ms = now_ms - turned_ms - (wait < 0? 0: wait);
+        turned_ms = now_ms;
+        if (late_ms > STALL_HEARTBEATS * self->config->heartbeat_ms) {
+            log_warn ("this shard was stalled for %lld ms", (long long) late_ms);
+            self->stalled_until_ms = clock_now_ms ();
+        }
         //  Replies from stored first: they finish work already begun.
         for (int i = 0; i < DRAIN_MAX && store_receive (self); i++)
             ;

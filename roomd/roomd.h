@@ -217,6 +217,7 @@ struct roomd {
     zhashx_t *rooms;                    //  room id -> room_t
     msgpack_sbuffer buffer;             //  for encoding
     uint64_t events, requests;          //  counters, for the logs and metrics
+    int64_t stalled_until_ms;           //  wall clock when a stall of ours was last seen to end
     uint64_t messages;                  //  chat messages stored and fanned out
     metrics_histogram_t send_seconds;   //  a room-send, from its arrival to its fan-out
 };

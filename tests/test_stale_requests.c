@@ -6,8 +6,8 @@
     A join that waited in the paused shard was refused to its client; the
     shard, resumed, read it before the gateway's fresh welcome and made
     the user a participant all the same (issue 10 names "the join still
-    made the participant" as a defect of a join answered 503). Fails until
-    a shard drops what its gateways gave up on (see the review's report).
+    made the participant" as a defect of a join answered 503). A shard
+    that finds it was stalled refuses what waited out its stall.
     =========================================================================
 */
 
