@@ -283,6 +283,15 @@ json_t *render_event (const proto_msg_t *event);
 //  Compact text of value (NULL if it cannot be written); caller frees.
 char *render_text (const json_t *value);
 
+//  No client message nests arrays and objects deeper than this (DESIGN.md):
+//  {"location": {"latitude": ...}} is 2.
+#define INPUT_DEPTH_MAX 3
+
+//  True when the JSON text data (size bytes) nests no deeper than
+//  max_depth, counted without parsing (so without recursion): called on
+//  every client body and frame before jansson sees it.
+bool input_depth_ok (const char *data, size_t size, int max_depth);
+
 //  Checks of one field of a client's JSON object. Each returns 0 and
 //  fills *out, 1 when the field is absent (or null) and not required, or
 //  -1 with a reason for the client in why.

@@ -152,6 +152,9 @@ s_body (request_t *self)
     if (size == 0)
         s_error (self, 400, "a JSON object is required as the body");
     else
+    if (!input_depth_ok (buffer, size, INPUT_DEPTH_MAX))
+        s_error (self, 400, "the body may nest at most %d levels deep", INPUT_DEPTH_MAX);
+    else
     if (!(body = json_loadb (buffer, size, 0, &error)))
         s_error (self, 400, "the body is not JSON: %s", error.text);
     else

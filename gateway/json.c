@@ -14,6 +14,7 @@
     =========================================================================
 */
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -145,6 +146,48 @@ render_text (const json_t *value)
     //  15 significant digits: 48.85 is written "48.85", not
     //  48.850000000000001, and a coordinate keeps far below a millimetre.
     return json_dumps (value, JSON_COMPACT | JSON_REAL_PRECISION (15) | JSON_ENCODE_ANY);
+}
+
+//  ---------------------------------------------------------------------------
+//  Nesting depth, before parsing
+
+//  jansson's parser recurses once an array or object deep, and its only
+//  bound is JSON_PARSER_MAX_DEPTH, fixed at 2048 when the library is built
+//  (jansson_config.h; Debian's 2.14 has no run-time option for it). HTTP
+//  bodies and TLS frames are parsed on civetweb's worker threads, whose
+//  stacks are ~100 KiB: 600 '[' overflow one and kill the gateway. So the
+//  depth is counted here first, by hand and without recursion: brackets
+//  outside strings only (a '\' in a string escapes the next byte, so "\""
+//  does not end it). Unbalanced or malformed input is the parser's to
+//  refuse; this only says whether it would go deeper than max_depth.
+bool
+input_depth_ok (const char *data, size_t size, int max_depth)
+{
+    assert (data || size == 0);
+    int depth = 0;
+    bool in_string = false;
+    for (size_t i = 0; i < size; i++) {
+        char c = data [i];
+        if (in_string) {
+            if (c == '\\')
+                i++;
+            else
+            if (c == '"')
+                in_string = false;
+        }
+        else
+        if (c == '"')
+            in_string = true;
+        else
+        if (c == '[' || c == '{') {
+            if (++depth > max_depth)
+                return false;
+        }
+        else
+        if ((c == ']' || c == '}') && depth > 0)
+            depth--;
+    }
+    return true;
 }
 
 //  ---------------------------------------------------------------------------

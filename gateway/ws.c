@@ -493,6 +493,10 @@ s_dispatch (action_t *self, const char *data, size_t size)
         s_error (self, 400, "a frame may be at most %d bytes", FRAME_MAX);
         return;
     }
+    if (!input_depth_ok (data, size, INPUT_DEPTH_MAX)) {
+        s_error (self, 400, "a frame may nest at most %d levels deep", INPUT_DEPTH_MAX);
+        return;
+    }
     json_error_t error;
     json_t *frame = json_loadb (data, size, 0, &error);
     if (!frame) {
