@@ -311,6 +311,20 @@ int input_text_profile (const char *text, char *why, size_t why_size, const char
 int input_text_number (const char *text, double *out);
 
 //  ---------------------------------------------------------------------------
+//  Guard (guard.c): civetweb's callbacks that see every request first
+
+//  civetweb's http_error: its own errors written as JSON with CORS.
+int  guard_http_error (struct mg_connection *mg, int status, const char *message);
+//  civetweb's begin_request: a request that could smuggle another (both
+//  Content-Length and Transfer-Encoding, or two different Content-Lengths)
+//  or holds %00 in its URI is answered 400 and its connection closed;
+//  returns 400 then, else 0.
+int  guard_begin_request (struct mg_connection *mg);
+//  True when host (a Host header) is a hostname, IPv4 or [IPv6] address,
+//  with an optional :port, and at most 259 bytes: safe to write in a URL.
+bool guard_host_ok (const char *host);
+
+//  ---------------------------------------------------------------------------
 //  Handlers (http.c, ws.c), registered with civetweb by main.c
 
 int  http_handle (struct mg_connection *mg, void *data);

@@ -489,12 +489,19 @@ s_healthz (request_t *self)
         //  Where this client reached us is where its WebSocket can go, over
         //  TLS if it came over TLS: to us (HTTPS_PORT), or to an edge that
         //  ended TLS and says so as proxies do (X-Forwarded-Proto).
+        //  The Host is the client's to write: it is used only when it is a
+        //  hostname[:port] (guard_host_ok), never written back otherwise;
+        //  then the address and port it reached us on stand in.
         const char *host = mg_get_header (self->mg, "Host");
         const char *forwarded = mg_get_header (self->mg, "X-Forwarded-Proto");
         bool secure = self->info->is_ssl || (forwarded && strcasecmp (forwarded, "https") == 0);
-        char url [300];
+        const char *bind = gateway_config.http_bind;
+        bool wildcard = strcmp (bind, "0.0.0.0") == 0 || strcmp (bind, "::") == 0 || !*bind;
+        char here [80], url [300];
+        snprintf (here, sizeof here, strchr (bind, ':')? "[%s]:%d": "%s:%d",
+                  wildcard? "127.0.0.1": bind, self->info->server_port);
         snprintf (url, sizeof url, "%s://%s/ws", secure? "wss": "ws",
-                  host && *host? host: "127.0.0.1");
+                  guard_host_ok (host)? host: here);
         endpoint = json_string (url);
     }
     json_object_set_new (answer, "websocketEndpoint", endpoint? endpoint: json_null ());
@@ -555,8 +562,15 @@ http_handle (struct mg_connection *mg, void *data)
     ids_trace (self.trace);
     atomic_fetch_add (&gateway_metrics.http_requests, 1);
     const char *method = self.info->request_method;
+    //  civetweb leaves the URI as sent (main.c: decode_url): a room id may
+    //  be percent-encoded. guard.c refused %00, so a NUL here is none.
     char path [512];
-    snprintf (path, sizeof path, "%s", self.info->local_uri? self.info->local_uri: "/");
+    const char *uri = self.info->local_uri? self.info->local_uri: "/";
+    int decoded = mg_url_decode (uri, (int) strlen (uri), path, (int) sizeof path, 0);
+    if (decoded < 0)
+        return s_error (&self, 404, "no such path: %.100s", uri);
+    if ((size_t) decoded != strlen (path))
+        return s_error (&self, 400, "the path must not hold %%00");
     size_t length = strlen (path);
     if (length > 1 && path [length - 1] == '/')
         path [--length] = 0;            //  /rooms/ is /rooms

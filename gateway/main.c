@@ -260,12 +260,17 @@ main (int argc, char *argv [])
         "access_control_allow_methods", "",
         "access_control_allow_headers", "",
         "enable_directory_listing", "no",
+        //  The URI as sent, so that guard.c can refuse a %00 in it;
+        //  http.c decodes paths itself (mg_get_var decodes queries).
+        "decode_url", "no",
         NULL
     };
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
     callbacks.log_message = s_log_message;
     callbacks.exit_thread = s_exit_thread;
+    callbacks.begin_request = guard_begin_request;
+    callbacks.http_error = guard_http_error;
     if (tls)
         callbacks.init_ssl = tls_init_context;
     mg_init_library (tls? MG_FEATURES_TLS: 0);
