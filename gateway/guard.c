@@ -57,8 +57,8 @@ s_refuse (struct mg_connection *mg, int status, const char *message)
 int
 guard_http_error (struct mg_connection *mg, int status, const char *message)
 {
-    //  civetweb's messages are its own words ("Malformed message"), never
-    //  the client's bytes; "" when it gave none.
+    //  civetweb's own words ("Malformed message"), or its status text when
+    //  it gave none; a JSON string either way, so escaped whatever it holds.
     const char *reason = message && *message? message: mg_get_response_code_text (mg, status);
     log_debug ("civetweb refused a request: %d %s", status, reason);
     s_refuse (mg, status, reason);
