@@ -8,8 +8,8 @@
     online list and room-info for its participants only (403, then 200
     once joined by id) and never in search. Once with HS256 (JWT_SECRET),
     once with ES256 (JWT_PUBLIC_KEY, a key pair made here with openssl),
-    where an HS256 token signed with the public key's PEM text (the
-    classic confusion attack) is refused too. And the settings that make
+    and briefly with RS256; with a public key, an HS256 token signed with
+    its PEM text (the classic confusion attack) is refused too. And the settings that make
     no sense exit 2. The tokens are made here with libjwt.
     =========================================================================
 */
@@ -302,9 +302,9 @@ s_read (const char *path, size_t *size)
 {
     FILE *file = fopen (path, "rb");
     REQUIRE (file);
-    static unsigned char buffers [2][8192];
+    static unsigned char buffers [8][8192];        //  every key the test reads
     static int next;
-    unsigned char *buffer = buffers [next++ % 2];
+    unsigned char *buffer = buffers [next++ % 8];
     *size = fread (buffer, 1, sizeof buffers [0] - 1, file);
     buffer [*size] = 0;
     fclose (file);
@@ -352,6 +352,30 @@ main (void)
     CHECK (s_create (forged, NULL, "public", NULL) == 401);
     snprintf (command, sizeof command, "token=%s", forged);
     CHECK (s_upgrade (command) == 401);
+    harness_system_stop (&s_system);
+
+    //  RS256: the RSA key's algorithm, and only it.
+    printf ("RS256: its own tokens, not another key's nor HS256 keyed with it\n");
+    snprintf (command, sizeof command,
+              "cd '%s' && openssl genrsa -out rs.key 2048 2>/dev/null"
+              " && openssl rsa -in rs.key -pubout -out rs.pub 2>/dev/null"
+              " && openssl genrsa -out rs-other.key 2048 2>/dev/null", dir);
+    REQUIRE (system (command) == 0);
+    snprintf (path, sizeof path, "%s/rs.key", dir);
+    signer_t rs = { JWT_ALG_RS256, s_read (path, &size), 0 };
+    rs.size = size;
+    snprintf (path, sizeof path, "%s/rs-other.key", dir);
+    signer_t rs_other = { JWT_ALG_RS256, s_read (path, &other_size), 0 };
+    rs_other.size = other_size;
+    snprintf (setting, sizeof setting, "JWT_PUBLIC_KEY=%s/rs.pub", dir);
+    s_start (setting);
+    CHECK (s_create (s_token (&rs, "carol", HOUR, 0), NULL, "public", NULL) == 200);
+    CHECK (s_create (s_token (&rs_other, "carol", HOUR, 0), NULL, "public", NULL) == 401);
+    CHECK (s_create (s_token (&es, "carol", HOUR, 0), NULL, "public", NULL) == 401);
+    snprintf (path, sizeof path, "%s/rs.pub", dir);
+    signer_t rs_confused = { JWT_ALG_HS256, s_read (path, &size), 0 };
+    rs_confused.size = size;
+    CHECK (s_create (s_token (&rs_confused, "carol", HOUR, 0), NULL, "public", NULL) == 401);
     harness_system_stop (&s_system);
 
     s_test_settings (pem);
