@@ -132,6 +132,24 @@ auth_log_start (void)
                   "as anyone; set AUTH=jwt before exposing this gateway");
 }
 
+//  A time claim of jwt's into out: 1, 0 when it is absent, -1 when it is
+//  no whole number. jwt_get_grant_int cannot tell: it reads a string or a
+//  real as 0, which as an nbf would pass.
+static int
+s_time_claim (jwt_t *jwt, const char *name, long *out)
+{
+    char *text = jwt_get_grants_json (jwt, name);
+    if (!text)
+        return 0;
+    json_t *value = json_loads (text, JSON_DECODE_ANY, NULL);
+    free (text);
+    int rc = json_is_integer (value)? 1: -1;
+    if (rc == 1)
+        *out = (long) json_integer_value (value);
+    json_decref (value);
+    return rc;
+}
+
 int
 auth_verify (const char *token, char *user_id, char *why, size_t why_size)
 {
@@ -147,17 +165,17 @@ auth_verify (const char *token, char *user_id, char *why, size_t why_size)
     int status = 401;
     time_t now = time (NULL);
     jwt_alg_t alg = jwt_get_alg (jwt);
-    errno = 0;
-    long expires = jwt_get_grant_int (jwt, "exp");
-    bool has_exp = errno != ENOENT;
-    errno = 0;
-    long not_before = jwt_get_grant_int (jwt, "nbf");
-    bool has_nbf = errno != ENOENT;
+    long expires = 0, not_before = 0;
+    int has_exp = s_time_claim (jwt, "exp", &expires);
+    int has_nbf = s_time_claim (jwt, "nbf", &not_before);
     const char *subject = jwt_get_grant (jwt, "sub");
     char sub_why [160];
     if (alg != s_alg)
         snprintf (why, why_size, "the token must be signed with %s, not %s", jwt_alg_str (s_alg),
                   jwt_alg_str (alg)? jwt_alg_str (alg): "an unknown algorithm");
+    else
+    if (has_exp < 0 || has_nbf < 0)
+        snprintf (why, why_size, "the token's exp and nbf must be whole numbers of seconds");
     else
     if (has_exp && now > (time_t) expires + AUTH_LEEWAY_S)
         snprintf (why, why_size, "the token has expired");

@@ -62,6 +62,25 @@ s_token (const signer_t *signer, const char *sub, long exp, long nbf)
     return token;
 }
 
+//  A token of the claims (JSON text) signed by signer, as s_token.
+static const char *
+s_token_json (const signer_t *signer, const char *claims)
+{
+    static char *ring [4];
+    static size_t next;
+    jwt_t *jwt = NULL;
+    REQUIRE (jwt_new (&jwt) == 0);
+    REQUIRE (jwt_set_alg (jwt, signer->alg, signer->key, (int) signer->size) == 0);
+    REQUIRE (jwt_add_grants_json (jwt, claims) == 0);
+    char *token = jwt_encode_str (jwt);
+    jwt_free (jwt);
+    REQUIRE (token);
+    free (ring [next]);
+    ring [next] = token;
+    next = (next + 1) % 4;
+    return token;
+}
+
 //  One request as token's user (NULL: no Authorization); the status, and
 //  the body parsed into *out when out is not NULL. CHECKs JSON and CORS,
 //  and {"error"} on an error status, as http_call does.
@@ -179,6 +198,13 @@ s_test_matrix (const signer_t *good, const signer_t *wrong, const char *name)
     CHECK (s_create (s_token (&none, "alice", HOUR, 0), "alice", "public", NULL) == 401);
     CHECK (s_create (s_token (good, NULL, HOUR, 0), NULL, "public", NULL) == 401);
     CHECK (s_create (alice, "bob", "public", NULL) == 403);
+    //  exp and nbf are optional, but one that is no time is no pass.
+    CHECK (s_create (s_token (good, "alice", 0, 0), NULL, "public", NULL) == 200);
+    CHECK (s_create (s_token_json (good, "{\"sub\":\"alice\",\"exp\":\"never\"}"), NULL,
+                     "public", NULL) == 401);
+    CHECK (s_create (s_token_json (good, "{\"sub\":\"alice\",\"nbf\":\"now\"}"), NULL,
+                     "public", NULL) == 401);
+    CHECK (s_create (s_token_json (good, "{\"sub\":42}"), NULL, "public", NULL) == 401);
     char open_room [64], secret_room [64], path [256];
     CHECK (s_create (alice, "alice", "public", open_room) == 200);
     CHECK (s_create (alice, NULL, "private", secret_room) == 200);
