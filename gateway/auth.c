@@ -225,18 +225,28 @@ auth_http (struct mg_connection *mg, char *user_id, char *why, size_t why_size)
 int
 auth_query (const char *query, char *user_id, char *why, size_t why_size)
 {
-    static __thread char token [AUTH_TOKEN_MAX + 1];
+    //  On the heap: civetweb's threads have small stacks, and their static
+    //  TLS is carved out of them too.
+    char *token = malloc (AUTH_TOKEN_MAX + 1);
+    if (!token) {
+        snprintf (why, why_size, "out of memory");
+        return 503;
+    }
     size_t length = strlen (query);
-    int rc = mg_get_var (query, length, "token", token, sizeof token);
+    int rc = mg_get_var (query, length, "token", token, AUTH_TOKEN_MAX + 1);
+    int status = 0;
     if (rc == -1 || (rc == 0 && !*token)) {
         snprintf (why, why_size, "a token is required in the query string (?token=)");
-        return 401;
+        status = 401;
     }
+    else
     if (rc < 0) {
         snprintf (why, why_size, "the token may be at most %d bytes", AUTH_TOKEN_MAX);
-        return 401;
+        status = 401;
     }
-    int status = auth_verify (token, user_id, why, why_size);
+    else
+        status = auth_verify (token, user_id, why, why_size);
+    free (token);
     if (status)
         return status;
     char claimed [PROTO_ID_MAX + 2];
