@@ -8,7 +8,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libzmq3-dev libczmq-dev libcivetweb-dev libmsgpack-dev liblmdb-dev uuid-dev \
-      libjansson-dev libssl-dev \
+      libjansson-dev libjwt-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -23,7 +23,7 @@ FROM debian:bookworm-slim
 # tells the rest of that story).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libzmq5 libczmq4 libcivetweb1 libmsgpackc2 liblmdb0 libuuid1 libjansson4 libssl3 \
+      libzmq5 libczmq4 libcivetweb1 libmsgpackc2 liblmdb0 libuuid1 libjansson4 libjwt0 libssl3 \
       curl lmdb-utils ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && ln -s "$(ls /usr/lib/*/libcrypto.so.3 | head -n 1)" /usr/local/lib/libcrypto.so \

@@ -63,6 +63,9 @@ typedef struct {
     const char *tls_cert;               //  PEM certificate (chain); "" for no HTTPS
     const char *tls_key;                //  PEM private key
     int64_t https_port;
+    const char *auth;                   //  "none" or "jwt" (auth.c)
+    const char *jwt_secret;             //  HS256 key; "" for none
+    const char *jwt_public_key;         //  PEM file of the RS256 or ES256 key; "" for none
 } gateway_config_t;
 
 extern gateway_config_t gateway_config;
@@ -260,6 +263,37 @@ void tls_check_settings (void);
 //  civetweb's init_ssl callback: load the certificate and key into its
 //  SSL_CTX. Returns 1 (done), or -1.
 int tls_init_context (void *ssl_context, void *user_data);
+
+//  ---------------------------------------------------------------------------
+//  Identity (auth.c): AUTH=none trusts the user id a client gives; AUTH=jwt
+//  takes it from a signed token's sub, checked with the one algorithm the
+//  key allows (HS256 for JWT_SECRET, RS256 or ES256 for JWT_PUBLIC_KEY).
+
+#define AUTH_TOKEN_MAX  8192            //  bytes of a token in a query
+
+//  Check AUTH, JWT_SECRET and JWT_PUBLIC_KEY together and load the key;
+//  exits 2 with a message naming the setting when they do not make sense.
+void auth_check_settings (void);
+//  Log how clients are identified (a warning under AUTH=none); after log_init.
+void auth_log_start (void);
+bool auth_required (void);              //  AUTH=jwt
+const char *auth_mode (void);           //  "none" or "jwt", for /healthz
+//  Verify token: 0 with its sub in user_id (PROTO_ID_MAX + 1 bytes), or
+//  401 with why (missing, bad signature, wrong algorithm, expired, not yet
+//  valid, no sub).
+int auth_verify (const char *token, char *user_id, char *why, size_t why_size);
+//  With AUTH=jwt, a userId the client gave (claimed; NULL: none) must be
+//  subject: 0, or 403 with why. Always 0 with AUTH=none.
+int auth_claim (const char *subject, const char *claimed, char *why, size_t why_size);
+//  HTTP: with AUTH=jwt, the user of the Authorization: Bearer token into
+//  user_id: 0, or 401 with why. With AUTH=none: 0 and user_id "".
+int auth_http (struct mg_connection *mg, char *user_id, char *why, size_t why_size);
+//  The WebSocket upgrade's query under AUTH=jwt: ?token= verified into
+//  user_id, and a userId besides it must be the same: 0, 401 or 403.
+int auth_query (const char *query, char *user_id, char *why, size_t why_size);
+//  Whether user_id may see room's messages, online list and info: with
+//  AUTH=jwt a private room's are for its participants only.
+bool auth_may_read (const proto_room_t *room, const char *user_id);
 
 //  ---------------------------------------------------------------------------
 //  Metrics (metrics.c): every daemon's, gathered over ZeroMQ

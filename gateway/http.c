@@ -225,6 +225,44 @@ s_query_integer (request_t *self, const char *key, int64_t min, int64_t max, int
 }
 
 //  ---------------------------------------------------------------------------
+//  Identity (auth.c)
+
+//  With AUTH=jwt, the user of the request's bearer token into subject
+//  ("" with AUTH=none). Returns 0, or the status answered (401).
+static int
+s_subject (request_t *self, char *subject)
+{
+    char why [200];
+    int status = auth_http (self->mg, subject, why, sizeof why);
+    return status? s_error (self, status, "%s", why): 0;
+}
+
+//  With AUTH=jwt the request acts as subject: a userId the client gave
+//  (given: input_id said 0) must be it, and one left out is it. Returns
+//  0, or the status answered (403). With AUTH=none user_id stays.
+static int
+s_acting_user (request_t *self, const char *subject, bool given, char *user_id)
+{
+    if (!auth_required ())
+        return 0;
+    char why [160];
+    int status = auth_claim (subject, given? user_id: NULL, why, sizeof why);
+    if (status)
+        return s_error (self, status, "%s", why);
+    snprintf (user_id, PROTO_ID_MAX + 1, "%s", subject);
+    return 0;
+}
+
+//  A read as subject: a userId in its query must be the token's.
+static int
+s_query_user (request_t *self, const char *subject)
+{
+    char user_id [PROTO_ID_MAX + 1];
+    int rc = s_query (self, "userId", user_id, sizeof user_id);
+    return rc < 0? self->status: s_acting_user (self, subject, rc == 0, user_id);
+}
+
+//  ---------------------------------------------------------------------------
 //  Calls
 
 //  Call the backend; the reply when it is of type expected, else NULL
@@ -256,6 +294,9 @@ s_timeout (void)
 static int
 s_create_room (request_t *self)
 {
+    char subject [PROTO_ID_MAX + 1];
+    if (s_subject (self, subject))
+        return self->status;
     json_t *body = s_body (self);
     if (!body)
         return self->status;
@@ -263,8 +304,8 @@ s_create_room (request_t *self)
     double latitude, longitude;
     int64_t max_participants = gateway_config.max_participants;
     proto_room_type_t room_type = PROTO_ROOM_PUBLIC;
-    int status = 0, rc;
-    if (input_id (body, "userId", true, user_id, why, sizeof why) < 0
+    int status = 0, rc, user_rc;
+    if ((user_rc = input_id (body, "userId", !auth_required (), user_id, why, sizeof why)) < 0
     ||  input_number (body, "latitude", true, -90, 90, &latitude, why, sizeof why) < 0
     ||  input_number (body, "longitude", true, -180, 180, &longitude, why, sizeof why) < 0
     ||  (rc = input_profile (body, "roadName", road_name, why, sizeof why)) < 0
@@ -286,6 +327,10 @@ s_create_room (request_t *self)
     if (status) {
         json_decref (body);
         return s_error (self, status, "%s", why);
+    }
+    if (s_acting_user (self, subject, user_rc == 0, user_id)) {
+        json_decref (body);
+        return self->status;
     }
     //  The cap is the gateway's: a client may ask for fewer, never more.
     if (max_participants > gateway_config.max_participants)
@@ -325,8 +370,13 @@ s_search_rooms (request_t *self)
     //  Without roomType, public rooms: a private room is found only by
     //  those who ask for private ones.
     proto_room_type_t room_type = PROTO_ROOM_PUBLIC;
-    if (rc == 0 && strcmp (type, "private") == 0)
+    if (rc == 0 && strcmp (type, "private") == 0) {
+        //  With AUTH=jwt a private room is never listed: it is joined by
+        //  its id, which is the invitation.
+        if (auth_required ())
+            return s_answer (self, 200, json_array ());
         room_type = PROTO_ROOM_PRIVATE;
+    }
     else
     if (rc == 0 && strcmp (type, "public") != 0)
         return s_error (self, 400, "roomType must be \"public\" or \"private\"");
@@ -350,14 +400,20 @@ s_search_rooms (request_t *self)
 static int
 s_room_and_user (request_t *self, char *room_id, char *user_id)
 {
+    char subject [PROTO_ID_MAX + 1];
+    if (s_subject (self, subject))
+        return self->status;
     json_t *body = s_body (self);
     if (!body)
         return self->status;
     char why [160];
+    int user_rc = 0;
     int rc = input_id (body, "roomId", true, room_id, why, sizeof why) < 0
-          || input_id (body, "userId", true, user_id, why, sizeof why) < 0;
+          || (user_rc = input_id (body, "userId", !auth_required (), user_id, why, sizeof why)) < 0;
     json_decref (body);
-    return rc? s_error (self, 400, "%s", why): 0;
+    if (rc)
+        return s_error (self, 400, "%s", why);
+    return s_acting_user (self, subject, user_rc == 0, user_id);
 }
 
 static int
@@ -399,10 +455,17 @@ s_close_room (request_t *self)
 static int
 s_room_info (request_t *self, const char *room_id)
 {
+    char subject [PROTO_ID_MAX + 1];
+    if (s_subject (self, subject) || s_query_user (self, subject))
+        return self->status;
     proto_msg_t request = { .type = PROTO_ROOM_INFO, .room_info = { .room_id = room_id } };
     proto_msg_t *reply = s_call (self, &request, PROTO_INFO_REPLY, s_timeout ());
     if (!reply)
         return self->status;
+    if (!auth_may_read (&reply->info_reply.room, subject)) {
+        proto_msg_destroy (&reply);
+        return s_error (self, 403, "room %s is private: for its participants only", room_id);
+    }
     json_t *answer = render_room_info (&reply->info_reply.room);
     json_t *online = json_array ();
     for (uint32_t i = 0; i < reply->info_reply.online_count; i++)
@@ -415,10 +478,26 @@ s_room_info (request_t *self, const char *room_id)
 static int
 s_messages (request_t *self, const char *room_id)
 {
+    char subject [PROTO_ID_MAX + 1];
+    if (s_subject (self, subject) || s_query_user (self, subject))
+        return self->status;
     int64_t before = 0, limit = gateway_config.history_limit;
+    bool known = false;                 //  the room's record was read
     if (s_query_integer (self, "before", 0, 9007199254740991LL, &before) < 0
     ||  s_query_integer (self, "limit", 1, HISTORY_MAX, &limit) < 0)
         return self->status;
+    if (auth_required ()) {
+        //  Whether it is private, and who takes part, the record tells.
+        proto_msg_t get = { .type = PROTO_ROOM_GET, .room_get = { .room_id = room_id } };
+        proto_msg_t *room = s_call (self, &get, PROTO_ROOM_REPLY, s_timeout ());
+        if (!room)
+            return self->status;
+        bool may = auth_may_read (&room->room_reply.room, subject);
+        proto_msg_destroy (&room);
+        if (!may)
+            return s_error (self, 403, "room %s is private: for its participants only", room_id);
+        known = true;
+    }
     proto_msg_t request = { .type = PROTO_HISTORY, .history = {
         .room_id = room_id, .before_seq = (uint64_t) before, .limit = (uint32_t) limit } };
     proto_msg_t *reply = s_call (self, &request, PROTO_HISTORY_REPLY, s_timeout ());
@@ -429,7 +508,7 @@ s_messages (request_t *self, const char *room_id)
         json_array_append_new (messages, render_message (&reply->history_reply.messages [i]));
     bool empty = reply->history_reply.count == 0, more = reply->history_reply.more;
     proto_msg_destroy (&reply);
-    if (empty) {
+    if (empty && !known) {
         //  No messages, or no room: only the room's record tells which.
         proto_msg_t get = { .type = PROTO_ROOM_GET, .room_get = { .room_id = room_id } };
         proto_msg_t *room = s_call (self, &get, PROTO_ROOM_REPLY, s_timeout ());
@@ -482,6 +561,7 @@ s_healthz (request_t *self)
     json_object_set_new (answer, "reaper", json_string (backend_reaper_up ()? "up": "down"));
     json_object_set_new (answer, "incarnation", json_string (incarnation));
     json_object_set_new (answer, "connections", json_integer ((json_int_t) sockets_open ()));
+    json_object_set_new (answer, "auth", json_string (auth_mode ()));
     json_t *endpoint = NULL;
     if (strcmp (gateway_config.websocket_endpoint, "auto") != 0)
         endpoint = json_string (gateway_config.websocket_endpoint);

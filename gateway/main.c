@@ -84,6 +84,17 @@ static config_option_t s_options [] = {
       "PEM private key file of TLS_CERT", &gateway_config.tls_key },
     { "HTTPS_PORT", CONFIG_INT, "8443", 1, 65535,
       "TCP port of HTTPS and WSS, when TLS_CERT and TLS_KEY are set", &gateway_config.https_port },
+    { "AUTH", CONFIG_STRING, "none", 0, 16,
+      "none: the user id is what a client says (the original's way; a warning at start); "
+      "jwt: the sub of a token signed with JWT_SECRET or JWT_PUBLIC_KEY, sent as ?token= "
+      "on the WebSocket upgrade and Authorization: Bearer on HTTP",
+      &gateway_config.auth },
+    { "JWT_SECRET", CONFIG_STRING, "", 0, 4096,
+      "AUTH=jwt with HS256: the shared secret, at least 32 bytes (openssl rand -hex 32)",
+      &gateway_config.jwt_secret },
+    { "JWT_PUBLIC_KEY", CONFIG_STRING, "", 0, 4096,
+      "AUTH=jwt with RS256 (an RSA key) or ES256 (an EC P-256 key): the PEM public key file",
+      &gateway_config.jwt_public_key },
     MONITOR_OPTION,
     TAP_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
@@ -175,8 +186,10 @@ main (int argc, char *argv [])
         s_bad_setting ("HTTP_BIND", bind, "must be one address");
     s_websocket_path ();
     tls_check_settings ();
+    auth_check_settings ();
     bool tls = *gateway_config.tls_cert;
     log_init ("gateway", s_log_level);
+    auth_log_start ();
 
     //  Signals are taken by this thread alone, in sigwait below: block
     //  them before any thread starts, so every thread inherits the mask.

@@ -384,7 +384,12 @@ s_room_info_reply (action_t *self, proto_msg_t *reply)
 {
     if (!reply)
         return;
-    const proto_info_reply_t *info = &reply->info_reply;    //  The room's fields at the top, as the original sent them, and again
+    const proto_info_reply_t *info = &reply->info_reply;
+    if (!auth_may_read (&info->room, conn_user_id (self->conn))) {
+        s_error (self, 403, "room %s is private: for its participants only", info->room.id);
+        return;
+    }
+    //  The room's fields at the top, as the original sent them, and again
     //  as roomInfo, as every other frame carries them.
     json_t *frame = json_pack ("{s:s}", "type", "room-info");     //  type first, for a reader
     json_t *fields = render_room_info (&info->room);
@@ -564,17 +569,26 @@ s_query (const struct mg_request_info *info, char *user_id, profile_t *profile,
     const char *query = info->query_string? info->query_string: "";
     size_t length = strlen (query);
     memset (profile, 0, sizeof *profile);
-    int rc = mg_get_var (query, length, "userId", user_id, PROTO_ID_MAX + 1);
-    if (rc == -1) {
-        snprintf (why, why_size, "userId is required in the query string");
-        return 400;
+    int rc;
+    if (auth_required ()) {
+        //  The token says who it is; a userId beside it must agree (auth.c).
+        int status = auth_query (query, user_id, why, why_size);
+        if (status)
+            return status;
     }
-    if (rc < 0) {
-        snprintf (why, why_size, "userId must be at most %d bytes", PROTO_ID_MAX);
-        return 400;
+    else {
+        rc = mg_get_var (query, length, "userId", user_id, PROTO_ID_MAX + 1);
+        if (rc == -1) {
+            snprintf (why, why_size, "userId is required in the query string");
+            return 400;
+        }
+        if (rc < 0) {
+            snprintf (why, why_size, "userId must be at most %d bytes", PROTO_ID_MAX);
+            return 400;
+        }
+        if (input_text_id (user_id, why, why_size, "userId"))
+            return 400;
     }
-    if (input_text_id (user_id, why, why_size, "userId"))
-        return 400;
     struct { const char *key; char *out; bool *has; } fields [] = {
         { "userName", profile->user_name, &profile->has_name },
         { "userIcon", profile->user_icon, &profile->has_icon },

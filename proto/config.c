@@ -55,6 +55,9 @@ static void
 s_bad_value (const char *program, const config_option_t *option, const char *value,
              const char *why)
 {
+    //  A secret (JWT_SECRET) is never echoed, not even a wrong one.
+    if (strstr (option->name, "SECRET"))
+        value = "(hidden)";
     fprintf (stderr, "%s: bad value for %s: '%s' (%s)\n", program, option->name, value, why);
     exit (2);
 }
@@ -156,6 +159,9 @@ config_load (const char *program, const char *summary, config_option_t *options,
         for (config_option_t *option = options; option->name; option++)
             if (option->kind == CONFIG_INT)
                 printf ("%s=%" PRId64 "\n", option->name, *(int64_t *) option->target);
+            else
+            if (option->kind == CONFIG_STRING && strstr (option->name, "SECRET"))
+                printf ("%s=%s\n", option->name, **(const char **) option->target? "(hidden)": "");
             else
             if (option->kind == CONFIG_STRING)
                 printf ("%s=%s\n", option->name, *(const char **) option->target);

@@ -33,6 +33,9 @@ s_test_health (void)
     CHECK (j_str (health, "status") != NULL);
     CHECK (j_str (health, "gatewayId") && *j_str (health, "gatewayId"));
     CHECK (j_is (health, "stored", "up"));
+    //  The default trusts what clients say, and says so (test_auth: jwt).
+    CHECK (j_is (health, "auth", "none"));
+    CHECK (harness_log_lines (&s_system.gateways [0], NULL, "AUTH=none", NULL, 0) == 1);
     json_t *shards = j_get (health, "shards");
     CHECK (json_array_size (shards) == 2);
     CHECK (j_holds_once (shards, "shard-1") && j_holds_once (shards, "shard-2"));
