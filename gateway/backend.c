@@ -44,6 +44,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "tap.h"
+#include "bus.h"
 #include "wsframe.h"
 
 #define PEER_HWM            100000      //  per shard link, each way
@@ -955,6 +956,8 @@ backend_start (void)
     zsock_set_heartbeat_ivl (s_self.stored, 1000);
     zsock_set_heartbeat_timeout (s_self.stored, 3000);
     zsock_set_router_mandatory (s_self.inproc, 1);
+    if (bus_server (s_self.router) || bus_client (s_self.stored, BUS_STORED))
+        return -1;
     s_self.router_monitor = monitor_new (s_self.router, "shard backend");
     //  A link to stored that drops takes the answers to what was sent on
     //  it: those calls fail then (s_stored_lost), not at their timeout.
