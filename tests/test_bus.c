@@ -1,0 +1,217 @@
+/*  =========================================================================
+    test_bus - the bus admits only the keys of KEYS_DIR (proto/bus.h)
+
+    The whole system with its keys. Raw DEALERs ask stored and the
+    gateway's shard backend for their metrics: with the tool key they are
+    answered (so the others' silence means something); without CURVE, or
+    with a key not in KEYS_DIR, they never are. A shard-hello from a peer
+    without a key takes no shard slot, one with the shard key does. A
+    10 MB frame from a peer with a key is dropped as its header comes in:
+    the daemon still answers and its peak memory does not grow by it.
+    =========================================================================
+*/
+
+#include <stdio.h>
+#include <string.h>
+#include "harness_system.h"
+#include "api.h"
+#include "bus.h"
+#include "clock.h"
+#include "monitor.h"
+
+static harness_system_t s_sys;
+
+//  A DEALER to endpoint: with cert (NULL: no CURVE at all) and the public
+//  key of the listener's role.
+static zsock_t *
+s_dealer_watched (const char *endpoint, zcert_t *cert, const char *server_role,
+                  monitor_t **monitor)
+{
+    zsock_t *dealer = zsock_new (ZMQ_DEALER);
+    assert (dealer);
+    zsock_set_linger (dealer, 0);
+    if (cert) {
+        char path [PATH_MAX];
+        snprintf (path, sizeof path, "%s/%s.key", getenv ("KEYS_DIR"), server_role);
+        zcert_t *server = zcert_load (path);
+        assert (server);
+        zcert_apply (cert, dealer);
+        zsock_set_curve_serverkey (dealer, zcert_public_txt (server));
+        zcert_destroy (&server);
+    }
+    if (monitor)
+        *monitor = monitor_watch (dealer, "big", ZMQ_EVENT_DISCONNECTED);
+    assert (zsock_connect (dealer, "%s", endpoint) == 0);
+    return dealer;
+}
+
+static zsock_t *
+s_dealer (const char *endpoint, zcert_t *cert, const char *server_role)
+{
+    return s_dealer_watched (endpoint, cert, server_role, NULL);
+}
+
+static void
+s_send (zsock_t *dealer, proto_msg_t *msg)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    assert (proto_encode (msg, &buffer) == 0);
+    zframe_t *frame = zframe_new (buffer.data, buffer.size);
+    zframe_send (&frame, dealer, ZFRAME_DONTWAIT);
+    msgpack_sbuffer_destroy (&buffer);
+}
+
+//  Does a metrics request on dealer get any answer within timeout_ms?
+static bool
+s_answers (zsock_t *dealer, int timeout_ms)
+{
+    proto_msg_t request = { .type = PROTO_METRICS, .request_id = 1 };
+    s_send (dealer, &request);
+    zpoller_t *poller = zpoller_new (dealer, NULL);
+    bool answered = zpoller_wait (poller, timeout_ms) != NULL;
+    zpoller_destroy (&poller);
+    return answered;
+}
+
+static zcert_t *
+s_own_cert (const char *role)
+{
+    char path [PATH_MAX];
+    snprintf (path, sizeof path, "%s/%s.key_secret", getenv ("KEYS_DIR"), role);
+    zcert_t *cert = zcert_load (path);
+    assert (cert);
+    return cert;
+}
+
+static void
+s_test_allow_list (void)
+{
+    printf ("a peer without a key, or with a key not in KEYS_DIR, is never answered\n");
+    zcert_t *tool = s_own_cert (BUS_TOOL);
+    zcert_t *stranger = zcert_new ();
+    const char *endpoints [] = { s_sys.stored.endpoint, s_sys.backends [0] };
+    const char *roles [] = { BUS_STORED, BUS_GATEWAY };
+    for (int i = 0; i < 2; i++) {
+        zsock_t *dealer = s_dealer (endpoints [i], tool, roles [i]);
+        CHECK (s_answers (dealer, 5000));
+        zsock_destroy (&dealer);
+        dealer = s_dealer (endpoints [i], NULL, roles [i]);
+        CHECK (!s_answers (dealer, 1000));
+        zsock_destroy (&dealer);
+        dealer = s_dealer (endpoints [i], stranger, roles [i]);
+        CHECK (!s_answers (dealer, 1000));
+        zsock_destroy (&dealer);
+    }
+    zcert_destroy (&stranger);
+    zcert_destroy (&tool);
+}
+
+static bool
+s_lists_shard (const char *shard_id)
+{
+    json_t *health = NULL;
+    api_health (s_sys.http_port, &health);
+    bool listed = false;
+    json_t *shards = json_object_get (health, "shards");
+    for (size_t i = 0; i < json_array_size (shards); i++)
+        listed |= !strcmp (json_string_value (json_array_get (shards, i)), shard_id);
+    json_decref (health);
+    return listed;
+}
+
+static void
+s_test_no_shard_slot (void)
+{
+    printf ("a shard-hello without a key takes no slot; with the shard key it does\n");
+    zsock_t *keyless = s_dealer (s_sys.backends [0], NULL, BUS_GATEWAY);
+    zcert_t *shard = s_own_cert (BUS_SHARD);
+    zsock_t *keyed = s_dealer (s_sys.backends [0], shard, BUS_GATEWAY);
+    //  The keyed one shows up within its heartbeats; by then the keyless
+    //  one has said hello as often.
+    bool seen = false;
+    for (int i = 0; i < 40 && !seen; i++) {
+        proto_msg_t hello = { .type = PROTO_SHARD_HELLO, .shard_hello = {
+            .shard_id = "shard-stranger", .heartbeat_ms = 250 } };
+        s_send (keyless, &hello);
+        hello.shard_hello.shard_id = "shard-keyed";
+        s_send (keyed, &hello);
+        zclock_sleep (250);
+        seen = s_lists_shard ("shard-keyed");
+    }
+    CHECK (seen);
+    CHECK (!s_lists_shard ("shard-stranger"));
+    zsock_destroy (&keyed);
+    zsock_destroy (&keyless);
+    zcert_destroy (&shard);
+}
+
+static long
+s_peak_kib (pid_t pid)
+{
+    char path [64], line [256];
+    snprintf (path, sizeof path, "/proc/%d/status", (int) pid);
+    FILE *file = fopen (path, "r");
+    long kib = -1;
+    while (file && fgets (line, sizeof line, file))
+        if (sscanf (line, "VmHWM: %ld kB", &kib) == 1)
+            break;
+    if (file)
+        fclose (file);
+    return kib;
+}
+
+static void
+s_test_message_size (void)
+{
+    printf ("a 10 MB frame is dropped unread: the daemon answers and its peak memory holds\n");
+    zcert_t *tool = s_own_cert (BUS_TOOL);
+    const char *endpoints [] = { s_sys.stored.endpoint, s_sys.backends [0] };
+    const char *roles [] = { BUS_STORED, BUS_GATEWAY };
+    pid_t pids [] = { s_sys.stored.pid, s_sys.gateways [0].pid };
+    size_t size = 10 * 1024 * 1024;
+    char *big = malloc (size);
+    assert (big);
+    memset (big, 'x', size);
+    for (int i = 0; i < 2; i++) {
+        monitor_t *monitor = NULL;
+        zsock_t *dealer = s_dealer_watched (endpoints [i], tool, roles [i], &monitor);
+        CHECK (s_answers (dealer, 5000));       //  the link is up: the frame goes at once
+        zframe_t *frame = zframe_recv (dealer);
+        zframe_destroy (&frame);
+        long before = s_peak_kib (pids [i]);
+        frame = zframe_new (big, size);
+        zframe_send (&frame, dealer, 0);
+        //  The daemon drops the link that sent it (a daemon that read it
+        //  whole would keep it): wait for that, 10 s at most.
+        zpoller_t *poller = zpoller_new (monitor_socket (monitor), NULL);
+        bool dropped = false;
+        int64_t deadline = clock_mono_ms () + 10000;
+        while (!dropped && clock_mono_ms () < deadline)
+            if (zpoller_wait (poller, 200))
+                dropped = monitor_event (monitor) == ZMQ_EVENT_DISCONNECTED;
+        zpoller_destroy (&poller);
+        CHECK (dropped);
+        zsock_t *after = s_dealer (endpoints [i], tool, roles [i]);
+        CHECK (s_answers (after, 5000));        //  and is up
+        long peak = s_peak_kib (pids [i]);
+        printf ("  %s: peak %ld KiB before, %ld after\n", roles [i], before, peak);
+        CHECK (before > 0 && peak - before < 4096);
+        zsock_destroy (&after);
+        monitor_destroy (&monitor);
+        zsock_destroy (&dealer);
+    }
+    free (big);
+    zcert_destroy (&tool);
+}
+
+int
+main (void)
+{
+    harness_init ("bus");
+    REQUIRE (harness_system_start (&s_sys, 1, false, NULL) == 0);
+    s_test_allow_list ();
+    s_test_no_shard_slot ();
+    s_test_message_size ();
+    return harness_finish ();
+}
