@@ -1,15 +1,14 @@
 /*  =========================================================================
     nearchat-keys - make the CURVE keys of the bus (`./nearchat keys`)
 
-        nearchat-keys [--force] [KEYS_DIR]
+        nearchat-keys [--force] [--keys-dir DIR]
 
     Makes one czmq certificate per role (stored, gateway, shard, reaper,
-    tool) in KEYS_DIR (the argument, else the KEYS_DIR setting, else
-    ./data/keys): <role>.key, the public cert every listener admits, and
-    <role>.key_secret, mode 0600. A role whose files exist already keeps
-    them unless --force (rotation: run with --force, then restart every
-    daemon). See proto/bus.h. Exits 0, 1 if a file cannot be written, 2 on
-    bad arguments.
+    tool) in KEYS_DIR: <role>.key, the public cert every listener admits
+    (its metadata names the role), and <role>.key_secret, mode 0600. A role
+    whose files exist already keeps them unless --force: rotation is
+    --force, then a restart of every daemon. See proto/bus.h. Exits 0, 1 if
+    a file cannot be written, 2 on bad arguments.
     =========================================================================
 */
 
@@ -18,39 +17,35 @@
 #include <string.h>
 #include "bus.h"
 #include "config.h"
+#include "log.h"
+
+static log_level_t s_log_level;
+
+static config_option_t s_options [] = {
+    BUS_OPTION,
+    { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
+      "debug, info, warn or error", &s_log_level },
+    { .name = NULL }
+};
 
 int
 main (int argc, char *argv [])
 {
+    //  --force is a flag of this command, not a setting: taken out first.
     bool force = false;
-    const char *keys_dir = getenv ("KEYS_DIR");
-    if (!keys_dir || !*keys_dir)
-        keys_dir = BUS_KEYS_DIR_DEFAULT;
-    bool named = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp (argv [i], "--help")) {
-            printf ("usage: nearchat-keys [--force] [KEYS_DIR]\n");
-            return 0;
-        }
-        if (!strcmp (argv [i], "--version")) {
-            printf ("nearchat-keys %s\n", NEARCHAT_VERSION);
-            return 0;
-        }
+    int kept = 1;
+    for (int i = 1; i < argc; i++)
         if (!strcmp (argv [i], "--force"))
             force = true;
         else
-        if (argv [i][0] != '-' && !named) {
-            keys_dir = argv [i];
-            named = true;
-        }
-        else {
-            fprintf (stderr, "usage: nearchat-keys [--force] [KEYS_DIR]\n");
-            return 2;
-        }
-    }
+            argv [kept++] = argv [i];
+    argv [kept] = NULL;
+    config_load ("nearchat-keys", "nearchat-keys [--force]: make the CURVE keys of nearchat's bus.",
+                 s_options, kept, argv);
+    log_init ("nearchat-keys", s_log_level);
     zsys_set_logstream (NULL);
-    if (bus_keys_make (keys_dir, force))
+    if (bus_keys_make (bus_keys_dir, force))
         return 1;
-    printf ("the bus's keys are in %s\n", keys_dir);
+    printf ("the bus's keys are in %s\n", bus_keys_dir);
     return 0;
 }

@@ -13,6 +13,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include "harness_system.h"
 #include "api.h"
 #include "bus.h"
@@ -205,6 +206,46 @@ s_test_message_size (void)
     zcert_destroy (&tool);
 }
 
+//  The public key of role in dir, as text, or "" without one.
+static void
+s_public (const char *dir, const char *role, char *key)
+{
+    char path [PATH_MAX];
+    snprintf (path, sizeof path, "%s/%s.key", dir, role);
+    zcert_t *cert = zcert_load (path);
+    snprintf (key, 41, "%s", cert? zcert_public_txt (cert): "");
+    zcert_destroy (&cert);
+}
+
+static void
+s_test_key_maker (void)
+{
+    printf ("nearchat-keys makes every role's pair, keeps them, and remakes them with --force\n");
+    char dir [PATH_MAX], command [PATH_MAX * 2], first [41], again [41], forced [41];
+    snprintf (dir, sizeof dir, "%s/made-keys", harness_dir ());
+    snprintf (command, sizeof command, "KEYS_DIR='%s' %s/nearchat-keys >/dev/null", dir,
+              NEARCHAT_BIN_DIR);
+    CHECK (system (command) == 0);
+    const char *roles [] = { BUS_STORED, BUS_GATEWAY, BUS_SHARD, BUS_REAPER, BUS_TOOL };
+    for (int i = 0; i < 5; i++) {
+        char path [PATH_MAX + 32];
+        snprintf (path, sizeof path, "%s/%s.key_secret", dir, roles [i]);
+        struct stat info;
+        CHECK (stat (path, &info) == 0 && (info.st_mode & 0777) == 0600);
+        s_public (dir, roles [i], first);
+        CHECK (strlen (first) == 40);
+    }
+    s_public (dir, BUS_SHARD, first);
+    CHECK (system (command) == 0);
+    s_public (dir, BUS_SHARD, again);
+    CHECK (streq (first, again));
+    snprintf (command, sizeof command, "KEYS_DIR='%s' %s/nearchat-keys --force >/dev/null", dir,
+              NEARCHAT_BIN_DIR);
+    CHECK (system (command) == 0);
+    s_public (dir, BUS_SHARD, forced);
+    CHECK (strlen (forced) == 40 && !streq (first, forced));
+}
+
 int
 main (void)
 {
@@ -213,5 +254,6 @@ main (void)
     s_test_allow_list ();
     s_test_no_shard_slot ();
     s_test_message_size ();
+    s_test_key_maker ();
     return harness_finish ();
 }
