@@ -664,6 +664,18 @@ s_from_peers (void)
         return true;
     }
     bool is_request = proto_reply_type (type) != 0;
+    //  Its role is the cert zauth admitted it with (bus.h): answers and
+    //  events come from shards only (the reaper's report aside), so no
+    //  other key can answer a call meant for a shard or speak to sockets.
+    const char *role = bus_role (&parts.part [1]);
+    if (!is_request && !bus_is (role, BUS_SHARD)
+    &&  !(type == PROTO_METRICS_REPLY && bus_is (role, BUS_REAPER))) {
+        log_warn ("refused a %s from a %s key: only shards send those",
+                  proto_type_name (type)? proto_type_name (type): "message",
+                  role? role: "keyless");
+        backend_parts_close (&parts);
+        return true;
+    }
     if (type == PROTO_METRICS_REPLY) {
         //  A shard's answer to our ask, or the reaper's report, unasked.
         char why [PROTO_WHY_MAX];
@@ -690,6 +702,21 @@ s_from_peers (void)
         log_warn ("refused a %s from a peer: %s", proto_type_name (type)? proto_type_name (type):
                   "message", why);
         s_refuse (s_self.router_h, &from, data, size, why, false);
+    }
+    else
+    if (!bus_may_send (role, msg)) {
+        log_warn ("refused a %s from a %s key", proto_type_name (msg->type), role? role: "keyless");
+        if (msg->request_id) {
+            proto_msg_t error = { .type = PROTO_ERROR, .request_id = msg->request_id,
+                                  .error = { 403, "this key may not send that" } };
+            memcpy (error.trace_id, msg->trace_id, sizeof error.trace_id);
+            if (s_encode (&error) == 0) {
+                const void *out [] = { from.data, s_self.buffer.data };
+                size_t sizes [] = { from.size, s_self.buffer.size };
+                backend_send_parts (s_self.router_h, out, sizes, 2);
+            }
+        }
+        proto_msg_destroy (&msg);
     }
     else
     if (msg->type == PROTO_SHARD_HELLO) {

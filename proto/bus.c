@@ -152,6 +152,38 @@ bus_role (zmq_msg_t *msg)
     return zmq_msg_gets (msg, "role");
 }
 
+bool
+bus_is (const char *role, const char *name)
+{
+    return role && streq (role, name);
+}
+
+bool
+bus_may_send (const char *role, const proto_msg_t *msg)
+{
+    assert (msg);
+    if (!role)
+        return false;
+    switch (msg->type) {
+        case PROTO_TTL_SWEEP:
+        case PROTO_GATEWAYS_SILENT:
+            return bus_is (role, BUS_REAPER);
+        case PROTO_GATEWAY_BEAT:
+            return bus_is (role, msg->gateway_beat.gone? BUS_REAPER: BUS_GATEWAY);
+        case PROTO_SHARD_HELLO:
+        case PROTO_EVENT_JOINED:
+        case PROTO_EVENT_LEFT:
+        case PROTO_EVENT_MESSAGE:
+        case PROTO_EVENT_TYPING:
+        case PROTO_EVENT_CLOSED:
+            return bus_is (role, BUS_SHARD);
+        case PROTO_ROOM_CLOSE:
+            return msg->room_close.user_id || bus_is (role, BUS_REAPER);
+        default:
+            return true;
+    }
+}
+
 void
 bus_close (void)
 {

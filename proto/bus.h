@@ -96,6 +96,19 @@ int
 const char *
     bus_role (zmq_msg_t *msg);
 
+//  May a peer of role (bus_role; NULL: unknown) send msg to a listener?
+//  Everyone with a key may ask for what the API offers; the privileged
+//  messages are for one role: a TTL sweep, the list of silent gateways and
+//  forgetting a gateway's run (gateway-beat gone) for the reaper; a
+//  gateway's heartbeat for a gateway; a shard-hello and every event for a
+//  shard; a room-close without a user (an idle room's) for the reaper.
+bool
+    bus_may_send (const char *role, const proto_msg_t *msg);
+
+//  Is role (may be NULL) the role named?
+bool
+    bus_is (const char *role, const char *name);
+
 //  Stop the ZAP handler and forget the key. Before zsys_shutdown.
 void
     bus_close (void);

@@ -94,6 +94,17 @@ s_print_log (const harness_daemon_t *daemon)
     fclose (log);
 }
 
+proto_client_t *
+harness_client_as (const char *endpoint, const char *server_role, const char *role)
+{
+    const char *keys_dir = getenv ("KEYS_DIR");
+    if (bus_setup (keys_dir, role))
+        return NULL;
+    proto_client_t *client = proto_client_new_to (endpoint, server_role);
+    bus_setup (keys_dir, BUS_TOOL);     //  the key is the socket's now
+    return client;
+}
+
 int
 harness_finish (void)
 {

@@ -19,6 +19,7 @@
 #include "bus.h"
 #include "clock.h"
 #include "monitor.h"
+#include "ids.h"
 
 static harness_system_t s_sys;
 
@@ -128,6 +129,8 @@ s_test_no_shard_slot (void)
     zsock_t *keyless = s_dealer (s_sys.backends [0], NULL, BUS_GATEWAY);
     zcert_t *shard = s_own_cert (BUS_SHARD);
     zsock_t *keyed = s_dealer (s_sys.backends [0], shard, BUS_GATEWAY);
+    zcert_t *tool = s_own_cert (BUS_TOOL);
+    zsock_t *tooled = s_dealer (s_sys.backends [0], tool, BUS_GATEWAY);
     //  The keyed one shows up within its heartbeats; by then the keyless
     //  one has said hello as often.
     bool seen = false;
@@ -135,6 +138,8 @@ s_test_no_shard_slot (void)
         proto_msg_t hello = { .type = PROTO_SHARD_HELLO, .shard_hello = {
             .shard_id = "shard-stranger", .heartbeat_ms = 250 } };
         s_send (keyless, &hello);
+        hello.shard_hello.shard_id = "shard-tool";
+        s_send (tooled, &hello);
         hello.shard_hello.shard_id = "shard-keyed";
         s_send (keyed, &hello);
         zclock_sleep (250);
@@ -142,9 +147,33 @@ s_test_no_shard_slot (void)
     }
     CHECK (seen);
     CHECK (!s_lists_shard ("shard-stranger"));
+    CHECK (!s_lists_shard ("shard-tool"));      //  a key, but not a shard's
+    zsock_destroy (&tooled);
+    zcert_destroy (&tool);
     zsock_destroy (&keyed);
     zsock_destroy (&keyless);
     zcert_destroy (&shard);
+}
+
+static void
+s_test_roles (void)
+{
+    printf ("a close without a user is the reaper's: another key's is refused 403\n");
+    proto_client_t *tool = proto_client_new_to (s_sys.backends [0], BUS_GATEWAY);
+    proto_client_t *reaper = harness_client_as (s_sys.backends [0], BUS_GATEWAY, BUS_REAPER);
+    REQUIRE (tool && reaper);
+    char room_id [IDS_UUID_SIZE];
+    ids_uuid (room_id);
+    proto_msg_t close = { .type = PROTO_ROOM_CLOSE, .room_close = {
+        .room_id = room_id, .idle_before_ms = clock_now_ms () } };
+    proto_msg_t *reply = harness_call (tool, &close);
+    CHECK (reply && reply->type == PROTO_ERROR && reply->error.status == 403);
+    proto_msg_destroy (&reply);
+    reply = harness_call (reaper, &close);      //  carried out: an unknown room
+    CHECK (reply && !(reply->type == PROTO_ERROR && reply->error.status == 403));
+    proto_msg_destroy (&reply);
+    proto_client_destroy (&reaper);
+    proto_client_destroy (&tool);
 }
 
 static long
@@ -253,6 +282,7 @@ main (void)
     REQUIRE (harness_system_start (&s_sys, 1, false, NULL) == 0);
     s_test_allow_list ();
     s_test_no_shard_slot ();
+    s_test_roles ();
     s_test_message_size ();
     s_test_key_maker ();
     return harness_finish ();
