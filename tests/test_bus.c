@@ -5,7 +5,9 @@
     gateway's shard backend for their metrics: with the tool key they are
     answered (so the others' silence means something); without CURVE, or
     with a key not in KEYS_DIR, they never are. A shard-hello from a peer
-    without a key takes no shard slot, one with the shard key does. A
+    without a key or with a tool's takes no shard slot, one with the shard
+    key does; a room-close without a user is the reaper's alone; an event
+    reaches a WebSocket from a shard's key only. A
     10 MB frame from a peer with a key is dropped as its header comes in:
     the daemon still answers and its peak memory does not grow by it.
     =========================================================================
@@ -16,6 +18,7 @@
 #include <sys/stat.h>
 #include "harness_system.h"
 #include "api.h"
+#include "wsclient.h"
 #include "bus.h"
 #include "clock.h"
 #include "monitor.h"
@@ -176,6 +179,57 @@ s_test_roles (void)
     proto_client_destroy (&tool);
 }
 
+static void
+s_test_forged_events (void)
+{
+    printf ("an event reaches sockets from a shard's key only\n");
+    const char *room = api_create_room (s_sys.http_port, "ana", 10, 10, NULL, 0);
+    REQUIRE (room);
+    char room_id [IDS_UUID_SIZE];
+    snprintf (room_id, sizeof room_id, "%s", room);
+    ws_client_t *ana = api_connect (s_sys.http_port, "ana", NULL);
+    REQUIRE (ana);
+    json_decref (api_join (ana, room_id, "ana", -1));
+
+    zcert_t *tool = s_own_cert (BUS_TOOL), *shard = s_own_cert (BUS_SHARD);
+    zsock_t *forgers [] = { s_dealer (s_sys.backends [0], NULL, BUS_GATEWAY),
+                            s_dealer (s_sys.backends [0], tool, BUS_GATEWAY) };
+    zsock_t *real = s_dealer (s_sys.backends [0], shard, BUS_GATEWAY);
+    char id [IDS_UUID_SIZE];
+    ids_uuid (id);
+    proto_msg_t event = { .type = PROTO_EVENT_MESSAGE, .event_message.message = {
+        .room_id = room_id, .id = id, .seq = 1, .user_id = "mallory", .text = "forged",
+        .created_at_ms = clock_now_ms () } };
+    //  The tool's link is up once it is answered: its event is surely sent.
+    CHECK (s_answers (forgers [1], 5000));
+    s_send (forgers [0], &event);
+    s_send (forgers [1], &event);
+    event.event_message.message.text = "from a shard";
+    CHECK (s_answers (real, 5000));
+    s_send (real, &event);
+    //  The shard's arrives; nothing forged does, before or within 1 s after.
+    bool real_seen = false, forged_seen = false;
+    int64_t deadline = clock_mono_ms () + 5000;
+    while (clock_mono_ms () < deadline) {
+        json_t *frame = ws_expect (ana, "new-message", 200);
+        if (frame && j_is (frame, "text", "forged"))
+            forged_seen = true;
+        if (frame && j_is (frame, "text", "from a shard") && !real_seen) {
+            real_seen = true;
+            deadline = clock_mono_ms () + 1000;
+        }
+        json_decref (frame);
+    }
+    CHECK (real_seen);
+    CHECK (!forged_seen);
+    zsock_destroy (&real);
+    zsock_destroy (&forgers [0]);
+    zsock_destroy (&forgers [1]);
+    zcert_destroy (&shard);
+    zcert_destroy (&tool);
+    ws_close (&ana);
+}
+
 static long
 s_peak_kib (pid_t pid)
 {
@@ -283,6 +337,7 @@ main (void)
     s_test_allow_list ();
     s_test_no_shard_slot ();
     s_test_roles ();
+    s_test_forged_events ();
     s_test_message_size ();
     s_test_key_maker ();
     return harness_finish ();
