@@ -1,5 +1,5 @@
 # nearchat: one image for every daemon (stored, gateway, roomd, reaper) and
-# the operators' tools (nearchat-spy, nearchat-ping); compose.yml picks the
+# the operators' tools (nearchat-spy, nearchat-ping, nearchat-keys); compose.yml picks the
 # daemon with each service's command. Libraries come from Debian's packages.
 
 # --- build ------------------------------------------------------------------
@@ -14,7 +14,7 @@ WORKDIR /src
 COPY . .
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
  && cmake --build build -j "$(nproc)" \
-      --target stored gateway roomd reaper nearchat-spy nearchat-ping
+      --target stored gateway roomd reaper nearchat-spy nearchat-ping nearchat-keys
 
 # --- run --------------------------------------------------------------------
 FROM debian:bookworm-slim
@@ -29,10 +29,10 @@ RUN apt-get update \
  && ln -s "$(ls /usr/lib/*/libcrypto.so.3 | head -n 1)" /usr/local/lib/libcrypto.so \
  && ldconfig \
  && useradd --system --home-dir /data --shell /usr/sbin/nologin nearchat \
- && mkdir -p /data && chown nearchat:nearchat /data
+ && mkdir -p /data /keys && chown nearchat:nearchat /data /keys
 COPY --from=build /src/build/bin/stored /src/build/bin/gateway /src/build/bin/roomd \
                   /src/build/bin/reaper /src/build/bin/nearchat-spy \
-                  /src/build/bin/nearchat-ping /usr/local/bin/
+                  /src/build/bin/nearchat-ping /src/build/bin/nearchat-keys /usr/local/bin/
 # The gateway finds its libssl.so shim through $ORIGIN/../lib/nearchat.
 COPY --from=build /src/build/lib/nearchat/ /usr/local/lib/nearchat/
 USER nearchat

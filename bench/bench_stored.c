@@ -34,6 +34,7 @@
 #include "client.h"
 #include "clock.h"
 #include "ids.h"
+#include "bus.h"
 
 #define SEARCH_WINDOW   8
 #define RING            8192        //  send times by request id; > any window
@@ -269,6 +270,12 @@ s_start_stored (char *endpoint, size_t size)
         exit (1);
     }
     snprintf (binary, sizeof binary, "%s/stored", dirname (self));
+    //  Its own keys, in its data directory.
+    char keys_dir [300];
+    snprintf (keys_dir, sizeof keys_dir, "%s/keys", s_data_dir);
+    if (bus_keys_make (keys_dir, false))
+        exit (1);
+    setenv ("KEYS_DIR", keys_dir, 1);
     s_stored_pid = fork ();
     if (s_stored_pid == 0) {
         char env_endpoint [128], env_data [300];
@@ -365,6 +372,10 @@ main (int argc, char *argv [])
         s_start_stored (endpoint, sizeof endpoint);
         s_options.endpoint = endpoint;
     }
+    //  A tool's key: KEYS_DIR's (the stored of --endpoint) or our stored's.
+    const char *keys_dir = getenv ("KEYS_DIR");
+    if (bus_setup (keys_dir && *keys_dir? keys_dir: BUS_KEYS_DIR_DEFAULT, BUS_TOOL))
+        return 2;
     proto_client_t *client = proto_client_new (s_options.endpoint);
     int64_t deadline = clock_mono_ms () + 10000;
     while (s_stats (client).map_size == 0 && clock_mono_ms () < deadline)

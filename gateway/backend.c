@@ -44,6 +44,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "tap.h"
+#include "bus.h"
 #include "wsframe.h"
 
 #define PEER_HWM            100000      //  per shard link, each way
@@ -663,6 +664,18 @@ s_from_peers (void)
         return true;
     }
     bool is_request = proto_reply_type (type) != 0;
+    //  Its role is the cert zauth admitted it with (bus.h): answers and
+    //  events come from shards only (the reaper's report aside), so no
+    //  other key can answer a call meant for a shard or speak to sockets.
+    const char *role = bus_role (&parts.part [1]);
+    if (!is_request && !bus_is (role, BUS_SHARD)
+    &&  !(type == PROTO_METRICS_REPLY && bus_is (role, BUS_REAPER))) {
+        log_warn ("refused a %s from a %s key: only shards send those",
+                  proto_type_name (type)? proto_type_name (type): "message",
+                  role? role: "keyless");
+        backend_parts_close (&parts);
+        return true;
+    }
     if (type == PROTO_METRICS_REPLY) {
         //  A shard's answer to our ask, or the reaper's report, unasked.
         char why [PROTO_WHY_MAX];
@@ -689,6 +702,21 @@ s_from_peers (void)
         log_warn ("refused a %s from a peer: %s", proto_type_name (type)? proto_type_name (type):
                   "message", why);
         s_refuse (s_self.router_h, &from, data, size, why, false);
+    }
+    else
+    if (!bus_may_send (role, msg)) {
+        log_warn ("refused a %s from a %s key", proto_type_name (msg->type), role? role: "keyless");
+        if (msg->request_id) {
+            proto_msg_t error = { .type = PROTO_ERROR, .request_id = msg->request_id,
+                                  .error = { 403, "this key may not send that" } };
+            memcpy (error.trace_id, msg->trace_id, sizeof error.trace_id);
+            if (s_encode (&error) == 0) {
+                const void *out [] = { from.data, s_self.buffer.data };
+                size_t sizes [] = { from.size, s_self.buffer.size };
+                backend_send_parts (s_self.router_h, out, sizes, 2);
+            }
+        }
+        proto_msg_destroy (&msg);
     }
     else
     if (msg->type == PROTO_SHARD_HELLO) {
@@ -955,6 +983,8 @@ backend_start (void)
     zsock_set_heartbeat_ivl (s_self.stored, 1000);
     zsock_set_heartbeat_timeout (s_self.stored, 3000);
     zsock_set_router_mandatory (s_self.inproc, 1);
+    if (bus_server (s_self.router) || bus_client (s_self.stored, BUS_STORED))
+        return -1;
     s_self.router_monitor = monitor_new (s_self.router, "shard backend");
     //  A link to stored that drops takes the answers to what was sent on
     //  it: those calls fail then (s_stored_lost), not at their timeout.

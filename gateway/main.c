@@ -26,6 +26,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "tap.h"
+#include "bus.h"
 #include "utf8.h"
 
 //  civetweb threads beyond one per WebSocket, for HTTP requests.
@@ -97,6 +98,7 @@ static config_option_t s_options [] = {
       &gateway_config.jwt_public_key },
     MONITOR_OPTION,
     TAP_OPTION,
+    BUS_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -221,6 +223,8 @@ main (int argc, char *argv [])
                   (unsigned long long) files.rlim_cur,
                   (long long) gateway_config.max_connections, (long long) needed);
 
+    if (bus_start (BUS_GATEWAY))
+        return 1;
     if (sockets_start () || backend_start ()) {
         backend_stop ();
         sockets_stop ();
@@ -321,6 +325,7 @@ main (int argc, char *argv [])
     backend_stop ();
     sockets_stop ();
     mg_exit_library ();
+    bus_close ();
     zsys_shutdown ();
     log_info ("stopped");
     return 0;

@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "tap.h"
 #include "monitor.h"
+#include "bus.h"
 
 //  Enough for 8 clients x 64 in flight with room to spare; past it a send
 //  fails at once rather than queueing without bound.
@@ -31,10 +32,20 @@ struct proto_client {
 proto_client_t *
 proto_client_new (const char *endpoint)
 {
-    assert (endpoint);
+    return proto_client_new_to (endpoint, BUS_STORED);
+}
+
+proto_client_t *
+proto_client_new_to (const char *endpoint, const char *server_role)
+{
+    assert (endpoint && server_role);
     zsock_t *socket = zsock_new (ZMQ_DEALER);
     if (!socket)
         return NULL;
+    if (bus_client (socket, server_role)) {
+        zsock_destroy (&socket);
+        return NULL;
+    }
     zsock_set_linger (socket, 0);
     zsock_set_sndhwm (socket, CLIENT_HWM);
     zsock_set_rcvhwm (socket, CLIENT_HWM);

@@ -22,10 +22,16 @@ extern "C" {
 
 typedef struct proto_client proto_client_t;
 
-//  Connect a new client to endpoint (e.g. "tcp://127.0.0.1:5555"). Returns
-//  NULL if the endpoint is invalid.
+//  Connect a new client to stored at endpoint (e.g. "tcp://127.0.0.1:5555")
+//  over CURVE, with the key of bus_setup (bus.h). Returns NULL if the
+//  endpoint is invalid or there is no key.
 proto_client_t *
     proto_client_new (const char *endpoint);
+
+//  The same to a listener of another role (BUS_GATEWAY: a gateway's shard
+//  backend).
+proto_client_t *
+    proto_client_new_to (const char *endpoint, const char *server_role);
 
 //  Close the socket, free the client and set *self_p to NULL.
 void

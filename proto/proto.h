@@ -18,6 +18,11 @@
                     their msgpack types and their limits are written once,
                     in the tables of codec.c, and nowhere else.
 
+    Every link that carries these frames is CURVE-encrypted and admits
+    only the keys of KEYS_DIR, each with a role (bus.h); a message one role
+    alone may send (bus_may_send) is refused, 403, from any other. No frame
+    over BUS_MSG_MAX (PROTO_FRAME_MAX and a margin) is read at all.
+
     Records that stored keeps in LMDB (rooms, messages, connections) use the
     same msgpack maps as the bodies that carry them, through proto_room_pack
     and friends, so the storage format is written here too.

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <czmq.h>
 #include "tap.h"
+#include "bus.h"
 #include "log.h"
 
 #define TAP_HWM 10000
@@ -26,6 +27,11 @@ tap_open (const char *name)
         return -1;
     zsock_set_linger (s_tap, 0);
     zsock_set_sndhwm (s_tap, TAP_HWM);
+    //  A tap carries the chat: it is on the bus, CURVE, as every link.
+    if (bus_server (s_tap)) {
+        zsock_destroy (&s_tap);
+        return -1;
+    }
     if (zsock_bind (s_tap, "%s", tap_endpoint) < 0) {
         log_error ("cannot bind the tap to %s: %s", tap_endpoint, zmq_strerror (zmq_errno ()));
         zsock_destroy (&s_tap);

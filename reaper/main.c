@@ -41,6 +41,7 @@
 #include "metrics.h"
 #include "monitor.h"
 #include "tap.h"
+#include "bus.h"
 
 #define CALL_TIMEOUT_MS 5000
 #define REPORT_MS       1000            //  the longest between two reports, idle or busy
@@ -73,6 +74,7 @@ static config_option_t s_options [] = {
       &s_config.gateway_timeout_s },
     MONITOR_OPTION,
     TAP_OPTION,
+    BUS_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -281,7 +283,7 @@ main (int argc, char *argv [])
     zsys_init ();
     zsys_set_io_threads (1);
 
-    if (tap_open ("reaper"))
+    if (bus_start (BUS_REAPER) || tap_open ("reaper"))
         return 1;
     s_stored = proto_client_new (s_config.stored_endpoint);
     char endpoints [4096];
@@ -290,7 +292,7 @@ main (int argc, char *argv [])
     for (char *endpoint = strtok_r (endpoints, ", ", &save); endpoint;
          endpoint = strtok_r (NULL, ", ", &save))
         if (s_gateway_count < GATEWAYS_MAX
-        && (s_gateways [s_gateway_count] = proto_client_new (endpoint)))
+        && (s_gateways [s_gateway_count] = proto_client_new_to (endpoint, BUS_GATEWAY)))
             s_gateway_count++;
     if (!s_stored || !s_gateway_count) {
         log_error ("bad endpoint in STORED_ENDPOINT or GATEWAY_ENDPOINTS");
@@ -322,6 +324,7 @@ main (int argc, char *argv [])
         proto_client_destroy (&s_gateways [i]);
     proto_client_destroy (&s_stored);
     tap_close ();
+    bus_close ();
     log_info ("stopped after %llu sweeps, %llu rooms closed",
               (unsigned long long) s_sweeps, (unsigned long long) s_closed);
     return 0;

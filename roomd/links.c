@@ -27,6 +27,7 @@
 #include "log.h"
 #include "route.h"
 #include "tap.h"
+#include "bus.h"
 
 //  Enough queued messages for a burst; past it, sends to that gateway fail
 //  (and are counted) rather than grow memory.
@@ -57,6 +58,10 @@ links_open (roomd_t *self)
         //  Detect a dead gateway (and reconnect to a new one) quickly.
         zsock_set_heartbeat_ivl (link->socket, 1000);
         zsock_set_heartbeat_timeout (link->socket, 3000);
+        if (bus_client (link->socket, BUS_GATEWAY)) {
+            zsock_destroy (&link->socket);
+            return -1;
+        }
         char name [300];
         snprintf (name, sizeof name, "gateway %s", endpoint);
         //  Its link up (a gateway started, or came back): hello at once.

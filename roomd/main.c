@@ -14,6 +14,7 @@
 #include "clock.h"
 #include "config.h"
 #include "log.h"
+#include "bus.h"
 
 //  Messages read from one socket before the others get a turn.
 #define DRAIN_MAX   256
@@ -41,6 +42,7 @@ static config_option_t s_options [] = {
       "a room with no sockets, unused this long, leaves memory", &s_config.room_idle_evict_s },
     MONITOR_OPTION,
     TAP_OPTION,
+    BUS_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -141,6 +143,8 @@ main (int argc, char *argv [])
     zsys_set_logstream (NULL);
     zsys_init ();
     zsys_set_io_threads (1);
+    if (bus_start (BUS_SHARD))
+        return 1;
 
     roomd_t self = { .config = &s_config };
     msgpack_sbuffer_init (&self.buffer);
@@ -166,6 +170,7 @@ main (int argc, char *argv [])
     zhashx_destroy (&self.rooms);
     msgpack_sbuffer_destroy (&self.buffer);
     tap_close ();
+    bus_close ();
     log_info ("stopped");
     return 0;
 }

@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "log.h"
 #include "tap.h"
+#include "bus.h"
 
 #define STORE_HWM   100000
 
@@ -47,6 +48,8 @@ store_open (roomd_t *self)
     //  A call to a stored that is not there fails at once (503) rather
     //  than waiting in a queue for its timeout.
     zsock_set_immediate (self->store, 1);
+    if (bus_client (self->store, BUS_STORED))
+        return -1;
     //  A link to stored that goes down takes the answers to what was sent
     //  on it: the roomd watches for it (store_lost) rather than wait out
     //  each call's timeout.

@@ -12,6 +12,12 @@
     --type keeps the named types (room-send, msg-append, ...); --room the
     messages about one room; --seconds and --count stop it. Made to be
     piped into jq or grep; it never sends anything to a daemon.
+
+    A tap is CURVE as every link of the bus is (proto/bus.h): the spy
+    speaks with the tool key of KEYS_DIR (the environment's, else
+    ./data/keys). Not told which daemon a tap is, it subscribes once with
+    each daemon role's server key: the handshake of the right one alone
+    succeeds (the others are retried, backing off to every 2 s).
     =========================================================================
 */
 
@@ -24,6 +30,7 @@
 #include "clock.h"
 #include "config.h"
 #include "proto.h"
+#include "bus.h"
 
 #define TAPS_MAX    64
 #define TYPES_MAX   32
@@ -148,23 +155,35 @@ main (int argc, char *argv [])
 
     zsys_set_logstream (NULL);
     zsys_init ();
-    zsock_t *sub = zsock_new (ZMQ_SUB);
-    assert (sub);
-    zsock_set_subscribe (sub, "");
-    zsock_set_rcvhwm (sub, 100000);
-    for (size_t i = 0; i < tap_count; i++)
-        if (zsock_connect (sub, "%s", taps [i]))
-            s_bad ("not a ZeroMQ endpoint", taps [i]);
+    const char *keys_dir = getenv ("KEYS_DIR");
+    if (bus_setup (keys_dir && *keys_dir? keys_dir: BUS_KEYS_DIR_DEFAULT, BUS_TOOL))
+        return 2;
+    const char *roles [] = { BUS_STORED, BUS_GATEWAY, BUS_SHARD, BUS_REAPER };
+    zsock_t *subs [4];
+    zpoller_t *poller = zpoller_new (NULL);
+    for (int r = 0; r < 4; r++) {
+        subs [r] = zsock_new (ZMQ_SUB);
+        assert (subs [r]);
+        zsock_set_subscribe (subs [r], "");
+        zsock_set_rcvhwm (subs [r], 100000);
+        zsock_set_reconnect_ivl_max (subs [r], 2000);
+        if (bus_client (subs [r], roles [r]))
+            return 2;
+        for (size_t i = 0; i < tap_count; i++)
+            if (zsock_connect (subs [r], "%s", taps [i]))
+                s_bad ("not a ZeroMQ endpoint", taps [i]);
+        zpoller_add (poller, subs [r]);
+    }
     setvbuf (stdout, NULL, _IOLBF, 0);
 
     int64_t deadline = seconds? clock_mono_ms () + seconds * 1000: 0;
     long printed = 0;
-    zpoller_t *poller = zpoller_new (sub, NULL);
     while (!zsys_interrupted && (!count || printed < count)) {
         int64_t wait = deadline? deadline - clock_mono_ms (): 1000;
         if (deadline && wait <= 0)
             break;
-        if (!zpoller_wait (poller, (int) (wait > 1000? 1000: wait)))
+        zsock_t *sub = zpoller_wait (poller, (int) (wait > 1000? 1000: wait));
+        if (!sub)
             continue;
         zmsg_t *msg = zmsg_recv (sub);
         if (!msg)
@@ -207,6 +226,7 @@ main (int argc, char *argv [])
         zmsg_destroy (&msg);
     }
     zpoller_destroy (&poller);
-    zsock_destroy (&sub);
+    for (int r = 0; r < 4; r++)
+        zsock_destroy (&subs [r]);
     return 0;
 }

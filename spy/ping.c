@@ -1,11 +1,13 @@
 /*  =========================================================================
     nearchat-ping - does a daemon answer over ZeroMQ? (container healthchecks)
 
-        nearchat-ping [--timeout MS] ENDPOINT
+        nearchat-ping [--timeout MS] [--gateway] ENDPOINT
 
-    Asks the daemon at ENDPOINT (stored, or a gateway's shard backend) for
-    its metrics and exits 0 if any proto reply comes within the timeout
-    (default 2000 ms), 1 if none does, 2 on bad arguments.
+    Asks the daemon at ENDPOINT (stored, or with --gateway a gateway's
+    shard backend) for its metrics and exits 0 if any proto reply comes
+    within the timeout (default 2000 ms), 1 if none does, 2 on bad
+    arguments or no key. It speaks with the tool key of KEYS_DIR (the
+    environment's, else ./data/keys).
     =========================================================================
 */
 
@@ -14,15 +16,17 @@
 #include <string.h>
 #include "client.h"
 #include "config.h"
+#include "bus.h"
 
 int
 main (int argc, char *argv [])
 {
     long timeout_ms = 2000;
     const char *endpoint = NULL;
+    const char *server = BUS_STORED;
     for (int i = 1; i < argc; i++) {
         if (!strcmp (argv [i], "--help")) {
-            printf ("usage: nearchat-ping [--timeout MS] ENDPOINT\n");
+            printf ("usage: nearchat-ping [--timeout MS] [--gateway] ENDPOINT\n");
             return 0;
         }
         if (!strcmp (argv [i], "--version")) {
@@ -38,20 +42,26 @@ main (int argc, char *argv [])
             }
         }
         else
+        if (!strcmp (argv [i], "--gateway"))
+            server = BUS_GATEWAY;
+        else
         if (argv [i][0] != '-' && !endpoint)
             endpoint = argv [i];
         else {
-            fprintf (stderr, "usage: nearchat-ping [--timeout MS] ENDPOINT\n");
+            fprintf (stderr, "usage: nearchat-ping [--timeout MS] [--gateway] ENDPOINT\n");
             return 2;
         }
     }
     if (!endpoint) {
-        fprintf (stderr, "usage: nearchat-ping [--timeout MS] ENDPOINT\n");
+        fprintf (stderr, "usage: nearchat-ping [--timeout MS] [--gateway] ENDPOINT\n");
         return 2;
     }
     zsys_set_logstream (NULL);
     zsys_init ();
-    proto_client_t *client = proto_client_new (endpoint);
+    const char *keys_dir = getenv ("KEYS_DIR");
+    if (bus_setup (keys_dir && *keys_dir? keys_dir: BUS_KEYS_DIR_DEFAULT, BUS_TOOL))
+        return 2;
+    proto_client_t *client = proto_client_new_to (endpoint, server);
     if (!client) {
         fprintf (stderr, "nearchat-ping: not a ZeroMQ endpoint: %s\n", endpoint);
         return 2;

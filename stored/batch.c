@@ -26,6 +26,7 @@
 #include "clock.h"
 #include "log.h"
 #include "tap.h"
+#include "bus.h"
 
 #define ROUTING_MAX     8       //  frames before the payload we will echo back
 #define GROW_AT_PERCENT 80      //  grow the map before it fills, not only after
@@ -386,6 +387,11 @@ s_drain (batch_t *self)
         else
         if (request->type >= PROTO_TYPE_LIMIT || !s_routes [request->type].handler)
             reply_error (&self->ctx, &reply, 400, "stored does not serve %s",
+                         proto_type_name (request->type));
+        else
+        if (!bus_may_send (bus_role (&payload), request))
+            reply_error (&self->ctx, &reply, 403, "a %s key may not send %s",
+                         bus_role (&payload)? bus_role (&payload): "keyless",
                          proto_type_name (request->type));
         if (reply.type) {
             uint16_t type;

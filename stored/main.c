@@ -14,6 +14,7 @@
 #include "log.h"
 #include "monitor.h"
 #include "tap.h"
+#include "bus.h"
 
 static stored_config_t s_config;
 static log_level_t s_log_level;
@@ -41,6 +42,7 @@ static config_option_t s_options [] = {
       "most writes committed in one transaction", &s_config.batch_max },
     MONITOR_OPTION,
     TAP_OPTION,
+    BUS_OPTION,
     { "LOG_LEVEL", CONFIG_LOG_LEVEL, "info", 0, 0,
       "debug, info, warn or error", &s_log_level },
     { .name = NULL }
@@ -58,6 +60,8 @@ main (int argc, char *argv [])
     //  A single-threaded daemon needs one I/O thread and no more.
     zsys_set_io_threads (1);
 
+    if (bus_start (BUS_STORED))
+        return 1;
     db_t db;
     if (db_open (&db, &s_config))
         return 1;
@@ -70,6 +74,11 @@ main (int argc, char *argv [])
     zsock_set_linger (router, 0);
     zsock_set_rcvhwm (router, 100000);
     zsock_set_sndhwm (router, 100000);
+    if (bus_server (router)) {
+        zsock_destroy (&router);
+        db_close (&db);
+        return 1;
+    }
     monitor_t *monitor = monitor_new (router, "router");
     if (zsock_bind (router, "%s", s_config.endpoint) < 0) {
         log_error ("cannot bind %s: %s", s_config.endpoint, zmq_strerror (zmq_errno ()));
@@ -89,6 +98,7 @@ main (int argc, char *argv [])
     zsock_destroy (&router);
     db_close (&db);
     tap_close ();
+    bus_close ();
     log_info ("stopped");
     return 0;
 }

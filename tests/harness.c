@@ -18,6 +18,7 @@
 #include "harness.h"
 #include "clock.h"
 #include "ids.h"
+#include "bus.h"
 
 #define MAX_DAEMONS 16
 
@@ -58,6 +59,15 @@ harness_init (const char *test_name)
     signal (SIGPIPE, SIG_IGN);
     zsys_set_logstream (NULL);
     printf ("%s: working in %s\n", test_name, s_dir);
+    //  The bus's keys, for every daemon the test starts (they inherit
+    //  KEYS_DIR) and for the test's own clients, which speak as a tool.
+    char keys_dir [PATH_MAX];
+    snprintf (keys_dir, sizeof keys_dir, "%s/keys", s_dir);
+    if (bus_keys_make (keys_dir, false) || bus_setup (keys_dir, BUS_TOOL)) {
+        fprintf (stderr, "%s: cannot make the bus's keys in %s\n", test_name, keys_dir);
+        exit (1);
+    }
+    setenv ("KEYS_DIR", keys_dir, 1);
 }
 
 const char *
@@ -84,9 +94,21 @@ s_print_log (const harness_daemon_t *daemon)
     fclose (log);
 }
 
+proto_client_t *
+harness_client_as (const char *endpoint, const char *server_role, const char *role)
+{
+    const char *keys_dir = getenv ("KEYS_DIR");
+    if (bus_setup (keys_dir, role))
+        return NULL;
+    proto_client_t *client = proto_client_new_to (endpoint, server_role);
+    bus_setup (keys_dir, BUS_TOOL);     //  the key is the socket's now
+    return client;
+}
+
 int
 harness_finish (void)
 {
+    bus_close ();       //  its ZAP handler, before czmq's own shutdown
     for (int i = 0; i < MAX_DAEMONS; i++)
         if (s_daemons [i] && s_daemons [i]->pid) {
             if (s_failed)

@@ -17,6 +17,7 @@
 #include <sys/types.h>
 #include "proto.h"
 #include "client.h"
+#include "bus.h"
 
 //  Record one check: on failure, print where and what, and carry on.
 #define CHECK(condition) \
@@ -79,6 +80,12 @@ int harness_run (const char *binary, const char *const *env, const char *const *
 
 //  A call that must get an answer: NULL only on timeout (5 s).
 proto_msg_t *harness_call (proto_client_t *client, proto_msg_t *request);
+
+//  A client to the listener of server_role (BUS_STORED, BUS_GATEWAY) at
+//  endpoint with the key of role (BUS_REAPER, ...; bus.h) instead of the
+//  tests' usual tool key, for the messages only that role may send.
+proto_client_t *harness_client_as (const char *endpoint, const char *server_role,
+                                   const char *role);
 
 //  A room with a fresh id, active, public, at (latitude, longitude); the
 //  strings live in static storage of a ring of 64, enough for one test step.

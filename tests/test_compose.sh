@@ -22,7 +22,10 @@
 #   - published ports are ports it listens on, on every interface;
 #   - restart is unless-stopped; a healthcheck runs programs the image has
 #     and asks ports that are served;
-#   - DATA_DIR, where set, is a named volume.
+#   - DATA_DIR, where set, is a named volume;
+#   - KEYS_DIR, where set, is the named volume a one-shot nearchat-keys
+#     service (restart no) fills, mounted read-only by the daemons, which
+#     depend on that service having completed.
 # roomd must scale (--scale roomd=4): no container_name, no published port,
 # SHARD_ID auto. The runtime stage runs as a user other than root, and
 # .dockerignore keeps the host's build directories out of the context.
@@ -278,8 +281,42 @@ for service in sorted(services):
     if spec.get("ports") and env.get("HTTP_BIND", "0.0.0.0") not in ("0.0.0.0", "::"):
         fail("%s: publishes ports but HTTP_BIND=%s is not every interface" % (service, env["HTTP_BIND"]))
 
-    if spec.get("restart") != "unless-stopped":
+    # nearchat-keys is a one-shot (it makes the keys and exits); the rest
+    # are kept running.
+    if binary == "nearchat-keys":
+        if str(spec.get("restart")) not in ("no", "False"):
+            fail("%s: restart is %r; a one-shot key maker wants no" % (service, spec.get("restart")))
+    elif spec.get("restart") != "unless-stopped":
         fail("%s: restart is %r, not unless-stopped" % (service, spec.get("restart")))
+
+    # KEYS_DIR is the named volume the one-shot key maker writes, read-only
+    # for the daemons, which start once it has finished.
+    if "KEYS_DIR" in env:
+        named = set((resolved.get("volumes") or {}).keys())
+        keys_mounts = []
+        for volume in spec.get("volumes") or []:
+            if isinstance(volume, dict):
+                keys_mounts.append((volume.get("source"), volume.get("target"),
+                                    bool(volume.get("read_only"))))
+            else:
+                parts = str(volume).split(":")
+                keys_mounts.append((parts[0], parts[1] if len(parts) > 1 else parts[0],
+                                    len(parts) > 2 and "ro" in parts[2].split(",")))
+        mount = next((m for m in keys_mounts if m[0] in named
+                      and m[1].rstrip("/") == env["KEYS_DIR"].rstrip("/")), None)
+        if not mount:
+            fail("%s: KEYS_DIR=%s is not a named volume's mount" % (service, env["KEYS_DIR"]))
+        elif binary != "nearchat-keys" and not mount[2]:
+            fail("%s: mounts the keys (%s) writable; read-only is enough" % (service, mount[0]))
+        if binary != "nearchat-keys":
+            depends = spec.get("depends_on") or {}
+            makers = [name for name in services
+                      if (services[name].get("command") or [""])[0] == "nearchat-keys"]
+            if not any(isinstance(depends, dict)
+                       and (depends.get(m) or {}).get("condition") == "service_completed_successfully"
+                       for m in makers):
+                fail("%s: does not wait for the keys (depends_on the key maker, "
+                     "condition service_completed_successfully)" % service)
 
     # A healthcheck runs programs the image has and asks ports that are served.
     health = (spec.get("healthcheck") or {}).get("test")

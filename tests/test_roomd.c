@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <string.h>
 #include "harness.h"
+#include "bus.h"
 #include "clock.h"
 
 static harness_daemon_t s_stored, s_roomd;
@@ -517,8 +518,11 @@ main (void)
 
     snprintf (s_gateway_endpoint, sizeof s_gateway_endpoint, "tcp://127.0.0.1:%d",
               harness_free_port ());
+    //  The fake gateway holds the gateway's key, as a shard expects.
+    REQUIRE (bus_setup (getenv ("KEYS_DIR"), BUS_GATEWAY) == 0);
     s_router = zsock_new (ZMQ_ROUTER);
     zsock_set_linger (s_router, 0);
+    REQUIRE (bus_server (s_router) == 0);
     REQUIRE (zsock_bind (s_router, "%s", s_gateway_endpoint) >= 0);
     s_start_roomd ();
 

@@ -151,6 +151,11 @@ s_test_spy (void)
     const char *typed [] = { "--type", "msg-append", "--count", "1", "--seconds", "10",
                              s_taps [2], NULL };
     spy = s_spy_start (path, typed);
+    //  A tap is on the bus: a subscriber without a key hears nothing.
+    zsock_t *keyless = zsock_new (ZMQ_SUB);
+    zsock_set_linger (keyless, 0);
+    zsock_set_subscribe (keyless, "");
+    REQUIRE (zsock_connect (keyless, "%s", s_taps [2]) == 0);
     usleep (700 * 1000);
     ws_client_t *again = api_connect (port, "sam", NULL);
     REQUIRE (again);
@@ -161,6 +166,10 @@ s_test_spy (void)
     CHECK (s_spy_wait (spy) == 0);
     CHECK (s_count (path, "stored", "in", "msg-append", "once more", &lines) == 1);
     CHECK (lines == 1);
+    zpoller_t *poller = zpoller_new (keyless, NULL);
+    CHECK (zpoller_wait (poller, 200) == NULL);
+    zpoller_destroy (&poller);
+    zsock_destroy (&keyless);
 
     printf ("bad arguments exit 2\n");
     const char *unknown [] = { "--type", "no-such-type", s_taps [0], NULL };

@@ -10,6 +10,8 @@
 #include "clock.h"
 
 static proto_client_t *s_client;
+static proto_client_t *s_gateway;           //  with the gateway's key: beats
+static proto_client_t *s_reaper;            //  with the reaper's: silent, gone
 static const char *s_endpoint;
 
 //  Send a request, expect an error with this status.
@@ -423,7 +425,7 @@ s_silent (int64_t before_ms, char *out, size_t size)
 {
     proto_msg_t request = { .type = PROTO_GATEWAYS_SILENT, .gateways_silent = {
         .before_ms = before_ms } };
-    proto_msg_t *reply = harness_call (s_client, &request);
+    proto_msg_t *reply = harness_call (s_reaper, &request);
     uint32_t count = 0;
     out [0] = 0;
     if (reply && reply->type == PROTO_GATEWAY_LIST)
@@ -443,6 +445,18 @@ s_test_gateway_runs (void)
     printf ("gateway runs: first beats, a restart makes the old run dead, 410 for the dead\n");
     char runs [512];
     int64_t long_ago = clock_now_ms () - 3600 * 1000;
+    //  Beats are a gateway's, listing and forgetting runs the reaper's:
+    //  another key is refused (403), whatever it asks.
+    proto_msg_t beat = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
+        .gateway_id = "gw-r", .incarnation = "run-a", .at_ms = clock_now_ms (), .first = true } };
+    CHECK (s_refused (&beat, 403));
+    proto_msg_t silent = { .type = PROTO_GATEWAYS_SILENT, .gateways_silent.before_ms = 1 };
+    CHECK (s_refused (&silent, 403));
+    proto_client_t *tool = s_client;
+    s_client = s_gateway;
+    CHECK (s_refused (&silent, 403));
+    beat.gateway_beat.gone = true;
+    CHECK (s_refused (&beat, 403));
     //  An unknown run is taken only with first; after its first ok, always.
     CHECK (!s_beat ("gw-r", "run-a", false));
     CHECK (s_beat ("gw-r", "run-a", true));
@@ -483,7 +497,7 @@ s_test_gateway_runs (void)
     CHECK (s_conn_count ("gw-r", NULL, NULL, "rc-2", &found) == 2 && found);
     //  Forgotten, it stays refused (it is unknown now, and not first).
     request.gateway_beat.gone = true;
-    reply = harness_call (s_client, &request);
+    reply = harness_call (s_reaper, &request);
     CHECK (reply && reply->type == PROTO_OK);
     proto_msg_destroy (&reply);
     request.gateway_beat.gone = false;
@@ -496,6 +510,7 @@ s_test_gateway_runs (void)
     CHECK (!s_beat ("gw-r", "run-b", false));
     CHECK (!s_beat ("gw-other", "run-x", true));
     CHECK (s_silent (long_ago, runs, sizeof runs) == 2);    //  until forgotten
+    s_client = tool;
 }
 
 //  Send raw bytes; the answer must be an error 400 naming request_id.
@@ -566,6 +581,9 @@ main (void)
     REQUIRE (harness_start (&stored) == 0);
     s_endpoint = stored.endpoint;
     s_client = proto_client_new (stored.endpoint);
+    s_gateway = harness_client_as (stored.endpoint, BUS_STORED, BUS_GATEWAY);
+    s_reaper = harness_client_as (stored.endpoint, BUS_STORED, BUS_REAPER);
+    REQUIRE (s_gateway && s_reaper);
     s_test_rooms ();
     s_test_rooms_idle ();
     s_test_append ();
@@ -574,6 +592,8 @@ main (void)
     s_test_gateway_runs ();
     s_test_malformed ();
     proto_client_destroy (&s_client);
+    proto_client_destroy (&s_gateway);
+    proto_client_destroy (&s_reaper);
     CHECK (harness_stop (&stored) == 0);
     return harness_finish ();
 }

@@ -79,7 +79,14 @@ s_test_ttl (void)
     harness_stored_init (&stored);
     stored.env [0] = "TTL_SWEEP_INTERVAL_MS=3600000";     //  only when asked
     REQUIRE (harness_start (&stored) == 0);
+    //  A sweep is the reaper's to ask for; a tool's is refused.
     proto_client_t *client = proto_client_new (stored.endpoint);
+    proto_msg_t *refused = s_call (client, (proto_msg_t) { .type = PROTO_TTL_SWEEP,
+                                                           .ttl_sweep = { .now_ms = 1 } });
+    CHECK (refused && refused->type == PROTO_ERROR && refused->error.status == 403);
+    proto_msg_destroy (&refused);
+    proto_client_destroy (&client);
+    client = harness_client_as (stored.endpoint, BUS_STORED, BUS_REAPER);
     proto_room_t room = harness_room (1, 2);
     REQUIRE (s_put (client, &room));
     int64_t now = clock_now_ms ();

@@ -188,7 +188,8 @@ async function freePort() {
 
 // What `./nearchat up` runs, for a build directory of its own (the suite's).
 function standIn(bin, shards) {
-  const lines = ['pids=()', `"${bin}/stored" & pids+=($!)`, `"${bin}/gateway" & pids+=($!)`];
+  const lines = [`"${bin}/nearchat-keys" >/dev/null || exit 1`,
+                 'pids=()', `"${bin}/stored" & pids+=($!)`, `"${bin}/gateway" & pids+=($!)`];
   for (let s = 1; s <= shards; s++)
     lines.push(`SHARD_ID=shard-${s} "${bin}/roomd" & pids+=($!)`);
   lines.push(`"${bin}/reaper" & pids+=($!)`,
@@ -207,6 +208,7 @@ async function startSystem(options, index) {
     ports = [await freePort(), await freePort(), await freePort()];
   const env = Object.assign({}, process.env, {
     HTTP_PORT: String(ports[0]), HTTP_BIND: '127.0.0.1', DATA_DIR: path.join(dir, 'data'),
+    KEYS_DIR: path.join(dir, 'data', 'keys'),     // the bus's keys, made at start
     STORED_ENDPOINT: `tcp://127.0.0.1:${ports[1]}`,
     GATEWAY_BACKEND_ENDPOINT: `tcp://127.0.0.1:${ports[2]}`,
     GATEWAY_ENDPOINTS: `tcp://127.0.0.1:${ports[2]}`,
