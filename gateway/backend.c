@@ -641,6 +641,23 @@ backend_reaper_report (void)
     return report;
 }
 
+//  Answer a peer's request (none for what asks for no reply) with an error.
+static void
+s_peer_error (const ident_t *from, const proto_msg_t *request, uint16_t status,
+              const char *reason)
+{
+    if (!request->request_id)
+        return;
+    proto_msg_t error = { .type = PROTO_ERROR, .request_id = request->request_id,
+                          .error = { status, reason } };
+    memcpy (error.trace_id, request->trace_id, sizeof error.trace_id);
+    if (s_encode (&error) == 0) {
+        const void *out [] = { from->data, s_self.buffer.data };
+        size_t sizes [] = { from->size, s_self.buffer.size };
+        backend_send_parts (s_self.router_h, out, sizes, 2);
+    }
+}
+
 static bool
 s_from_peers (void)
 {
@@ -706,16 +723,7 @@ s_from_peers (void)
     else
     if (!bus_may_send (role, msg)) {
         log_warn ("refused a %s from a %s key", proto_type_name (msg->type), role? role: "keyless");
-        if (msg->request_id) {
-            proto_msg_t error = { .type = PROTO_ERROR, .request_id = msg->request_id,
-                                  .error = { 403, "this key may not send that" } };
-            memcpy (error.trace_id, msg->trace_id, sizeof error.trace_id);
-            if (s_encode (&error) == 0) {
-                const void *out [] = { from.data, s_self.buffer.data };
-                size_t sizes [] = { from.size, s_self.buffer.size };
-                backend_send_parts (s_self.router_h, out, sizes, 2);
-            }
-        }
+        s_peer_error (&from, msg, 403, "this key may not send that");
         proto_msg_destroy (&msg);
     }
     else
@@ -739,16 +747,7 @@ s_from_peers (void)
     else {
         log_warn ("a peer sent a %s, which the gateway's backend does not serve",
                   proto_type_name (msg->type));
-        if (msg->request_id) {
-            proto_msg_t error = { .type = PROTO_ERROR, .request_id = msg->request_id,
-                                  .error = { 400, "the gateway's backend serves only room requests" } };
-            memcpy (error.trace_id, msg->trace_id, sizeof error.trace_id);
-            if (s_encode (&error) == 0) {
-                const void *out [] = { from.data, s_self.buffer.data };
-                size_t sizes [] = { from.size, s_self.buffer.size };
-                backend_send_parts (s_self.router_h, out, sizes, 2);
-            }
-        }
+        s_peer_error (&from, msg, 400, "the gateway's backend serves only room requests");
         proto_msg_destroy (&msg);
     }
     backend_parts_close (&parts);
