@@ -12,7 +12,8 @@
     (RSA key exchange) or with CBC and SHA-1, and takes TLS 1.2 with ECDHE
     and TLS 1.3. A certificate without its key, a key that is not the
     certificate's, or no certificate file: nearchat-edge exits 2 naming
-    the setting. Last, a wss:// reader that never reads among ones that
+    the setting. The edge logs a line per request without its query string
+    (where a token travels). Last, a wss:// reader that never reads among ones that
     do, while thousands of messages go to their room: each reader that
     reads gets every message, in order, and the one that does not is closed
     (the gateway closes a slow reader with 1008; through the edge it reads
@@ -112,6 +113,39 @@ s_test_https (void)
     http_response_free (&response);
     CHECK (http_request (s_tls_port, "GET", "/healthz", NULL, 0, &response) != 200);
     http_response_free (&response);
+}
+
+//  The edge's log holds text (its file is written as it goes).
+static bool
+s_edge_logged (const char *text)
+{
+    FILE *log = fopen (s_system.edge.log_path, "r");
+    if (!log)
+        return false;
+    char line [4096];
+    bool found = false;
+    while (!found && fgets (line, sizeof line, log))
+        found = strstr (line, text) != NULL;
+    fclose (log);
+    return found;
+}
+
+static void
+s_test_log (void)
+{
+    printf ("the edge logs each request, never its query string (tokens travel as ?token=)\n");
+    http_response_t response;
+    CHECK (https_request (s_tls_port, "GET", "/healthz?token=sEcReT-tOkEn", NULL, 0, &response) == 200);
+    http_response_free (&response);
+    CHECK (http_request (s_port, "GET", "/rooms/nowhere?token=sEcReT-tOkEn", NULL, 0, &response) > 0);
+    http_response_free (&response);
+    //  HAProxy writes a request's line once it has ended: a bounded wait.
+    int64_t deadline = clock_mono_ms () + 5000;
+    while (!s_edge_logged ("GET /rooms/nowhere ") && clock_mono_ms () < deadline)
+        usleep (50 * 1000);
+    CHECK (s_edge_logged ("\"msg\":\"GET /healthz 200\""));
+    CHECK (s_edge_logged ("GET /rooms/nowhere "));
+    CHECK (!s_edge_logged ("sEcReT-tOkEn"));
 }
 
 static void
@@ -336,6 +370,7 @@ main (void)
     s_port = s_system.edge_port;
     s_tls_port = s_system.edge_tls_port;
     s_test_https ();
+    s_test_log ();
     s_test_wss ();
     s_test_ciphers ();
     s_test_bad_settings ();
