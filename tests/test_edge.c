@@ -102,6 +102,17 @@ s_close (conn_t *conn)
     conn->fd = -1;
 }
 
+//  text into out (size bytes), cut to fit.
+static void
+s_copy (char *out, size_t size, const char *text)
+{
+    size_t length = strlen (text);
+    if (length >= size)
+        length = size - 1;
+    memcpy (out, text, length);
+    out [length] = 0;
+}
+
 //  One request (Connection: close) from source, its answer read to the end
 //  within timeout_ms. Returns the status, or -1; the head and body go to
 //  head and body (size bytes each) when not NULL.
@@ -137,9 +148,9 @@ s_request (const char *source, int port, bool tls, const char *method, const cha
     if (split)
         *split = 0;
     if (head)
-        snprintf (head, size, "%s", answer);
+        s_copy (head, size, answer);
     if (body)
-        snprintf (body, size, "%s", split? split + 4: "");
+        s_copy (body, size, split? split + 4: "");
     return status;
 }
 
