@@ -370,6 +370,7 @@ s_test_rate_cap (void)
     printf ("a client address past %d requests in 10 s is answered 429\n", RATE);
     int ok = 0, limited = 0, other = 0, first = -1;
     bool json = true;
+    int64_t started = clock_mono_ms ();
     for (int i = 0; i < RATE + 50; i++) {
         char head [2048], body [2048];
         int status = s_request ("127.0.0.60", s_system.edge_port, false, "GET", "/healthz",
@@ -386,10 +387,17 @@ s_test_rate_cap (void)
         else
             other++;
     }
-    printf ("  %d answered 200, %d 429, %d otherwise\n", ok, limited, other);
+    int64_t took = clock_mono_ms () - started;
+    printf ("  %d answered 200, %d 429, %d otherwise, in %lld ms\n", ok, limited, other,
+            (long long) took);
     CHECK (first == 200);
-    CHECK (ok >= RATE / 2 && ok <= RATE + 1);
-    CHECK (limited >= 49);
+    //  The window is 10 s: only requests made within it tell how many it let through.
+    if (took < 9000) {
+        CHECK (ok >= RATE / 2 && ok <= RATE + 1);
+        CHECK (limited >= 49);
+    }
+    else
+        CHECK (limited >= 1);
     CHECK (json);
     CHECK (other == 0);
     //  Another address is not held back.
