@@ -567,14 +567,14 @@ s_healthz (request_t *self)
         endpoint = json_string (gateway_config.websocket_endpoint);
     else {
         //  Where this client reached us is where its WebSocket can go, over
-        //  TLS if it came over TLS: to us (HTTPS_PORT), or to an edge that
-        //  ended TLS and says so as proxies do (X-Forwarded-Proto).
+        //  TLS if it came over TLS: to the edge, which ended TLS and says
+        //  so as proxies do (X-Forwarded-Proto); the gateway holds none.
         //  The Host is the client's to write: it is used only when it is a
         //  hostname[:port] (guard_host_ok), never written back otherwise;
         //  then the address and port it reached us on stand in.
         const char *host = mg_get_header (self->mg, "Host");
         const char *forwarded = mg_get_header (self->mg, "X-Forwarded-Proto");
-        bool secure = self->info->is_ssl || (forwarded && strcasecmp (forwarded, "https") == 0);
+        bool secure = forwarded && strcasecmp (forwarded, "https") == 0;
         const char *bind = gateway_config.http_bind;
         bool wildcard = strcmp (bind, "0.0.0.0") == 0 || strcmp (bind, "::") == 0 || !*bind;
         char here [80], url [300];

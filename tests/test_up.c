@@ -14,8 +14,8 @@
     the same ports shows by coming up. That one is stopped with SIGTERM
     while a shard is stopped (SIGSTOP): the supervisor must SIGKILL it
     once its grace is over. Last, a third run whose supervisor is itself
-    killed -9, with TLS on (its banner gives https and wss first): its
-    daemons must still go (their parent-death signal), leaving no orphan.
+    killed -9: its daemons must still go (their parent-death signal),
+    leaving no orphan.
     Waits are bounded; the times printed are figures, not checks.
     =========================================================================
 */
@@ -502,17 +502,10 @@ main (void)
     if (!CHECK (s_logged ("so killed: ")))
         s_print_log ();
 
-    //  With TLS; then a supervisor killed -9, which cannot stop anything:
-    //  its daemons go by their parent-death signal.
-    snprintf (s_cert, sizeof s_cert, "%s/cert.pem", harness_dir ());
-    snprintf (s_key, sizeof s_key, "%s/key.pem", harness_dir ());
-    char command [3 * PATH_MAX];
-    snprintf (command, sizeof command,
-              "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
-              "-keyout '%s' -out '%s' 2>/dev/null", s_key, s_cert);
-    REQUIRE (system (command) == 0);
-    s_https_port = harness_free_port ();
-    s_test_come_up ("once more, with TLS");
+    //  A supervisor killed -9, which cannot stop anything: its daemons go
+    //  by their parent-death signal. (TLS is the edge's, which this branch
+    //  of ./nearchat up does not start yet: s_https_port stays 0.)
+    s_test_come_up ("once more");
     s_test_stop (SIGKILL, "SIGKILL");
     return harness_finish ();
 }
