@@ -45,8 +45,9 @@ static log_level_t s_log_level;
 static config_option_t s_options [] = {
     { "HTTP_PORT", CONFIG_INT, "8080", 1, 65535,
       "TCP port of the HTTP and WebSocket API", &gateway_config.http_port },
-    { "HTTP_BIND", CONFIG_STRING, "0.0.0.0", 0, 255,
-      "address the API listens on", &gateway_config.http_bind },
+    { "HTTP_BIND", CONFIG_STRING, "127.0.0.1", 0, 255,
+      "address the API listens on (0.0.0.0: every interface; the edge is what to expose)",
+      &gateway_config.http_bind },
     { "GATEWAY_BACKEND_ENDPOINT", CONFIG_STRING, "tcp://127.0.0.1:5556", 0, 256,
       "ZeroMQ endpoint the room shards (and the reaper) connect to", &gateway_config.backend_endpoint },
     { "STORED_ENDPOINT", CONFIG_STRING, "tcp://127.0.0.1:5555", 0, 256,

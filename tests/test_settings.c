@@ -85,7 +85,11 @@ main (void)
         CHECK (harness_run (c->binary, no_env, bad_flag, output, sizeof output) == 2);
         CHECK (strstr (output, name) != NULL);
     }
-    printf ("gateway: holds no TLS\n");
+    printf ("gateway: listens on 127.0.0.1 unless told otherwise, and holds no TLS\n");
+    CHECK (s_stdout ("", "gateway", "--check", out, sizeof out) == 0);
+    CHECK (strstr (out, "HTTP_BIND=127.0.0.1\n") != NULL);
+    CHECK (s_stdout ("HTTP_BIND=0.0.0.0", "gateway", "--check", out, sizeof out) == 0);
+    CHECK (strstr (out, "HTTP_BIND=0.0.0.0\n") != NULL);
     //  TLS_CERT, TLS_KEY and HTTPS_PORT configure the edge (gateway/edge/),
     //  and no writer threads are left to count.
     CHECK (s_stdout ("", "gateway", "--help", out, sizeof out) == 0);
