@@ -22,6 +22,8 @@
         backend synchronously through a DEALER of the thread's own
         (backend_call), and WebSocket handshakes (ws.c), each handing its
         socket to the event loop.
+      - the body deadline's thread (body.c): ends the read of an HTTP
+        request body that is past HTTP_BODY_TIMEOUT_MS.
       - the main thread: settings, start, wait for a signal, stop.
 
     Settings are written once, in main, before any other thread starts,
@@ -57,6 +59,7 @@ typedef struct {
     int64_t request_timeout_ms;
     int64_t shard_timeout_ms;           //  a shard silent this long is dropped
     int64_t reaper_timeout_s;           //  no report from the reaper this long: it is down
+    int64_t http_body_timeout_ms;       //  longest read of a whole request body (body.c)
     const char *websocket_endpoint;     //  advertised in /healthz; "auto": from the Host header
     const char *websocket_path;         //  its path, served besides / and /ws; "" for none
     const char *auth;                   //  "none" or "jwt" (auth.c)
@@ -250,6 +253,17 @@ int  fds_find (const struct mg_connection *mg);
 void fds_forget (int fd);
 //  Fd is a client socket of ours (taken over): looks skip it.
 void fds_claim (int fd);
+
+//  ---------------------------------------------------------------------------
+//  The deadline on a request body (body.c)
+
+int  body_start (void);             //  its thread; 0 or -1
+void body_stop (void);
+//  Read mg's request body into buffer, at most max + 1 bytes (one more
+//  than max tells a longer body), within HTTP_BODY_TIMEOUT_MS of the
+//  call. Returns the bytes read, or -1 when the deadline passed first:
+//  the connection is then closed after the answer (408).
+long body_read (struct mg_connection *mg, char *buffer, size_t max);
 
 //  ---------------------------------------------------------------------------
 //  Identity (auth.c): AUTH=none trusts the user id a client gives; AUTH=jwt

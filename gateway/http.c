@@ -140,12 +140,15 @@ s_body (request_t *self)
         s_error (self, 500, "out of memory");
         return NULL;
     }
-    size_t size = 0;
-    int got;
-    while (size <= BODY_MAX && (got = mg_read (self->mg, buffer + size, BODY_MAX + 1 - size)) > 0)
-        size += (size_t) got;
+    //  Within HTTP_BODY_TIMEOUT_MS, however slowly it comes (body.c).
+    long got = body_read (self->mg, buffer, BODY_MAX);
+    size_t size = got > 0? (size_t) got: 0;
     json_t *body = NULL;
     json_error_t error;
+    if (got < 0)
+        s_error (self, 408, "the body must all come within %lld ms",
+                 (long long) gateway_config.http_body_timeout_ms);
+    else
     if (size > BODY_MAX)
         s_error (self, 413, "the body may be at most %d bytes", BODY_MAX);
     else

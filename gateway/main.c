@@ -2,8 +2,8 @@
     gateway - nearchat's public HTTP and WebSocket API
 
     Wires the parts together: settings, the socket table (sockets.c), the
-    ZeroMQ backend thread and its event loop, which serves every WebSocket
-    (backend.c, loop.c), then
+    deadline on request bodies (body.c), the ZeroMQ backend thread and its
+    event loop, which serves every WebSocket (backend.c, loop.c), then
     civetweb with the HTTP routes (http.c) and the WebSocket handshakes
     (ws.c). The gateway holds no TLS: TLS_CERT and TLS_KEY configure the
     edge in front of it (gateway/edge/). It runs until SIGINT or SIGTERM
@@ -76,6 +76,9 @@ static config_option_t s_options [] = {
     { "REAPER_TIMEOUT_S", CONFIG_INT, "15", 2, 86400,
       "the reaper reports every second; not heard from this long, /healthz says it is down",
       &gateway_config.reaper_timeout_s },
+    { "HTTP_BODY_TIMEOUT_MS", CONFIG_INT, "10000", 100, 600000,
+      "longest time to read a whole HTTP request body; past it the client gets 408 and "
+      "its connection is closed", &gateway_config.http_body_timeout_ms },
     { "WEBSOCKET_ENDPOINT", CONFIG_STRING, "auto", 0, 1024,
       "the public WebSocket URL (ws:// or wss://) advertised in /healthz, whose path is "
       "served too (wss://host/prod: /prod); auto: from the request's Host and scheme",
@@ -217,8 +220,9 @@ main (int argc, char *argv [])
 
     if (bus_start (BUS_GATEWAY))
         return 1;
-    if (sockets_start () || backend_start ()) {
+    if (sockets_start () || body_start () || backend_start ()) {
         backend_stop ();
+        body_stop ();
         sockets_stop ();
         return 1;
     }
@@ -251,6 +255,12 @@ main (int argc, char *argv [])
         //  writes: without this, Nagle and delayed ACKs hold each ~40 ms.
         "tcp_nodelay", "1",
         "enable_keep_alive", "yes",
+        //  The headers of a request must all come within this from its
+        //  start (civetweb counts from the request's first read, so a
+        //  client trickling them is dropped, 400 as JSON, guard.c); the
+        //  next one on a kept-alive connection within keep_alive_timeout_ms.
+        //  It is also how long one read or one write of civetweb's may
+        //  wait; a whole body is bounded by HTTP_BODY_TIMEOUT_MS (body.c).
         "request_timeout_ms", "10000",
         //  How often a refused WebSocket's worker looks up from its read
         //  (ws_ready): no open WebSocket stays on civetweb.
@@ -278,6 +288,7 @@ main (int argc, char *argv [])
     if (!context) {
         log_error ("cannot serve HTTP on %s", ports);
         backend_stop ();
+        body_stop ();
         sockets_stop ();
         mg_exit_library ();
         return 1;
@@ -305,6 +316,7 @@ main (int argc, char *argv [])
     mg_stop (context);
     log_debug ("civetweb stopped");
     backend_stop ();
+    body_stop ();
     sockets_stop ();
     mg_exit_library ();
     bus_close ();

@@ -39,7 +39,7 @@ static const case_t s_cases [] = {
     { "stored", { "STORED_ENDPOINT", "DATA_DIR", "MESSAGE_TTL_S", "LMDB_MAP_SIZE_MB",
                   "ZMQ_MONITOR", "TAP_ENDPOINT", "LOG_LEVEL", NULL }, "LMDB_MAP_SIZE_MB=lots" },
     { "gateway", { "HTTP_PORT", "STORED_ENDPOINT", "MAX_CONNECTIONS", "HTTP_BIND",
-                   "AUTH", "ZMQ_MONITOR", "LOG_LEVEL", NULL }, "HTTP_PORT=70000" },
+                   "HTTP_BODY_TIMEOUT_MS", "ZMQ_MONITOR", "LOG_LEVEL", NULL }, "HTTP_PORT=70000" },
     { "roomd", { "SHARD_ID", "GATEWAY_ENDPOINTS", "HEARTBEAT_MS", "TYPING_THROTTLE_MS",
                  "ZMQ_MONITOR", "TAP_ENDPOINT", "LOG_LEVEL", NULL }, "HEARTBEAT_MS=-1" },
     { "reaper", { "ROOM_IDLE_TIMEOUT_S", "REAPER_INTERVAL_S", "GATEWAY_TIMEOUT_S",
@@ -97,6 +97,10 @@ main (void)
     for (size_t i = 0; i < sizeof gone / sizeof gone [0]; i++)
         if (!CHECK (strstr (out, gone [i]) == NULL))
             fprintf (stderr, "  gateway --help still lists %s\n", gone [i]);
+    const char *slow [] = { "HTTP_BODY_TIMEOUT_MS=50", NULL };
+    char refused [1024];
+    CHECK (harness_run ("gateway", slow, NULL, refused, sizeof refused) == 2);
+    CHECK (strstr (refused, "HTTP_BODY_TIMEOUT_MS") != NULL);
 
     printf ("the tools: nearchat-spy and nearchat-ping\n");
     CHECK (s_stdout ("", "nearchat-spy", "--help", out, sizeof out) == 0 && strstr (out, "--room"));
