@@ -31,7 +31,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
-#include <arpa/inet.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -75,20 +75,34 @@ s_bit_set (bitmap_t *map, int fd, bool value)
 
 typedef enum { FD_CLOSED, FD_OTHER, FD_CLIENT, FD_THE_ONE } fd_kind_t;
 
+//  The port of an IPv4 or IPv6 address, or -1 for another family.
+static int
+s_port (const struct sockaddr_storage *address)
+{
+    if (address->ss_family == AF_INET)
+        return ntohs (((const struct sockaddr_in *) address)->sin_port);
+    if (address->ss_family == AF_INET6)
+        return ntohs (((const struct sockaddr_in6 *) address)->sin6_port);
+    return -1;
+}
+
 static fd_kind_t
 s_kind (int fd, const struct mg_request_info *info)
 {
-    struct sockaddr_in peer, local;
+    struct sockaddr_storage peer, local;
     socklen_t peer_size = sizeof peer, local_size = sizeof local;
     if (getsockname (fd, (struct sockaddr *) &local, &local_size))
         return errno == EBADF? FD_CLOSED: FD_OTHER;
-    if (local.sin_family != AF_INET || ntohs (local.sin_port) != info->server_port)
+    if (s_port (&local) != info->server_port)
         return FD_OTHER;
     if (getpeername (fd, (struct sockaddr *) &peer, &peer_size))
         return errno == EBADF? FD_CLOSED: FD_OTHER;    //  the listener has no peer
-    char address [INET_ADDRSTRLEN];
-    return ntohs (peer.sin_port) == info->remote_port
-        && inet_ntop (AF_INET, &peer.sin_addr, address, sizeof address)
+    if (s_port (&peer) != info->remote_port)
+        return FD_CLIENT;
+    //  Written as civetweb writes remote_addr (getnameinfo, numeric).
+    char address [NI_MAXHOST];
+    return getnameinfo ((struct sockaddr *) &peer, peer_size, address, sizeof address,
+                        NULL, 0, NI_NUMERICHOST) == 0
         && strcmp (address, info->remote_addr) == 0? FD_THE_ONE: FD_CLIENT;
 }
 

@@ -224,6 +224,7 @@ main (int argc, char *argv [])
         backend_stop ();
         body_stop ();
         sockets_stop ();
+        bus_close ();                   //  before czmq's own exit handler, which asserts else
         return 1;
     }
     //  Shards running already say hello the moment our backend is up: a
@@ -291,6 +292,7 @@ main (int argc, char *argv [])
         body_stop ();
         sockets_stop ();
         mg_exit_library ();
+        bus_close ();
         return 1;
     }
     mg_set_request_handler (context, "/", http_handle, NULL);
