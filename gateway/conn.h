@@ -1,32 +1,32 @@
 /*  =========================================================================
-    conn.h - a WebSocket connection, as sockets.c and writers.c share it
+    conn.h - a WebSocket connection, as sockets.c, output.c and loop.c
+    share it
 
-    Private to those two files: sockets.c owns the table, the room index
-    and the queues; writers.c owns how queued frames reach the socket.
+    Private to those files: sockets.c owns the table, the room index and
+    the queues; output.c how queued frames reach the socket; loop.c reads
+    the socket and closes it.
 
     Invariants:
-      - a conn's lock guards every field below it marked (lock); fields
-        marked (const) are set before the conn is shared and never change;
-      - a conn is written by at most one writer at a time (writing), sits
-        on the ready list at most once (ready) and on the parked list (a
-        writer found its socket full) at most once (parked);
-      - conn->mg and conn->fd are used only while state != CONN_CLOSED or
-        writing is set: sockets_close marks the conn CLOSED and waits for
-        writing to clear before civetweb may close the socket, so a write
+      - a conn is made on a civetweb thread (sockets_add, in the ready
+        handler) and handed to the event loop (loop_adopt); from then on
+        it is read, written and closed on the backend thread alone, and
+        only the table (under sockets.c's index lock) and its reference
+        count are seen by another thread. Fields marked (const) are set
+        before the conn is shared and never change;
+      - a conn sits on the loop's flush list at most once (ready) and
+        waits for its socket to drain at most once (parked);
+      - conn->fd is used only while state != CONN_CLOSED: sockets_close
+        marks the conn CLOSED before the loop closes its socket, so a write
         or a shutdown never lands on a socket that is no longer ours;
-      - an owned conn (the event loop serves its socket, loop.c; mg is
-        NULL) is read, written and closed on the backend thread alone: its
-        "ready" is a stay on the loop's flush list, not the writers';
       - lifetime: one reference for the table (sockets_add .. sockets_close),
-        one for each stay on the ready list and on the parked list.
-        conn_unref frees the conn with the last.
+        one for each stay on the flush list, on a list of the loop's and in
+        the parked state. conn_unref frees the conn with the last.
     =========================================================================
 */
 
 #ifndef NEARCHAT_GATEWAY_CONN_H_INCLUDED
 #define NEARCHAT_GATEWAY_CONN_H_INCLUDED
 
-#include <pthread.h>
 #include "gateway.h"
 #include "ids.h"
 
@@ -57,27 +57,23 @@ typedef struct {
 struct conn {
     char id [IDS_UUID_SIZE];                //  (const)
     char user_id [PROTO_ID_MAX + 1];        //  (const)
-    struct mg_connection *mg;               //  (const) civetweb's, NULL when owned
-    int fd;                                 //  (const) its socket, or -1 when not found
-    bool owned;                             //  (const) the event loop serves fd
-    profile_t profile;                      //  the worker thread's alone
+    int fd;                                 //  its socket, taken over from civetweb (loop.c)
+    profile_t profile;
     atomic_int refs;
-    pthread_mutex_t lock;
-    pthread_cond_t idle;                    //  signalled when writing clears
-    conn_state_t state;                     //  (lock)
-    frame_t **queue;                        //  (lock) a ring of queue_size slots
+    conn_state_t state;
+    frame_t **queue;                        //  a ring of queue_size slots
     size_t queue_head, queue_count, queue_size;
-    bool writing, ready, parked;            //  (lock)
-    bool close_pending;                     //  (lock) write a close frame, then shut it
-    int close_status;                       //  (lock) its status and reason (conn_begin_close)
-    const char *close_reason;               //  (lock) a static string
-    bool close_staged;                      //  the close frame is in out (the writer's)
+    bool ready, parked;                     //  on the flush list; waiting for the socket
+    bool close_pending;                     //  write a close frame, then shut it
+    int close_status;                       //  its status and reason (conn_begin_close)
+    const char *close_reason;               //  a static string
+    bool close_staged;                      //  the close frame is in out
     int64_t close_deadline_ms;              //  monotonic: past it, shut it even if unsent
     bool lingering;                         //  on the loop's list of closes that wait (loop.c)
-    outbuf_t out;                           //  the writer's, while writing is set or parked
-    char *join_request;                     //  (lock) client requestId (JSON) of a join in flight
-    conn_t *ready_next;                     //  under the ready list's lock, or the loop's
-    //  The event loop's, for an owned conn (backend thread only).
+    outbuf_t out;                           //  framed, not all written: the socket was full
+    char *join_request;                     //  client requestId (JSON) of a join in flight
+    conn_t *ready_next;                     //  on the loop's flush list
+    //  The event loop's.
     struct { uint8_t *data; size_t size, max; } in;     //  read, not yet handled
     bool busy;                              //  an action waits for its reply: frames wait
     bool processing;                        //  the loop is handling its frames now
@@ -103,44 +99,36 @@ struct conn {
 void conn_unref (conn_t *conn);
 //  Queue frame (a reference is taken) for conn, or find it a slow reader.
 void sockets_queue (conn_t *conn, frame_t *frame);
-//  Drop every queued frame. Conn's lock held.
+//  Drop every queued frame.
 void conn_queue_drop (conn_t *conn);
 //  Close an open conn with a close frame of status and reason (static):
-//  its queue is dropped, nothing more is queued, and a writer writes the
-//  close frame after whatever is half sent and then shuts the socket.
-//  Conn's lock held.
+//  its queue is dropped, nothing more is queued, and output_serve writes
+//  the close frame after whatever is half sent and then shuts the socket.
 void conn_begin_close (conn_t *conn, int status, const char *reason);
 
 //  ---------------------------------------------------------------------------
-//  writers.c
+//  output.c (backend thread)
 
-int  writers_start (size_t count);
-void writers_stop (void);
-//  Hand conn to a writer: it has frames queued, or close_pending. Conn's
-//  lock held; does nothing while a writer has it or its socket is full.
-void writers_wake (conn_t *conn);
-//  The socket of civetweb's connection mg, or -1 (see writers.c); it is
-//  known as a connection's until writers_forget_fd, before civetweb closes it.
-int  writers_find_fd (const struct mg_connection *mg);
-void writers_forget_fd (int fd);
-//  Fd is a client socket of ours (taken over): looks skip it.
-void writers_claim_fd (int fd);
-//  Write what is queued for conn, or close it as a slow reader: a writer
-//  thread's turn, also taken by the loop for its owned conns (which it
-//  wakes with writers_wake, taking a reference as the ready list does).
-void writers_serve (conn_t *conn);
-//  The socket of a parked owned conn drained (the loop saw it writable),
-//  or the conn is closing: off the parked state, back to serving.
-void writers_unpark (conn_t *conn);
+//  Put conn on the loop's flush list: it has frames queued, or
+//  close_pending. Does nothing while it is there, or its socket is full.
+void output_wake (conn_t *conn);
+//  Write what is queued for conn, or close it as a slow reader: its turn
+//  on the flush list (loop_flush).
+void output_serve (conn_t *conn);
+//  The socket of a parked conn drained (the loop saw it writable), or the
+//  conn is closing: off the parked state, back to serving.
+void output_unpark (conn_t *conn);
+//  Free the staging buffer (the loop has stopped).
+void output_destroy (void);
 //  How long a close frame may wait for its socket to drain (a parked
 //  closing conn is looked at again once it has waited this long).
-#define WRITERS_CLOSE_DRAIN_MS  30000
+#define OUTPUT_CLOSE_DRAIN_MS   30000
 
 //  ---------------------------------------------------------------------------
 //  loop.c (backend thread)
 
-//  Owned conn has frames to write (writers_wake) or waits for its socket
-//  to drain (parked): the loop's turn.
+//  Conn has frames to write (output_wake) or waits for its socket to
+//  drain (parked): the loop's turn.
 void loop_wake (conn_t *conn);
 void loop_park (conn_t *conn);
 

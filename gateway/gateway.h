@@ -6,22 +6,24 @@
     sends back to its own sockets. It holds no room state beyond which of
     its sockets are in which room.
 
+    The gateway holds no TLS: HTTPS and WSS end at the edge in front of it
+    (HAProxy, gateway/edge/), which forwards plain HTTP and WebSocket here.
+
     Threads, and what each may touch:
       - the backend thread (backend.c) runs the event loop (loop.c): it
         owns every ZeroMQ socket that leaves the process (the shard
         ROUTER, the stored DEALER) and the inproc ROUTER the workers talk
-        to, and every plain WebSocket once its handshake is done: it reads
-        their frames and runs their actions (ws.c; an action that calls
-        the backend continues when its reply comes), fans events out to
-        the sockets' queues and writes those queues at the end of a turn.
-      - civetweb worker threads: HTTP requests (http.c), WebSocket
-        handshakes, and the WebSockets over TLS, whose TLS state civetweb
-        keeps: those are read on their thread, and their actions call the
+        to, and every WebSocket once its handshake is done: it reads their
+        frames and runs their actions (ws.c; an action that calls the
+        backend continues when its reply comes), fans events out to the
+        sockets' queues and writes those queues at the end of a turn
+        (output.c), never waiting for a socket.
+      - civetweb worker threads: HTTP requests (http.c), which call the
         backend synchronously through a DEALER of the thread's own
-        (backend_call), so one socket's actions run in order.
-      - writer threads (writers.c): write the TLS sockets' queues, one
-        writer per connection at a time, never waiting for a socket; and
-        one poller thread that waits for full ones to drain.
+        (backend_call), and WebSocket handshakes (ws.c), each handing its
+        socket to the event loop.
+      - the body deadline's thread (body.c): ends the read of an HTTP
+        request body that is past HTTP_BODY_TIMEOUT_MS.
       - the main thread: settings, start, wait for a signal, stop.
 
     Settings are written once, in main, before any other thread starts,
@@ -54,15 +56,12 @@ typedef struct {
     int64_t history_limit;              //  default page of GET .../messages
     int64_t max_connections;            //  WebSockets held at once
     int64_t socket_queue_max;           //  frames queued per socket before it is a slow reader
-    int64_t writer_threads;
     int64_t request_timeout_ms;
     int64_t shard_timeout_ms;           //  a shard silent this long is dropped
     int64_t reaper_timeout_s;           //  no report from the reaper this long: it is down
+    int64_t http_body_timeout_ms;       //  longest read of a whole request body (body.c)
     const char *websocket_endpoint;     //  advertised in /healthz; "auto": from the Host header
     const char *websocket_path;         //  its path, served besides / and /ws; "" for none
-    const char *tls_cert;               //  PEM certificate (chain); "" for no HTTPS
-    const char *tls_key;                //  PEM private key
-    int64_t https_port;
     const char *auth;                   //  "none" or "jwt" (auth.c)
     const char *jwt_secret;             //  HS256 key; "" for none
     const char *jwt_public_key;         //  PEM file of the RS256 or ES256 key; "" for none
@@ -79,7 +78,7 @@ typedef struct {
     atomic_ullong disconnects;
     atomic_ullong messages_received;    //  client frames read
     atomic_ullong messages_delivered;   //  frames written to sockets
-    atomic_ullong socket_writes;        //  send(2)s and civetweb writes that carried them
+    atomic_ullong socket_writes;        //  send(2)s that carried them
     atomic_ullong slow_reader_drops;    //  sockets closed as slow readers
     atomic_ullong frames_dropped;       //  frames queued for them, never written
     atomic_ullong gaps;                 //  sockets found to have missed messages (read again)
@@ -88,7 +87,7 @@ typedef struct {
     atomic_llong shards_live;
     //  Delivery latency, from a frame made (an event or a reply received)
     //  to its write: a histogram over metrics_seconds_bounds, kept in
-    //  atomics because every writer thread observes into it.
+    //  atomics because /metrics reads it from a civetweb thread.
     atomic_ullong delivery_buckets [PROTO_BUCKETS_MAX];
     atomic_ullong delivery_count;
     atomic_ullong delivery_sum_ns;
@@ -156,7 +155,7 @@ size_t backend_incarnation (char *out, size_t size);
 bool backend_reaper_up (void);
 
 //  ---------------------------------------------------------------------------
-//  Connections and fan-out (sockets.c; conn.h has the struct, writers.c
+//  Connections and fan-out (sockets.c; conn.h has the struct, output.c
 //  the writing)
 
 typedef struct conn conn_t;
@@ -169,11 +168,8 @@ typedef struct {
     bool has_name, has_icon, has_color;
 } profile_t;
 
-int  sockets_start (void);          //  the table and the writer threads; 0 or -1
-void sockets_stop (void);           //  after civetweb has stopped: join writers, free
-//  Shut every open socket down, so that civetweb's threads reading them
-//  return at once (the first step of a stop).
-void sockets_interrupt (void);
+int  sockets_start (void);          //  the table; 0 or -1
+void sockets_stop (void);           //  after the backend has stopped: free
 //  Close every open socket with a close frame of status and reason (a
 //  static string), as a slow reader is closed. Returns how many.
 size_t sockets_close_all (int status, const char *reason);
@@ -185,29 +181,20 @@ size_t sockets_open (void);
 bool sockets_admit (void);
 void sockets_unadmit (void);
 
-//  A new open connection, registered in the table: civetweb's mg, or
-//  (mg NULL) socket fd, taken over for the event loop (loop_take). The
-//  table holds one reference until sockets_close. It holds the place
-//  sockets_admit took for its handshake.
-conn_t *sockets_add (struct mg_connection *mg, int fd, const char *user_id,
-                     const profile_t *profile);
-//  The socket closed (civetweb's close handler): out of the table and its
-//  room, no more writes to mg once this returns. Copies the room it was
-//  in to room_id ("" if none). Drops the table's reference (*conn_p = NULL).
+//  A new open connection, registered in the table: socket fd, taken over
+//  for the event loop (loop_take). The table holds one reference until
+//  sockets_close. It holds the place sockets_admit took for its handshake.
+conn_t *sockets_add (int fd, const char *user_id, const profile_t *profile);
+//  The socket closed (the event loop's s_finish): out of the table and its
+//  room, no more writes to its socket once this returns. Copies the room
+//  it was in to room_id ("" if none). Drops the table's reference
+//  (*conn_p = NULL).
 void sockets_close (conn_t **conn_p, char *room_id);
 
 const char *conn_id (const conn_t *conn);
 const char *conn_user_id (const conn_t *conn);
-//  The worker thread's own copy of the profile (only that thread touches it).
+//  The socket's profile (the backend thread's, as the conn is).
 profile_t *conn_profile (conn_t *conn);
-//  The event loop serves it (else a civetweb thread does).
-bool conn_is_owned (const conn_t *conn);
-//  A reference of an action's that waits for its reply.
-void conn_hold (conn_t *conn);
-void conn_release (conn_t *conn);
-//  False once the socket is being closed (slow reader, broken): its
-//  worker should stop reading (the data handler returns 0).
-bool conn_is_open (conn_t *conn);
 
 //  The room the socket is in, copied to room_id ("" if none, or while
 //  its join is not answered).
@@ -224,7 +211,7 @@ void sockets_user_left (const char *room_id, const char *user_id);
 
 //  Queue one frame (compact JSON of frame, which is taken) for conn.
 void sockets_send (conn_t *conn, json_t *frame);
-//  The client request id of the join this worker is making on conn, as JSON
+//  The client request id of the join this socket is making, as JSON
 //  text (NULL: none), so that the backend can echo it on user-joined.
 void sockets_set_join_request (conn_t *conn, const char *request_id_json);
 
@@ -243,10 +230,12 @@ void sockets_recoveries_resume (void);
 void sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *reply);
 
 //  ---------------------------------------------------------------------------
-//  The event loop (loop.c) that serves plain WebSockets on the backend thread
+//  The event loop (loop.c) that serves every WebSocket on the backend thread
 
 //  Take mg's socket over from civetweb (in its ready handler): returns our
-//  descriptor for it, or -1 (TLS, or not found: civetweb keeps serving it).
+//  descriptor for it, or -1 when it cannot (its descriptor not found, or
+//  none left to duplicate it; then civetweb's read of it has been ended
+//  when it was found): the caller refuses the socket.
 int  loop_take (const struct mg_connection *mg);
 //  Hand conn (added with the descriptor loop_take gave) to the event loop.
 void loop_adopt (conn_t *conn);
@@ -255,14 +244,26 @@ void loop_adopt (conn_t *conn);
 void loop_done (conn_t *conn);
 
 //  ---------------------------------------------------------------------------
-//  TLS (tls.c)
+//  A civetweb connection's descriptor (fds.c)
 
-//  Check that TLS_CERT and TLS_KEY load and belong together; exits 2 with
-//  a message naming the setting when not (a bad setting, as config.c does).
-void tls_check_settings (void);
-//  civetweb's init_ssl callback: load the certificate and key into its
-//  SSL_CTX. Returns 1 (done), or -1.
-int tls_init_context (void *ssl_context, void *user_data);
+//  The socket of civetweb's connection mg (its handler runs on this
+//  thread), or -1 when none is found; it is known as a connection's, and
+//  skipped by later looks, until fds_forget.
+int  fds_find (const struct mg_connection *mg);
+void fds_forget (int fd);
+//  Fd is a client socket of ours (taken over): looks skip it.
+void fds_claim (int fd);
+
+//  ---------------------------------------------------------------------------
+//  The deadline on a request body (body.c)
+
+int  body_start (void);             //  its thread; 0 or -1
+void body_stop (void);
+//  Read mg's request body into buffer, at most max + 1 bytes (one more
+//  than max tells a longer body), within HTTP_BODY_TIMEOUT_MS of the
+//  call. Returns the bytes read, or -1 when the deadline passed first:
+//  the connection is then closed after the answer (408).
+long body_read (struct mg_connection *mg, char *buffer, size_t max);
 
 //  ---------------------------------------------------------------------------
 //  Identity (auth.c): AUTH=none trusts the user id a client gives; AUTH=jwt

@@ -140,12 +140,15 @@ s_body (request_t *self)
         s_error (self, 500, "out of memory");
         return NULL;
     }
-    size_t size = 0;
-    int got;
-    while (size <= BODY_MAX && (got = mg_read (self->mg, buffer + size, BODY_MAX + 1 - size)) > 0)
-        size += (size_t) got;
+    //  Within HTTP_BODY_TIMEOUT_MS, however slowly it comes (body.c).
+    long got = body_read (self->mg, buffer, BODY_MAX);
+    size_t size = got > 0? (size_t) got: 0;
     json_t *body = NULL;
     json_error_t error;
+    if (got < 0)
+        s_error (self, 408, "the body must all come within %lld ms",
+                 (long long) gateway_config.http_body_timeout_ms);
+    else
     if (size > BODY_MAX)
         s_error (self, 413, "the body may be at most %d bytes", BODY_MAX);
     else
@@ -567,14 +570,14 @@ s_healthz (request_t *self)
         endpoint = json_string (gateway_config.websocket_endpoint);
     else {
         //  Where this client reached us is where its WebSocket can go, over
-        //  TLS if it came over TLS: to us (HTTPS_PORT), or to an edge that
-        //  ended TLS and says so as proxies do (X-Forwarded-Proto).
+        //  TLS if it came over TLS: to the edge, which ended TLS and says
+        //  so as proxies do (X-Forwarded-Proto); the gateway holds none.
         //  The Host is the client's to write: it is used only when it is a
         //  hostname[:port] (guard_host_ok), never written back otherwise;
         //  then the address and port it reached us on stand in.
         const char *host = mg_get_header (self->mg, "Host");
         const char *forwarded = mg_get_header (self->mg, "X-Forwarded-Proto");
-        bool secure = self->info->is_ssl || (forwarded && strcasecmp (forwarded, "https") == 0);
+        bool secure = forwarded && strcasecmp (forwarded, "https") == 0;
         const char *bind = gateway_config.http_bind;
         bool wildcard = strcmp (bind, "0.0.0.0") == 0 || strcmp (bind, "::") == 0 || !*bind;
         char here [80], url [300];

@@ -154,8 +154,8 @@ render_text (const json_t *value)
 //  jansson's parser recurses once an array or object deep, and its only
 //  bound is JSON_PARSER_MAX_DEPTH, fixed at 2048 when the library is built
 //  (jansson_config.h; Debian's 2.14 has no run-time option for it). HTTP
-//  bodies and TLS frames are parsed on civetweb's worker threads, whose
-//  stacks are ~100 KiB: 600 '[' overflow one and kill the gateway. So the
+//  bodies are parsed on civetweb's worker threads, whose stacks are
+//  ~100 KiB: 600 '[' overflow one and kill the gateway. So the
 //  depth is counted here first, by hand and without recursion: brackets
 //  outside strings only (a '\' in a string escapes the next byte, so "\""
 //  does not end it). Unbalanced or malformed input is the parser's to

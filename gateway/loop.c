@@ -1,23 +1,25 @@
 /*  =========================================================================
-    loop.c - the backend thread's event loop over the plain WebSockets
+    loop.c - the backend thread's event loop over every WebSocket
 
     civetweb 1.15 holds each WebSocket on a worker thread of its own, from
     its handshake to its close, and has no event-driven WebSocket API. A
     thread a socket is what made the gateway slow and large: every client
     frame crossed three threads (civetweb's, the backend's, a writer's)
     and each idle socket kept a thread's stack and a ZeroMQ socket. So
-    once civetweb has answered a plain WebSocket's upgrade (ws_ready), the
+    once civetweb has answered a WebSocket's upgrade (ws_ready), the
     socket is taken over (loop_take) and served here, on the backend
     thread, which owns the ZeroMQ sockets already: a client frame is read,
     parsed (wsframe.c), handled (ws.c) and sent to its shard on one
     thread; an event from a shard is queued to its room's sockets and
     written at the end of the same turn, many frames to a write.
 
-    civetweb keeps HTTP, the handshakes, and WebSockets over TLS (it holds
-    their TLS state; they stay on its threads and writers.c).
+    civetweb keeps HTTP and the handshakes; the gateway holds no TLS (the
+    edge does), so every WebSocket is a plain socket the loop can take. One
+    that cannot be taken (its descriptor not found, none left to duplicate
+    it) is refused (ws_ready), never served on a civetweb thread.
 
     How a socket is taken over from civetweb: its descriptor is found
-    (writers_find_fd), duplicated for us, and civetweb's number is pointed
+    (fds_find), duplicated for us, and civetweb's number is pointed
     at one end of a socket pair whose other end is closed. civetweb's
     read loop then sees the end of a stream at once, runs the close
     handler (which finds no conn: the socket is ours), and closes its
@@ -103,7 +105,7 @@ s_push (conn_t ***list, size_t *count, size_t *max, conn_t *conn)
 int
 loop_take (const struct mg_connection *mg)
 {
-    int theirs = writers_find_fd (mg);
+    int theirs = fds_find (mg);
     if (theirs < 0)
         return -1;
     int ours = fcntl (theirs, F_DUPFD_CLOEXEC, 0);
@@ -117,13 +119,16 @@ loop_take (const struct mg_connection *mg)
             close (pair [0]);
             close (pair [1]);
         }
-        writers_forget_fd (theirs);
+        //  Refused (ws_ready writes its close frame): civetweb's read
+        //  loop must end at once, not serve it.
+        shutdown (theirs, SHUT_RD);
+        fds_forget (theirs);
         return -1;
     }
     close (pair [0]);
     close (pair [1]);
-    writers_forget_fd (theirs);         //  civetweb's number is no client socket now
-    writers_claim_fd (ours);
+    fds_forget (theirs);                //  civetweb's number is no client socket now
+    fds_claim (ours);
     int flags = fcntl (ours, F_GETFL);
     fcntl (ours, F_SETFL, flags | O_NONBLOCK);
     return ours;
@@ -229,7 +234,7 @@ s_end (conn_t *conn)
     free (conn->in.data);
     conn->in.data = NULL;
     conn->in.size = conn->in.max = 0;
-    writers_unpark (conn);
+    output_unpark (conn);
     if (!conn->busy)
         s_finish (conn);
 }
@@ -347,7 +352,7 @@ s_read (conn_t *conn)
 }
 
 //  ---------------------------------------------------------------------------
-//  For ws.c and writers.c
+//  For ws.c and output.c
 
 void
 loop_done (conn_t *conn)
@@ -378,7 +383,7 @@ loop_park (conn_t *conn)
     assert (backend_on_thread ());
     if (!conn->ended)
         s_interest (conn);
-    //  A close frame waits for the socket at most so long (writers.c):
+    //  A close frame waits for the socket at most so long (output.c):
     //  the loop looks at it again then, writable or not.
     if (conn->close_staged && !conn->lingering) {
         conn->lingering = true;
@@ -394,15 +399,13 @@ s_linger (void)
     int64_t now = clock_mono_ms ();
     for (size_t i = s_loop.lingering_count; i-- > 0; ) {
         conn_t *conn = s_loop.lingering [i];
-        pthread_mutex_lock (&conn->lock);
         bool waits = conn->parked && conn->state == CONN_CLOSING && !conn->ended;
-        pthread_mutex_unlock (&conn->lock);
         if (waits && now < conn->close_deadline_ms)
             continue;
         s_loop.lingering [i] = s_loop.lingering [--s_loop.lingering_count];
         conn->lingering = false;
         if (waits)
-            writers_unpark (conn);
+            output_unpark (conn);
         conn_unref (conn);
     }
 }
@@ -474,7 +477,7 @@ loop_wait (int timeout_ms)
             if (conn->ended)
                 continue;
             if (events [i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
-                writers_unpark (conn);
+                output_unpark (conn);
             if (events [i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
                 s_read (conn);
             else
@@ -516,12 +519,12 @@ void
 loop_flush (void)
 {
     //  A conn with more queued than one write takes is put back on the
-    //  list by writers_serve: it is served next turn, after the others.
+    //  list by output_serve: it is served next turn, after the others.
     conn_t *conn = s_loop.dirty_head;
     s_loop.dirty_head = s_loop.dirty_tail = NULL;
     while (conn) {
         conn_t *next = conn->ready_next;
-        writers_serve (conn);
+        output_serve (conn);
         conn_unref (conn);              //  the list's reference
         conn = next;
     }

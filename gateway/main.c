@@ -1,12 +1,15 @@
 /*  =========================================================================
     gateway - nearchat's public HTTP and WebSocket API
 
-    Wires the parts together: settings, the socket table and its writers
-    (sockets.c), the ZeroMQ backend thread (backend.c), then civetweb with
-    the HTTP routes (http.c) and the WebSocket handlers (ws.c). It runs
-    until SIGINT or SIGTERM and then stops in the reverse order: calls in
-    flight give up, civetweb closes every socket (each close is posted to
-    the backend), the writers end, the backend sends what is left.
+    Wires the parts together: settings, the socket table (sockets.c), the
+    deadline on request bodies (body.c), the ZeroMQ backend thread and its
+    event loop, which serves every WebSocket (backend.c, loop.c), then
+    civetweb with the HTTP routes (http.c) and the WebSocket handshakes
+    (ws.c). The gateway holds no TLS: TLS_CERT and TLS_KEY configure the
+    edge in front of it (gateway/edge/). It runs until SIGINT or SIGTERM
+    and then stops in the reverse order: calls in flight give up, civetweb
+    stops, the event loop closes every socket (each close is posted to
+    stored and the shards) and the backend sends what is left.
 
     Exit status: 0 after a clean stop, 1 when a port or endpoint cannot be
     used, 2 for a bad setting (config.c).
@@ -29,7 +32,8 @@
 #include "bus.h"
 #include "utf8.h"
 
-//  civetweb threads beyond one per WebSocket, for HTTP requests.
+//  civetweb's threads: HTTP requests and WebSocket handshakes, one at a
+//  time each (every WebSocket is the event loop's once it is open).
 #define HTTP_THREADS    32
 #define SHARDS_WAIT_MS  1000        //  longest wait at start for the shards to be heard
 #define SHARDS_STILL_MS 100         //  ... which ends once the set stood still this long
@@ -41,8 +45,9 @@ static log_level_t s_log_level;
 static config_option_t s_options [] = {
     { "HTTP_PORT", CONFIG_INT, "8080", 1, 65535,
       "TCP port of the HTTP and WebSocket API", &gateway_config.http_port },
-    { "HTTP_BIND", CONFIG_STRING, "0.0.0.0", 0, 255,
-      "address the API listens on", &gateway_config.http_bind },
+    { "HTTP_BIND", CONFIG_STRING, "127.0.0.1", 0, 255,
+      "address the API listens on (0.0.0.0: every interface; the edge is what to expose)",
+      &gateway_config.http_bind },
     { "GATEWAY_BACKEND_ENDPOINT", CONFIG_STRING, "tcp://127.0.0.1:5556", 0, 256,
       "ZeroMQ endpoint the room shards (and the reaper) connect to", &gateway_config.backend_endpoint },
     { "STORED_ENDPOINT", CONFIG_STRING, "tcp://127.0.0.1:5555", 0, 256,
@@ -58,14 +63,11 @@ static config_option_t s_options [] = {
     { "HISTORY_LIMIT", CONFIG_INT, "50", 1, PROTO_LIST_MAX,
       "messages in a page of GET /rooms/{id}/messages without limit", &gateway_config.history_limit },
     { "MAX_CONNECTIONS", CONFIG_INT, "1000", 1, 100000,
-      "WebSockets held at once (a descriptor each; over TLS also a civetweb thread)",
+      "WebSockets held at once (a descriptor each, served by the event loop)",
       &gateway_config.max_connections },
     { "SOCKET_QUEUE_MAX", CONFIG_INT, "1024", 1, 1000000,
       "frames queued for one socket before it is closed as a slow reader",
       &gateway_config.socket_queue_max },
-    { "WRITER_THREADS", CONFIG_INT, "0", 0, 256,
-      "threads writing queued frames to TLS WebSockets; 0: half the cores, at least one",
-      &gateway_config.writer_threads },
     { "REQUEST_TIMEOUT_MS", CONFIG_INT, "5000", 100, 600000,
       "how long a call to stored or a shard may take before the client gets 503",
       &gateway_config.request_timeout_ms },
@@ -74,17 +76,13 @@ static config_option_t s_options [] = {
     { "REAPER_TIMEOUT_S", CONFIG_INT, "15", 2, 86400,
       "the reaper reports every second; not heard from this long, /healthz says it is down",
       &gateway_config.reaper_timeout_s },
+    { "HTTP_BODY_TIMEOUT_MS", CONFIG_INT, "10000", 100, 600000,
+      "longest time to read a whole HTTP request body; past it the client gets 408 and "
+      "its connection is closed", &gateway_config.http_body_timeout_ms },
     { "WEBSOCKET_ENDPOINT", CONFIG_STRING, "auto", 0, 1024,
       "the public WebSocket URL (ws:// or wss://) advertised in /healthz, whose path is "
       "served too (wss://host/prod: /prod); auto: from the request's Host and scheme",
       &gateway_config.websocket_endpoint },
-    { "TLS_CERT", CONFIG_STRING, "", 0, 4096,
-      "PEM certificate (chain) file; with TLS_KEY, HTTPS and WSS are served on HTTPS_PORT",
-      &gateway_config.tls_cert },
-    { "TLS_KEY", CONFIG_STRING, "", 0, 4096,
-      "PEM private key file of TLS_CERT", &gateway_config.tls_key },
-    { "HTTPS_PORT", CONFIG_INT, "8443", 1, 65535,
-      "TCP port of HTTPS and WSS, when TLS_CERT and TLS_KEY are set", &gateway_config.https_port },
     { "AUTH", CONFIG_STRING, "none", 0, 16,
       "none: the user id is what a client says (the original's way; a warning at start); "
       "jwt: the sub of a token signed with JWT_SECRET or JWT_PUBLIC_KEY, sent as ?token= "
@@ -187,9 +185,7 @@ main (int argc, char *argv [])
     if (strpbrk (bind, ", \t"))
         s_bad_setting ("HTTP_BIND", bind, "must be one address");
     s_websocket_path ();
-    tls_check_settings ();
     auth_check_settings ();
-    bool tls = *gateway_config.tls_cert;
     log_init ("gateway", s_log_level);
     auth_log_start ();
 
@@ -203,18 +199,17 @@ main (int argc, char *argv [])
     signal (SIGPIPE, SIG_IGN);
     zsys_handler_set (NULL);
     zsys_set_logstream (NULL);
-    //  civetweb's threads: HTTP requests and WebSocket handshakes, and
-    //  with TLS one for each WebSocket, which stays on its thread (plain
-    //  ones are taken over by the event loop, loop.c). Each thread that
-    //  calls the backend has a DEALER, past ZeroMQ's default of 1024 sockets.
-    int64_t civetweb_threads = HTTP_THREADS + (tls? gateway_config.max_connections: 0);
+    //  civetweb's threads serve HTTP requests and WebSocket handshakes;
+    //  no WebSocket stays on one (the event loop takes each over, loop.c),
+    //  so their number does not grow with MAX_CONNECTIONS. Each thread
+    //  that calls the backend has a DEALER.
+    int64_t civetweb_threads = HTTP_THREADS;
     zsys_set_max_sockets ((size_t) (civetweb_threads + 64));
     zsys_init ();
     zsys_set_io_threads (1);
 
-    //  Each WebSocket holds its TCP socket, and a civetweb thread's DEALER
-    //  (an eventfd) too over TLS: warn now rather than fail at the
-    //  thousandth client.
+    //  Each WebSocket holds its TCP socket: warn now rather than fail at
+    //  the thousandth client.
     struct rlimit files;
     int64_t needed = gateway_config.max_connections + 2 * civetweb_threads + 256;
     if (getrlimit (RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY
@@ -225,9 +220,11 @@ main (int argc, char *argv [])
 
     if (bus_start (BUS_GATEWAY))
         return 1;
-    if (sockets_start () || backend_start ()) {
+    if (sockets_start () || body_start () || backend_start ()) {
         backend_stop ();
+        body_stop ();
         sockets_stop ();
+        bus_close ();                   //  before czmq's own exit handler, which asserts else
         return 1;
     }
     //  Shards running already say hello the moment our backend is up: a
@@ -251,10 +248,6 @@ main (int argc, char *argv [])
     char ports [300], threads [32];
     snprintf (ports, sizeof ports, strchr (bind, ':')? "[%s]:%lld": "%s:%lld", bind,
               (long long) gateway_config.http_port);
-    if (tls)        //  civetweb's "s" suffix: this port speaks TLS
-        snprintf (ports + strlen (ports), sizeof ports - strlen (ports),
-                  strchr (bind, ':')? ",[%s]:%llds": ",%s:%llds", bind,
-                  (long long) gateway_config.https_port);
     snprintf (threads, sizeof threads, "%lld", (long long) civetweb_threads);
     const char *options [] = {
         "listening_ports", ports,
@@ -263,12 +256,15 @@ main (int argc, char *argv [])
         //  writes: without this, Nagle and delayed ACKs hold each ~40 ms.
         "tcp_nodelay", "1",
         "enable_keep_alive", "yes",
-        "keep_alive_timeout_ms", "5000",
+        //  The headers of a request must all come within this from its
+        //  start (civetweb counts from the request's first read, so a
+        //  client trickling them is dropped, 400 as JSON, guard.c); the
+        //  next one on a kept-alive connection within keep_alive_timeout_ms.
+        //  It is also how long one read or one write of civetweb's may
+        //  wait; a whole body is bounded by HTTP_BODY_TIMEOUT_MS (body.c).
         "request_timeout_ms", "10000",
-        //  A WebSocket's worker looks up from its read this often. Each
-        //  look costs a wake-up (at 1 s, 5,000 idle sockets cost 5% of a
-        //  core); a stop does not wait for it, it shuts the sockets down
-        //  (sockets_interrupt), but for TLS ones, which it waits out.
+        //  How often a refused WebSocket's worker looks up from its read
+        //  (ws_ready): no open WebSocket stays on civetweb.
         "websocket_timeout_ms", "10000",
         "connection_queue", "256",
         "listen_backlog", "1024",
@@ -288,15 +284,15 @@ main (int argc, char *argv [])
     callbacks.exit_thread = s_exit_thread;
     callbacks.begin_request = guard_begin_request;
     callbacks.http_error = guard_http_error;
-    if (tls)
-        callbacks.init_ssl = tls_init_context;
-    mg_init_library (tls? MG_FEATURES_TLS: 0);
+    mg_init_library (0);                //  no TLS: the edge's (gateway/edge/)
     struct mg_context *context = mg_start (&callbacks, NULL, options);
     if (!context) {
         log_error ("cannot serve HTTP on %s", ports);
         backend_stop ();
+        body_stop ();
         sockets_stop ();
         mg_exit_library ();
+        bus_close ();
         return 1;
     }
     mg_set_request_handler (context, "/", http_handle, NULL);
@@ -306,8 +302,8 @@ main (int argc, char *argv [])
     bool staged = *stage && strcmp (stage, "/ws") != 0;
     if (staged)
         mg_set_websocket_handler (context, stage, ws_connect, ws_ready, ws_data, ws_close, NULL);
-    log_info ("gateway %s serving %s %s (WebSocket on /, /ws%s%s), shards on %s, stored at %s",
-              gateway_config.gateway_id, tls? "http and https (s) on": "http on", ports,
+    log_info ("gateway %s serving http on %s (WebSocket on /, /ws%s%s), shards on %s, stored at %s",
+              gateway_config.gateway_id, ports,
               staged? ", ": "", staged? stage: "", gateway_config.backend_endpoint,
               gateway_config.stored_endpoint);
 
@@ -315,14 +311,14 @@ main (int argc, char *argv [])
     sigwait (&signals, &signal_number);
     log_info ("stopping on %s", signal_number == SIGINT? "SIGINT": "SIGTERM");
 
-    //  Calls give up, civetweb's sockets are shut so its threads return,
-    //  then the event loop closes its own (each socket's leave and
-    //  conn-del still go out), then the writers stop.
+    //  Calls give up so that civetweb's threads return, then the event
+    //  loop closes every WebSocket (each socket's leave and conn-del still
+    //  go out) as the backend stops.
     backend_interrupt ();
-    sockets_interrupt ();
     mg_stop (context);
     log_debug ("civetweb stopped");
     backend_stop ();
+    body_stop ();
     sockets_stop ();
     mg_exit_library ();
     bus_close ();

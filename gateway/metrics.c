@@ -73,7 +73,7 @@ s_own (metrics_set_t *set)
     metrics_counter (set, "nearchat_gateway_gaps_total",
                      "Sockets found to have missed messages of their room, read again from stored.",
                      (double) atomic_load (&m->gaps));
-    //  A snapshot of the writers' atomics: the count is read first, so
+    //  A snapshot of the event loop's atomics: the count is read first, so
     //  buckets may run ahead of it by an observation, never behind.
     static __thread metrics_histogram_t delivery;
     metrics_histogram_init (&delivery, metrics_seconds_bounds, metrics_seconds_bound_count);

@@ -4,7 +4,7 @@
     Every open WebSocket is a conn_t (conn.h) in a table by id, and in at
     most one room of the room index (room id -> its conns). An event is
     rendered to JSON once and its text (a refcounted frame_t) is queued to
-    each conn in the room; writers.c takes it from there.
+    each conn in the room; output.c takes it from there.
 
     A socket that asks to join a room is put in the room at once, marked
     joining: the events of the room are held for it until its join is
@@ -15,17 +15,16 @@
     miss what happened in between although it was a member already.
 
     A conn whose queue reaches SOCKET_QUEUE_MAX is a slow reader: its queue
-    is dropped, nothing more is queued for it, and a writer closes it
-    (writers.c). Queueing never blocks, so a slow reader never makes the
+    is dropped, nothing more is queued for it, and it is closed
+    (output.c). Queueing never blocks, so a slow reader never makes the
     fan-out or anybody else wait, and memory per socket is bounded by
     SOCKET_QUEUE_MAX frames (shared with the other sockets of the room).
 
     Invariants (and conn.h's):
       - s_index_lock guards the conn table, the room index and every
-        conn's room_id. Writers to them: the backend thread (a socket's
-        join answered, a room closed) and worker threads (leave, close).
-      - lock order: s_index_lock, then a conn's lock, then the writers'
-        list locks. Nothing waits for I/O while holding any of them.
+        conn's room_id. Writers to them: the backend thread (everything
+        but a new conn) and civetweb's threads (sockets_add, in the ready
+        handler). Nothing waits for I/O while holding it.
     =========================================================================
 */
 
@@ -100,13 +99,11 @@ void
 conn_unref (conn_t *conn)
 {
     if (atomic_fetch_sub (&conn->refs, 1) == 1) {
-        assert (conn->state == CONN_CLOSED && !conn->writing);
+        assert (conn->state == CONN_CLOSED);
         conn_queue_drop (conn);
         free (conn->queue);
         free (conn->out.data);
         free (conn->join_request);
-        pthread_mutex_destroy (&conn->lock);
-        pthread_cond_destroy (&conn->idle);
         free (conn);
     }
 }
@@ -131,7 +128,7 @@ conn_begin_close (conn_t *conn, int status, const char *reason)
     conn->close_pending = true;
     conn->close_status = status;
     conn->close_reason = reason;
-    writers_wake (conn);
+    output_wake (conn);
 }
 
 size_t
@@ -140,10 +137,8 @@ sockets_close_all (int status, const char *reason)
     size_t count = 0;
     pthread_rwlock_wrlock (&s_index_lock);     //  zhashx's cursor is the table's own
     for (conn_t *conn = zhashx_first (s_conns); conn; conn = zhashx_next (s_conns)) {
-        pthread_mutex_lock (&conn->lock);
         count += conn->state == CONN_OPEN;
         conn_begin_close (conn, status, reason);
-        pthread_mutex_unlock (&conn->lock);
     }
     pthread_rwlock_unlock (&s_index_lock);
     return count;
@@ -153,15 +148,11 @@ sockets_close_all (int status, const char *reason)
 void
 sockets_queue (conn_t *conn, frame_t *frame)
 {
-    pthread_mutex_lock (&conn->lock);
-    if (conn->state != CONN_OPEN) {
-        pthread_mutex_unlock (&conn->lock);
+    if (conn->state != CONN_OPEN)
         return;
-    }
     if (conn->queue_count >= (size_t) gateway_config.socket_queue_max) {
         atomic_fetch_add (&gateway_metrics.frames_dropped, conn->queue_count + 1);
         conn_begin_close (conn, WSFRAME_POLICY, "too slow, messages were dropped");
-        pthread_mutex_unlock (&conn->lock);
         atomic_fetch_add (&gateway_metrics.slow_reader_drops, 1);
         log_warn ("socket %s of user %s is a slow reader: %lld frames waited; closing it",
                   conn->id, conn->user_id, (long long) gateway_config.socket_queue_max);
@@ -184,8 +175,7 @@ sockets_queue (conn_t *conn, frame_t *frame)
     atomic_fetch_add (&frame->refs, 1);
     conn->queue [(conn->queue_head + conn->queue_count) % conn->queue_size] = frame;
     conn->queue_count++;
-    writers_wake (conn);
-    pthread_mutex_unlock (&conn->lock);
+    output_wake (conn);
 }
 
 //  ---------------------------------------------------------------------------
@@ -262,36 +252,15 @@ sockets_start (void)
     s_rooms = zhashx_new ();
     assert (s_conns && s_rooms);
     zhashx_set_destructor (s_rooms, s_room_destroy);
-    //  More writers than half the cores only take turns: on 2 cores, 4
-    //  writers carried 85,000 deliveries/s and 1 carried 144,000 (p99 at
-    //  42,000/s: 12-41 ms against 4-5 ms), their wake-ups costing more than
-    //  the writes (./nearchat bench load fanout, 2026-11-25).
-    long cores = sysconf (_SC_NPROCESSORS_ONLN);
-    size_t writers = gateway_config.writer_threads? (size_t) gateway_config.writer_threads
-                   : cores > 2? (size_t) cores / 2: 1;
-    return writers_start (writers);
-}
-
-void
-sockets_interrupt (void)
-{
-    //  While the table holds a conn, civetweb has not closed its socket
-    //  (that comes after the close handler, which takes it out first).
-    //  (For writing: zhashx's cursor is the table's own.)
-    pthread_rwlock_wrlock (&s_index_lock);
-    //  The event loop's own are closed by it, with a close frame.
-    for (conn_t *conn = zhashx_first (s_conns); conn; conn = zhashx_next (s_conns))
-        if (conn->fd >= 0 && !conn->owned)
-            shutdown (conn->fd, SHUT_RDWR);
-    pthread_rwlock_unlock (&s_index_lock);
+    return 0;
 }
 
 void
 sockets_stop (void)
 {
-    writers_stop ();
-    //  civetweb has stopped, so every close handler has run: the table is
-    //  empty unless a close handler never ran, and then its conns stay.
+    output_destroy ();
+    //  The event loop has closed every socket (loop_close_all): the table
+    //  is empty unless a close never finished, and then its conns stay.
     if (s_conns && zhashx_size (s_conns))
         log_warn ("%zu sockets were still open at the end", zhashx_size (s_conns));
     zhashx_destroy (&s_rooms);
@@ -326,24 +295,17 @@ sockets_open (void)
 }
 
 conn_t *
-sockets_add (struct mg_connection *mg, int fd, const char *user_id, const profile_t *profile)
+sockets_add (int fd, const char *user_id, const profile_t *profile)
 {
-    assert ((mg || fd >= 0) && user_id && profile);
+    assert (fd >= 0 && user_id && profile);
     conn_t *conn = calloc (1, sizeof *conn);
     assert (conn);
     ids_uuid (conn->id);
     snprintf (conn->user_id, sizeof conn->user_id, "%s", user_id);
     conn->profile = *profile;
-    conn->mg = mg;
-    conn->owned = !mg;
-    conn->fd = mg? writers_find_fd (mg): fd;
-    log_debug ("socket %s of user %s is descriptor %d%s", conn->id, user_id, conn->fd,
-               conn->owned? " (the event loop's)": "");
-    if (conn->fd < 0 && !mg_get_request_info (mg)->is_ssl)
-        log_warn ("socket %s: its descriptor was not found; writes to it may block", conn->id);
+    conn->fd = fd;
+    log_debug ("socket %s of user %s is descriptor %d", conn->id, user_id, conn->fd);
     atomic_init (&conn->refs, 1);
-    pthread_mutex_init (&conn->lock, NULL);
-    pthread_cond_init (&conn->idle, NULL);
     conn->state = CONN_OPEN;
     pthread_rwlock_wrlock (&s_index_lock);
     zhashx_insert (s_conns, conn->id, conn);
@@ -364,16 +326,12 @@ sockets_close (conn_t **conn_p, char *room_id)
     s_room_remove (conn);
     pthread_rwlock_unlock (&s_index_lock);
 
-    pthread_mutex_lock (&conn->lock);
     conn->state = CONN_CLOSED;
     conn->close_pending = false;
     conn_queue_drop (conn);
-    while (conn->writing)
-        pthread_cond_wait (&conn->idle, &conn->lock);
-    pthread_mutex_unlock (&conn->lock);
-    //  From here on no thread touches conn->mg or conn->fd (conn.h); civetweb
-    //  closes the socket after this handler, so its number is free to find.
-    writers_forget_fd (conn->fd);
+    //  From here on nothing writes to conn->fd (conn.h); the loop closes
+    //  it after this, so its number is free to find.
+    fds_forget (conn->fd);
     atomic_fetch_sub (&gateway_metrics.connections_open, 1);
     sockets_unadmit ();
     atomic_fetch_add (&gateway_metrics.disconnects, 1);
@@ -397,33 +355,6 @@ profile_t *
 conn_profile (conn_t *conn)
 {
     return &conn->profile;
-}
-
-bool
-conn_is_owned (const conn_t *conn)
-{
-    return conn->owned;
-}
-
-void
-conn_hold (conn_t *conn)
-{
-    atomic_fetch_add (&conn->refs, 1);
-}
-
-void
-conn_release (conn_t *conn)
-{
-    conn_unref (conn);
-}
-
-bool
-conn_is_open (conn_t *conn)
-{
-    pthread_mutex_lock (&conn->lock);
-    bool open = conn->state == CONN_OPEN;
-    pthread_mutex_unlock (&conn->lock);
-    return open;
 }
 
 void
@@ -497,10 +428,8 @@ sockets_send (conn_t *conn, json_t *frame)
 void
 sockets_set_join_request (conn_t *conn, const char *request_id_json)
 {
-    pthread_mutex_lock (&conn->lock);
     free (conn->join_request);
     conn->join_request = request_id_json? strdup (request_id_json): NULL;
-    pthread_mutex_unlock (&conn->lock);
 }
 
 //  ---------------------------------------------------------------------------
@@ -566,22 +495,20 @@ static bool
 s_queue_takes (conn_t *conn, uint32_t *limit)
 {
     size_t max = (size_t) gateway_config.socket_queue_max;
-    pthread_mutex_lock (&conn->lock);
     bool go;
     if (conn->paging)
-        go = conn->queue_count == 0 && !conn->writing && conn->out.size == 0;
+        go = conn->queue_count == 0 && conn->out.size == 0;
     else {
         size_t room = conn->queue_count < max? max - conn->queue_count: 0;
         go = room >= max / 2 && room >= 2;
         if (go && room / 2 < *limit)
             *limit = (uint32_t) (room / 2);
     }
-    pthread_mutex_unlock (&conn->lock);
     return go;
 }
 
-//  Begin a read of what conn missed after conn->seq (its lock not needed:
-//  the fields are the backend thread's).
+//  Begin a read of what conn missed after conn->seq (the fields are the
+//  backend thread's).
 static void
 s_recover (conn_t *conn, recoveries_t *starts)
 {
@@ -670,10 +597,8 @@ s_recovered (void *arg, proto_msg_t *reply, int status, const char *reason)
         if (!reply) {
             log_warn ("socket %s: what it missed in room %s could not be read (%d %s); "
                       "closing it", conn->id, conn->room_id, status, reason);
-            pthread_mutex_lock (&conn->lock);
             conn_begin_close (conn, WSFRAME_INTERNAL,
                               "missed messages could not be read; join again with sinceSeq");
-            pthread_mutex_unlock (&conn->lock);
         }
         else {
             const proto_history_reply_t *page = &reply->history_reply;
@@ -736,14 +661,12 @@ sockets_recoveries_resume (void)
         bool go = false, stuck = false;
         if (!moot) {
             go = s_queue_takes (conn, &read->limit);
-            pthread_mutex_lock (&conn->lock);
             //  A socket that reads nothing is a slow reader as any other.
-            stuck = !go && now - read->waiting_ms > WRITERS_CLOSE_DRAIN_MS;
+            stuck = !go && now - read->waiting_ms > OUTPUT_CLOSE_DRAIN_MS;
             if (stuck && conn->state == CONN_OPEN) {
                 atomic_fetch_add (&gateway_metrics.slow_reader_drops, 1);
                 conn_begin_close (conn, WSFRAME_POLICY, "too slow, messages were dropped");
             }
-            pthread_mutex_unlock (&conn->lock);
         }
         if (go) {
             if (starts.count == starts.max) {
@@ -936,13 +859,11 @@ sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *repl
         conn = NULL;
     if (conn) {
         conn->joining = false;
-        pthread_mutex_lock (&conn->lock);
         if (conn->join_request) {
             json_t *request_id = json_loads (conn->join_request, JSON_DECODE_ANY, NULL);
             if (request_id)
                 json_object_set_new (joined, "requestId", request_id);
         }
-        pthread_mutex_unlock (&conn->lock);
         char *joined_text = render_text (joined);
         if (joined_text && history) {
             frame_t *first = frame_new (joined_text);

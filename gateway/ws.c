@@ -1,16 +1,15 @@
 /*  =========================================================================
     ws.c - the WebSocket handlers and the actions clients send
 
-    A client frame is handled on the thread that reads its socket: the
-    event loop's (loop.c) for a plain WebSocket, a civetweb worker's for
-    one over TLS. An action that calls the backend ends in a then, with
-    the reply: on a civetweb thread the call waits; on the event loop it
-    is sent and the loop goes on, the socket's next frames waiting until
-    the reply comes (loop_done), so one socket's actions are done in the
-    order they were sent either way. Every frame a socket gets, a reply
-    as much as an event, goes through its queue (sockets.c), so that
-    replies and events reach it in the order they happened: a sender's
-    new-message (an event) is queued before its ack (the reply).
+    A client frame is handled on the event loop (loop.c), which reads
+    every WebSocket. An action that calls the backend ends in a then, with
+    the reply: the request is sent and the loop goes on, the socket's next
+    frames waiting until the reply comes (loop_done), so one socket's
+    actions are done in the order they were sent. Every frame a socket
+    gets, a reply as much as an event, goes through its queue
+    (sockets.c), so that replies and events reach it in the order they
+    happened: a sender's new-message (an event) is queued before its ack
+    (the reply).
 
     DESIGN.md's WebSocket table is the contract. Any failure is an error
     frame {type, action, status, error, requestId?, roomId?, messageId?}
@@ -41,8 +40,7 @@
 static const char s_admitted [] = "admitted";
 
 //  One client frame being handled. An action that calls the backend ends
-//  in its then, with the reply: at once on a civetweb thread (the call
-//  waits), later on the event loop (which goes on meanwhile).
+//  in its then, with the reply, on the event loop (which goes on meanwhile).
 typedef struct action action_t;
 typedef void action_then_fn (action_t *self, proto_msg_t *reply);
 
@@ -106,17 +104,16 @@ s_error (action_t *self, int status, const char *fmt, ...)
     s_send (self, frame);
 }
 
-//  The action is over: free it, and let an owned socket's next frame in.
+//  The action is over: free it, and let the socket's next frame in.
 static void
 s_end (action_t *self)
 {
-    if (conn_is_owned (self->conn))
-        loop_done (self->conn);
+    loop_done (self->conn);
     json_decref (self->frame);
     free (self);
 }
 
-//  The backend thread's answer to an owned socket's call.
+//  The backend thread's answer to a socket's call.
 static void
 s_answered (void *arg, proto_msg_t *reply, int status, const char *reason)
 {
@@ -137,20 +134,8 @@ s_call (action_t *self, proto_msg_t *request, int expected, action_then_fn *then
 {
     snprintf (request->trace_id, sizeof request->trace_id, "%s", self->trace);
     self->then = then;
-    if (conn_is_owned (self->conn)) {
-        self->waiting = true;
-        backend_request (request, expected, s_answered, self);
-        return;
-    }
-    int status;
-    char reason [PROTO_REASON_MAX];
-    proto_msg_t *reply = backend_expect (request, expected,
-                                         (int) gateway_config.request_timeout_ms + 1000,
-                                         &status, reason, sizeof reason);
-    if (!reply)
-        s_error (self, status, "%s", reason);
-    then (self, reply);
-    proto_msg_destroy (&reply);
+    self->waiting = true;
+    backend_request (request, expected, s_answered, self);
 }
 
 //  Read roomId, which every action but ping has.
@@ -674,32 +659,35 @@ ws_ready (struct mg_connection *mg, void *data)
         sockets_unadmit ();
         return;                         //  checked in ws_connect; cannot happen
     }
-    //  A plain socket goes to the event loop, and civetweb's read loop
-    //  ends at once (loop.c); its close handler finds no conn.
+    //  The socket goes to the event loop, and civetweb's read loop ends
+    //  at once (loop.c); its close handler finds no conn.
     int fd = loop_take (mg);
     if (fd >= 0) {
-        loop_adopt (sockets_add (NULL, fd, user_id, &profile));
+        loop_adopt (sockets_add (fd, user_id, &profile));
         return;
     }
-    conn_t *conn = sockets_add (mg, -1, user_id, &profile);
-    mg_set_user_connection_data (mg, conn);
-    ws_opened (conn);
+    //  Every WebSocket is the loop's: one it cannot take is refused, never
+    //  served on this thread. loop_take has ended civetweb's read of it
+    //  when it found the descriptor; else civetweb closes it when the
+    //  client answers the close (ws_data).
+    sockets_unadmit ();
+    const struct mg_request_info *info = mg_get_request_info (mg);
+    log_warn ("a WebSocket of user %s from %s:%d could not be taken over from civetweb; "
+              "refused (1011)", user_id, info->remote_addr, info->remote_port);
+    static const char refusal [] = "\x03\xf3" "the gateway cannot serve this socket now";
+    mg_websocket_write (mg, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, refusal,
+                        sizeof refusal - 1);
 }
 
 int
 ws_data (struct mg_connection *mg, int bits, char *data, size_t size, void *data_)
 {
+    (void) mg;
+    (void) bits;
+    (void) data;
+    (void) size;
     (void) data_;
-    conn_t *conn = mg_get_user_connection_data (mg);
-    if (!conn || (void *) conn == (void *) s_admitted || !conn_is_open (conn))
-        return 0;                       //  a slow reader, or broken: close it
-    int opcode = bits & 0x0f;
-    if (opcode == MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE)
-        return 0;
-    if (opcode == MG_WEBSOCKET_OPCODE_PING || opcode == MG_WEBSOCKET_OPCODE_PONG)
-        return 1;
-    ws_frame (conn, opcode, bits & 0x80, data, size);
-    return conn_is_open (conn)? 1: 0;
+    return 0;                           //  only a refused socket is read here: close it
 }
 
 void
@@ -731,11 +719,8 @@ void
 ws_close (const struct mg_connection *mg, void *data)
 {
     (void) data;
-    conn_t *conn = mg_get_user_connection_data (mg);
+    const void *admitted = mg_get_user_connection_data (mg);
     mg_set_user_connection_data (mg, NULL);
-    if ((void *) conn == (void *) s_admitted)
+    if (admitted == (const void *) s_admitted)
         sockets_unadmit ();             //  its handshake never opened it
-    else
-    if (conn)
-        ws_closed (conn);
 }

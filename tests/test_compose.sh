@@ -278,7 +278,7 @@ for service in sorted(services):
         target = int(port["target"] if isinstance(port, dict) else str(port).split(":")[-1].split("/")[0])
         if target not in binds_of(service):
             fail("%s: publishes container port %d, on which %s does not listen" % (service, target, binary))
-    if spec.get("ports") and env.get("HTTP_BIND", "0.0.0.0") not in ("0.0.0.0", "::"):
+    if spec.get("ports") and env.get("HTTP_BIND", reads.get("HTTP_BIND") or "") not in ("0.0.0.0", "::"):
         fail("%s: publishes ports but HTTP_BIND=%s is not every interface" % (service, env["HTTP_BIND"]))
 
     # nearchat-keys is a one-shot (it makes the keys and exits); the rest

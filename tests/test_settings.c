@@ -38,8 +38,8 @@ typedef struct {
 static const case_t s_cases [] = {
     { "stored", { "STORED_ENDPOINT", "DATA_DIR", "MESSAGE_TTL_S", "LMDB_MAP_SIZE_MB",
                   "ZMQ_MONITOR", "TAP_ENDPOINT", "LOG_LEVEL", NULL }, "LMDB_MAP_SIZE_MB=lots" },
-    { "gateway", { "HTTP_PORT", "STORED_ENDPOINT", "MAX_CONNECTIONS", "TLS_CERT", "HTTPS_PORT",
-                   "ZMQ_MONITOR", "LOG_LEVEL", NULL }, "HTTP_PORT=70000" },
+    { "gateway", { "HTTP_PORT", "STORED_ENDPOINT", "MAX_CONNECTIONS", "HTTP_BIND",
+                   "HTTP_BODY_TIMEOUT_MS", "ZMQ_MONITOR", "LOG_LEVEL", NULL }, "HTTP_PORT=70000" },
     { "roomd", { "SHARD_ID", "GATEWAY_ENDPOINTS", "HEARTBEAT_MS", "TYPING_THROTTLE_MS",
                  "ZMQ_MONITOR", "TAP_ENDPOINT", "LOG_LEVEL", NULL }, "HEARTBEAT_MS=-1" },
     { "reaper", { "ROOM_IDLE_TIMEOUT_S", "REAPER_INTERVAL_S", "GATEWAY_TIMEOUT_S",
@@ -85,6 +85,23 @@ main (void)
         CHECK (harness_run (c->binary, no_env, bad_flag, output, sizeof output) == 2);
         CHECK (strstr (output, name) != NULL);
     }
+    printf ("gateway: listens on 127.0.0.1 unless told otherwise, and holds no TLS\n");
+    CHECK (s_stdout ("", "gateway", "--check", out, sizeof out) == 0);
+    CHECK (strstr (out, "HTTP_BIND=127.0.0.1\n") != NULL);
+    CHECK (s_stdout ("HTTP_BIND=0.0.0.0", "gateway", "--check", out, sizeof out) == 0);
+    CHECK (strstr (out, "HTTP_BIND=0.0.0.0\n") != NULL);
+    //  TLS_CERT, TLS_KEY and HTTPS_PORT configure the edge (gateway/edge/),
+    //  and no writer threads are left to count.
+    CHECK (s_stdout ("", "gateway", "--help", out, sizeof out) == 0);
+    const char *gone [] = { "TLS_CERT", "TLS_KEY", "HTTPS_PORT", "WRITER_THREADS" };
+    for (size_t i = 0; i < sizeof gone / sizeof gone [0]; i++)
+        if (!CHECK (strstr (out, gone [i]) == NULL))
+            fprintf (stderr, "  gateway --help still lists %s\n", gone [i]);
+    const char *slow [] = { "HTTP_BODY_TIMEOUT_MS=50", NULL };
+    char refused [1024];
+    CHECK (harness_run ("gateway", slow, NULL, refused, sizeof refused) == 2);
+    CHECK (strstr (refused, "HTTP_BODY_TIMEOUT_MS") != NULL);
+
     printf ("the tools: nearchat-spy and nearchat-ping\n");
     CHECK (s_stdout ("", "nearchat-spy", "--help", out, sizeof out) == 0 && strstr (out, "--room"));
     CHECK (s_stdout ("", "nearchat-ping", "--version", out, sizeof out) == 0);

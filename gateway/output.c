@@ -1,0 +1,250 @@
+/*  =========================================================================
+    output.c - how the event loop writes its sockets' queues
+
+    Every WebSocket is the event loop's (loop.c), so every write is made
+    on the backend thread, at the end of a turn (loop_flush): output_serve
+    frames everything queued for one conn as WebSocket frames into one
+    buffer and writes it with one send, so small frames coalesce into few
+    syscalls and packets, which is where fan-out speed lives. The loop's
+    conns are framed in one staging buffer and keep only what a full socket
+    did not take: an idle socket holds no output buffer.
+
+    A write never waits for a socket: the socket is non-blocking, and what
+    does not fit stays in the conn's out buffer while the conn is parked:
+    the loop waits for the socket to drain (EPOLLOUT) and hands it back
+    (output_unpark). Meanwhile new frames wait in the conn's queue, whose
+    bound (sockets.c) makes a reader that never drains a slow reader.
+
+    A conn is closed by us (a slow reader: 1008; the gateway's run was
+    declared dead: 1012) with a close frame and then shutdown(2), which
+    ends the event loop's read of that socket. The close frame goes after
+    whatever is half sent, so the client reads every byte already on its
+    way and then the status: a slow reader's socket is full by definition,
+    so the frame waits, parked like any other write, for the socket to
+    drain, at most OUTPUT_CLOSE_DRAIN_MS; a reader that reads nothing in
+    all that time gets the end of the stream alone.
+    =========================================================================
+*/
+
+#include <assert.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include "conn.h"
+#include "clock.h"
+#include "log.h"
+#include "wsframe.h"
+
+#define COALESCE_MAX        (64 * 1024)     //  bytes of small frames gathered for one send
+#define FRAMES_MAX          256             //  frames taken from a queue at once
+
+typedef enum { FLUSH_DONE, FLUSH_BLOCKED, FLUSH_FAILED } flush_t;
+
+static outbuf_t s_staging;                  //  the frames of the conn being served
+
+//  ---------------------------------------------------------------------------
+//  Framing
+
+static void
+s_out_add (outbuf_t *out, const void *data, size_t size)
+{
+    if (out->size + size > out->max) {
+        size_t max = out->max? out->max: 4096;
+        while (max < out->size + size)
+            max *= 2;
+        out->data = realloc (out->data, max);
+        assert (out->data);
+        out->max = max;
+    }
+    memcpy (out->data + out->size, data, size);
+    out->size += size;
+}
+
+static void
+s_stage (outbuf_t *out, const void *payload, size_t size, int opcode)
+{
+    uint8_t header [WSFRAME_HEADER_MAX];
+    s_out_add (out, header, wsframe_header (header, opcode, size));
+    s_out_add (out, payload, size);
+}
+
+//  ---------------------------------------------------------------------------
+//  The transport: the only code that writes frames to a socket
+
+//  Write what is in out (conn's, or the staging buffer) to conn's socket.
+static flush_t
+s_flush (conn_t *conn, outbuf_t *out)
+{
+    flush_t result = FLUSH_DONE;
+    while (out->sent < out->size) {
+        ssize_t sent = send (conn->fd, out->data + out->sent, out->size - out->sent,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (sent > 0) {
+            out->sent += (size_t) sent;
+            atomic_fetch_add (&gateway_metrics.socket_writes, 1);
+        }
+        else
+        if (sent < 0 && errno == EINTR)
+            continue;
+        else {
+            result = sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+                   ? FLUSH_BLOCKED: FLUSH_FAILED;
+            break;
+        }
+    }
+    if (out->sent == out->size)
+        out->size = out->sent = 0;
+    return result;
+}
+
+//  Write conn's close frame (conn_begin_close), after what is half sent.
+//  The caller shuts the socket once it is all out, or the wait is over.
+static flush_t
+s_close_frame (conn_t *conn, int status, const char *reason)
+{
+    if (!conn->close_staged) {
+        char payload [2 + 123];
+        size_t length = strlen (reason) > 123? 123: strlen (reason);
+        payload [0] = (char) (status >> 8);
+        payload [1] = (char) (status & 0xff);
+        memcpy (payload + 2, reason, length);
+        //  What is in out is the rest of whole frames: the close follows them.
+        s_stage (&conn->out, payload, 2 + length, WSFRAME_CLOSE);
+        conn->close_staged = true;
+        conn->close_deadline_ms = clock_mono_ms () + OUTPUT_CLOSE_DRAIN_MS;
+    }
+    return s_flush (conn, &conn->out);
+}
+
+//  ---------------------------------------------------------------------------
+//  The loop's flush list and its parked conns
+
+void
+output_wake (conn_t *conn)
+{
+    if (conn->ready || (conn->parked && !conn->close_pending))
+        return;
+    conn->ready = true;
+    atomic_fetch_add (&conn->refs, 1);      //  the flush list's
+    loop_wake (conn);
+}
+
+//  Wait for conn's socket to drain.
+static void
+s_park (conn_t *conn)
+{
+    if (conn->parked) {
+        //  Parked before its close was staged: the loop must learn that a
+        //  close now waits (and for how long).
+        loop_park (conn);
+        return;
+    }
+    conn->parked = true;
+    atomic_fetch_add (&conn->refs, 1);      //  the parked state's
+    loop_park (conn);
+}
+
+void
+output_unpark (conn_t *conn)
+{
+    if (!conn->parked)
+        return;
+    conn->parked = false;
+    if (conn->state == CONN_OPEN || conn->close_pending)
+        output_wake (conn);
+    conn_unref (conn);                      //  the parked state's reference
+}
+
+//  ---------------------------------------------------------------------------
+//  A conn's turn
+
+void
+output_serve (conn_t *conn)
+{
+    frame_t *frames [FRAMES_MAX];
+    size_t count = 0, bytes = 0;
+    conn->ready = false;
+    if (conn->state == CONN_CLOSED)
+        return;
+    bool closing = conn->close_pending;
+    conn->close_pending = false;
+    //  A parked conn still has bytes out: those go first, alone.
+    while (!closing && conn->out.size == 0 && conn->queue_count && count < FRAMES_MAX
+       &&  bytes < COALESCE_MAX) {
+        frames [count] = conn->queue [conn->queue_head];
+        bytes += frames [count++]->size;
+        conn->queue_head = (conn->queue_head + 1) % conn->queue_size;
+        conn->queue_count--;
+    }
+    if (!closing && count == 0 && conn->out.size == 0)
+        return;
+
+    flush_t result = FLUSH_DONE;
+    if (closing)
+        result = s_close_frame (conn, conn->close_status, conn->close_reason);
+    else {
+        outbuf_t *out = conn->out.size == 0? &s_staging: &conn->out;
+        int64_t made_ns [FRAMES_MAX];
+        for (size_t i = 0; i < count; i++) {
+            s_stage (out, frames [i]->data, frames [i]->size, frames [i]->opcode);
+            made_ns [i] = frames [i]->made_ns;
+            frame_unref (frames [i]);
+        }
+        result = s_flush (conn, out);
+        if (out == &s_staging && out->sent < out->size) {
+            s_out_add (&conn->out, out->data + out->sent, out->size - out->sent);
+            out->size = out->sent = 0;
+        }
+        if (conn->out.size == 0 && conn->out.max) {
+            free (conn->out.data);
+            conn->out.data = NULL;
+            conn->out.max = 0;
+        }
+        if (count) {
+            atomic_fetch_add (&gateway_metrics.messages_delivered, count);
+            int64_t now_ns = clock_mono_ns ();
+            for (size_t i = 0; i < count; i++)
+                gateway_metrics_delivered (now_ns - made_ns [i]);
+        }
+    }
+
+    if (result == FLUSH_FAILED) {
+        //  The peer is gone: stop, and make sure the loop notices.
+        log_debug ("socket %s: a write failed (%s); closing it", conn->id, strerror (errno));
+        conn->state = CONN_CLOSING;
+        conn->close_pending = false;
+        conn_queue_drop (conn);
+        conn->out.size = conn->out.sent = 0;
+        shutdown (conn->fd, SHUT_RDWR);
+    }
+    if (closing && conn->state == CONN_CLOSING) {
+        if (result == FLUSH_BLOCKED && clock_mono_ms () < conn->close_deadline_ms) {
+            conn->close_pending = true;         //  the rest when the socket drains
+            s_park (conn);
+        }
+        else {
+            //  All out (or given up): the end of the stream follows it,
+            //  and the loop closes the socket as for any close.
+            if (result != FLUSH_FAILED)
+                shutdown (conn->fd, SHUT_RDWR);
+            conn->out.size = conn->out.sent = 0;
+        }
+    }
+    else
+    if (closing)
+        conn->out.size = conn->out.sent = 0;
+    if (result == FLUSH_BLOCKED && conn->state == CONN_OPEN)
+        s_park (conn);
+    else
+    if ((conn->state == CONN_OPEN && conn->queue_count) || conn->close_pending)
+        output_wake (conn);
+}
+
+void
+output_destroy (void)
+{
+    free (s_staging.data);
+    memset (&s_staging, 0, sizeof s_staging);
+}
