@@ -30,9 +30,6 @@ RUN apt-get update \
 COPY --from=build /src/build/bin/stored /src/build/bin/gateway /src/build/bin/roomd \
                   /src/build/bin/reaper /src/build/bin/nearchat-spy \
                   /src/build/bin/nearchat-ping /src/build/bin/nearchat-keys /usr/local/bin/
-# Until gateway/sslshim.c goes (i11-notls), the gateway needs its libssl.so
-# shim, found through $ORIGIN/../lib/nearchat.
-COPY --from=build /src/build/lib/nearchat/ /usr/local/lib/nearchat/
 # The edge: a script, and the HAProxy configuration it finds in
 # ../share/nearchat.
 COPY gateway/edge/nearchat-edge /usr/local/bin/
