@@ -156,10 +156,10 @@ new_id=$(podman image inspect --format '{{.Id}}' "$image")
 if [ -n "$old_id" ] && [ "$old_id" != "$new_id" ]; then
     podman rmi "$old_id" >/dev/null 2>&1 || true
 fi
-keep=" $(grep -oE '^--> (Using cache )?[0-9a-f]{11,}' "$work/build.log" | awk '{ print substr($NF, 1, 12) }' | tr '\n' ' ') "
+keep=" $(grep -oE '^--> (Using cache )?[0-9a-f]{11,}' "$work/build.log" | awk '{ print substr($NF, 1, 11) }' | tr '\n' ' ') "
 for _ in 1 2 3; do
     for id in $(podman images -a --format '{{.ID}} {{.Repository}}' | awk '$2 == "<none>" { print $1 }'); do
-        case "$keep" in *" ${id:0:12} "*) continue ;; esac
+        case "$keep" in *" ${id:0:11} "*) continue ;; esac
         podman rmi "$id" >/dev/null 2>&1 || true
     done
 done
