@@ -35,7 +35,6 @@ set -euo pipefail
 source_dir=$(cd "${1:-$(dirname "$0")/..}" && pwd)
 cd "$source_dir"
 
-project=nearchat-compose-test
 tag=compose-test
 image=localhost/nearchat:$tag
 base=docker.io/library/debian:bookworm-slim
@@ -58,8 +57,13 @@ done
 state=${NEARCHAT_PODMAN_DIR:-$source_dir/.podman}
 mkdir -p "$state/conf" "$state/cni"
 state=$(cd "$state" && pwd)
-run=/run/nearchat-podman-$(printf '%s' "$state" | cksum | cut -d' ' -f1)
+hash=$(printf '%s' "$state" | cksum | cut -d' ' -f1)
+run=/run/nearchat-podman-$hash
 mkdir -p "$run"
+# The project (its containers' and network's names) is this checkout's: two
+# checkouts' runs on one machine have separate stores, but CNI's addresses
+# and bridges are the machine's.
+project=nearchat-test-$hash
 for conf in containers storage; do
     sed -e "s|@STATE@|$state|g" -e "s|@RUN@|$run|g" \
         "tests/podman/$conf.conf.in" >"$state/conf/$conf.conf"
