@@ -256,6 +256,8 @@ harness_rss_kib (const harness_daemon_t *daemon)
 void
 harness_system_stop (harness_system_t *sys)
 {
+    if (sys->edge.pid)
+        harness_stop (&sys->edge);
     for (int i = 0; i < sys->gateway_count; i++)
         if (sys->gateways [i].pid)
             harness_stop (&sys->gateways [i]);
@@ -266,4 +268,87 @@ harness_system_stop (harness_system_t *sys)
         harness_stop (&sys->reaper);
     if (sys->stored.pid)
         harness_stop (&sys->stored);
+}
+
+//  ---------------------------------------------------------------------------
+//  The edge
+
+//  /healthz answers 200 on port, over TLS or not.
+static bool
+s_edge_ready (int port, bool tls)
+{
+    http_response_t response;
+    int status = tls? https_request (port, "GET", "/healthz", NULL, 0, &response)
+                    : http_request (port, "GET", "/healthz", NULL, 0, &response);
+    http_response_free (&response);
+    return status == 200;
+}
+
+int
+harness_edge_start (harness_system_t *sys, bool tls, const char *const *edge_env)
+{
+    assert (sys && sys->gateway_count >= 1);
+    if (!s_built ("nearchat-edge"))
+        return -1;
+    harness_daemon_t *edge = &sys->edge;
+    harness_daemon_init (edge, "nearchat-edge");
+    char value [64];
+    sys->edge_port = harness_free_port ();
+    snprintf (value, sizeof value, "%d", sys->edge_port);
+    s_add_env (edge, s_setting (sys, "HTTP_PORT=%s", value));
+    s_add_env (edge, "HTTP_BIND=127.0.0.1");
+    snprintf (value, sizeof value, "127.0.0.1:%d", sys->http_ports [0]);
+    s_add_env (edge, s_setting (sys, "EDGE_GATEWAY=%s", value));
+    //  Its links to the certificate and key go under the test's directory.
+    s_add_env (edge, s_setting (sys, "TMPDIR=%s", harness_dir ()));
+    if (tls) {
+        snprintf (sys->edge_cert, sizeof sys->edge_cert, "%s/edge-cert.pem", harness_dir ());
+        snprintf (sys->edge_key, sizeof sys->edge_key, "%s/edge-key.pem", harness_dir ());
+        //  RSA, so that a cipher with RSA key exchange could be agreed if
+        //  the edge allowed one: the tests show it does not.
+        char command [3 * PATH_MAX];
+        snprintf (command, sizeof command,
+                  "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1 "
+                  "-addext subjectAltName=IP:127.0.0.1 -keyout '%s' -out '%s' 2>/dev/null",
+                  sys->edge_key, sys->edge_cert);
+        if (system (command) != 0) {
+            fprintf (stderr, "openssl could not make the edge's certificate\n");
+            return -1;
+        }
+        sys->edge_tls_port = harness_free_port ();
+        snprintf (value, sizeof value, "%d", sys->edge_tls_port);
+        s_add_env (edge, s_setting (sys, "HTTPS_PORT=%s", value));
+        s_add_env (edge, s_setting (sys, "TLS_CERT=%s", sys->edge_cert));
+        s_add_env (edge, s_setting (sys, "TLS_KEY=%s", sys->edge_key));
+    }
+    s_add_extra (edge, edge_env);
+    if (harness_spawn (edge))
+        return -1;
+    int64_t deadline = clock_mono_ms () + 10000;
+    while (clock_mono_ms () < deadline) {
+        if (!s_alive (edge))
+            return -1;
+        if (s_edge_ready (sys->edge_port, false) && (!tls || s_edge_ready (sys->edge_tls_port, true)))
+            return 0;
+        usleep (50 * 1000);
+    }
+    fprintf (stderr, "the edge did not answer /healthz on port %d%s within 10 s\n",
+             sys->edge_port, tls? " and its TLS port": "");
+    harness_print_log (edge);
+    return -1;
+}
+
+int
+harness_system_start_edge (harness_system_t *sys, int shards, bool tls,
+                           const char *const *extra_env, const char *const *edge_env)
+{
+    const char *env [11] = { HARNESS_BEHIND_EDGE };
+    int count = 1;
+    for (int i = 0; extra_env && extra_env [i]; i++) {
+        assert (count < 10);
+        env [count++] = extra_env [i];
+    }
+    if (harness_system_start (sys, shards, false, env))
+        return -1;
+    return harness_edge_start (sys, tls, edge_env);
 }

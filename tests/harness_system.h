@@ -32,7 +32,16 @@ typedef struct {
     char gateway_endpoints [HARNESS_GATEWAYS_MAX * 64];    //  every backend, comma-separated
     char settings [HARNESS_SETTINGS_MAX][192];      //  storage of the "NAME=value" strings
     int setting_count;
+    harness_daemon_t edge;                          //  the edge (HAProxy); pid 0 unless started
+    int edge_port;                                  //  the edge's plain HTTP and WebSocket port
+    int edge_tls_port;                              //  its HTTPS and WSS port; 0 without TLS
+    char edge_cert [160];                           //  the certificate made for it (TLS)
+    char edge_key [160];                            //  and its key
 } harness_system_t;
+
+//  What a gateway behind the edge runs with, as `./nearchat up` and compose
+//  run it: the client's address is the edge's X-Forwarded-For.
+#define HARNESS_BEHIND_EDGE     "TRUST_PROXY_HEADERS=1"
 
 //  Start stored, one gateway, shards roomd processes (1..HARNESS_SHARDS_MAX)
 //  and, when reaper is true, the reaper, and wait (15 s at most) until the
@@ -76,6 +85,26 @@ int
 //  start another system after it.
 void
     harness_system_stop (harness_system_t *sys);
+
+//  Start the edge in front of the system's first gateway as `./nearchat
+//  up` does with TLS_CERT and TLS_KEY: nearchat-edge from the build's bin
+//  directory (HAProxy, Debian's package) on a free plain port
+//  (sys->edge_port) and, when tls, on a free TLS port too
+//  (sys->edge_tls_port) with a self-signed RSA certificate for 127.0.0.1
+//  made here (sys->edge_cert, sys->edge_key). edge_env (NULL or a
+//  NULL-terminated list of at most 8 "NAME=value") goes to the edge after
+//  the harness's settings, so it may override them (EDGE_* limits). The
+//  gateway should run with HARNESS_BEHIND_EDGE. Waits (10 s at most)
+//  until /healthz answers 200 through each port. Returns 0, or -1 with the
+//  edge's log printed.
+int
+    harness_edge_start (harness_system_t *sys, bool tls, const char *const *edge_env);
+
+//  harness_system_start (no reaper) with HARNESS_BEHIND_EDGE added to
+//  extra_env (at most 9 then), and harness_edge_start in front of it.
+int
+    harness_system_start_edge (harness_system_t *sys, int shards, bool tls,
+                               const char *const *extra_env, const char *const *edge_env);
 
 //  Resident memory of a daemon in KiB (VmRSS), or -1.
 long

@@ -13,9 +13,13 @@
     started may be left, and the ports must be free, which a second run on
     the same ports shows by coming up. That one is stopped with SIGTERM
     while a shard is stopped (SIGSTOP): the supervisor must SIGKILL it
-    once its grace is over. Last, a third run whose supervisor is itself
-    killed -9, with TLS on (its banner gives https and wss first): its
-    daemons must still go (their parent-death signal), leaving no orphan.
+    once its grace is over. A third run has TLS on: the edge (HAProxy,
+    nearchat-edge) then serves https and the plain port in front of a
+    gateway on EDGE_GATEWAY (its banner gives https and wss first); killed
+    -9, the edge comes back like any daemon, and SIGTERM stops it by pid
+    with the others. Last, a fourth run, with TLS, whose supervisor is
+    itself killed -9: its daemons must still go (their parent-death
+    signal), leaving no orphan.
     Waits are bounded; the times printed are figures, not checks.
     =========================================================================
 */
@@ -40,6 +44,7 @@
 
 static int s_http_port, s_stored_port, s_backend_port;
 static int s_https_port;                //  with TLS (a certificate made here), else 0
+static int s_gateway_port;              //  with TLS, the gateway's behind the edge
 static char s_cert [PATH_MAX], s_key [PATH_MAX];
 static pid_t s_supervisor;              //  0 when none runs
 static char s_log [PATH_MAX];           //  the supervisor's stderr, daemons' logs too
@@ -89,8 +94,8 @@ s_up_start (void)
             setenv ("HTTPS_PORT", value, 1);
             setenv ("TLS_CERT", s_cert, 1);
             setenv ("TLS_KEY", s_key, 1);
-            //  Over TLS each WebSocket may take a civetweb thread: few here.
-            setenv ("MAX_CONNECTIONS", "50", 1);
+            snprintf (value, sizeof value, "127.0.0.1:%d", s_gateway_port);
+            setenv ("EDGE_GATEWAY", value, 1);
         }
         int log_fd = open (s_log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2 (log_fd, STDERR_FILENO);
@@ -305,6 +310,24 @@ s_stop_at_exit (void)
     }
 }
 
+//  The environment of pid holds setting ("NAME=value", exactly).
+static bool
+s_environ_has (pid_t pid, const char *setting)
+{
+    char path [64], environment [16384];
+    snprintf (path, sizeof path, "/proc/%d/environ", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false;
+    size_t length = fread (environment, 1, sizeof environment - 1, file);
+    fclose (file);
+    environment [length] = 0;
+    bool found = false;
+    for (size_t at = 0; at < length && !found; at += strlen (environment + at) + 1)
+        found = !strcmp (environment + at, setting);
+    return found;
+}
+
 //  ---------------------------------------------------------------------------
 //  Service: a new room takes a message over WebSocket and gives it back over
 //  HTTP. A daemon just restarted may miss the first tries (a shard's hello
@@ -453,9 +476,25 @@ s_test_come_up (const char *how)
         s_print_log ();
     }
     if (s_https_port) {
+        //  TLS is the edge's: HAProxy on both ports, the gateway behind it
+        //  on EDGE_GATEWAY, with no TLS and believing X-Forwarded-For.
+        CHECK (s_children ("haproxy", pids, 8) == 1);
+        if (!CHECK (s_logged ("through the edge (HAProxy)")))
+            s_print_log ();
         http_response_t response;
         CHECK (https_request (s_https_port, "GET", "/healthz", NULL, 0, &response) == 200);
+        json_t *health = json_loads (response.body, 0, NULL);
+        char url [128];
+        snprintf (url, sizeof url, "wss://127.0.0.1:%d/ws", s_https_port);
+        CHECK (j_is (health, "websocketEndpoint", url));
+        json_decref (health);
         http_response_free (&response);
+        CHECK (http_request (s_gateway_port, "GET", "/healthz", NULL, 0, &response) == 200);
+        http_response_free (&response);
+        if (CHECK (s_children ("gateway", pids, 8) == 1)) {
+            CHECK (s_environ_has (pids [0], "TLS_CERT="));
+            CHECK (s_environ_has (pids [0], "TRUST_PROXY_HEADERS=1"));
+        }
     }
 }
 
@@ -470,8 +509,10 @@ s_test_stop (int sig, const char *name)
     CHECK (s_port_free (s_http_port));
     CHECK (s_port_free (s_stored_port));
     CHECK (s_port_free (s_backend_port));
-    if (s_https_port)
+    if (s_https_port) {
         CHECK (s_port_free (s_https_port));
+        CHECK (s_port_free (s_gateway_port));
+    }
 }
 
 int
@@ -502,8 +543,9 @@ main (void)
     if (!CHECK (s_logged ("so killed: ")))
         s_print_log ();
 
-    //  With TLS; then a supervisor killed -9, which cannot stop anything:
-    //  its daemons go by their parent-death signal.
+    //  With TLS, so with the edge in front: killed -9 it comes back, and
+    //  SIGTERM stops it by pid, cleanly (HAProxy's exit by that SIGTERM
+    //  is no failure worth a line).
     snprintf (s_cert, sizeof s_cert, "%s/cert.pem", harness_dir ());
     snprintf (s_key, sizeof s_key, "%s/key.pem", harness_dir ());
     char command [3 * PATH_MAX];
@@ -512,6 +554,16 @@ main (void)
               "-keyout '%s' -out '%s' 2>/dev/null", s_key, s_cert);
     REQUIRE (system (command) == 0);
     s_https_port = harness_free_port ();
+    s_gateway_port = harness_free_port ();
+    s_test_come_up ("with TLS");
+    CHECK (s_service ("tls", NULL));
+    s_test_kill ("haproxy", "edge", 1);
+    s_test_stop (SIGTERM, "SIGTERM, with the edge");
+    if (!CHECK (!s_logged ("edge was killed by SIGTERM")))
+        s_print_log ();
+
+    //  Then a supervisor killed -9, which cannot stop anything: its
+    //  daemons, the edge too, go by their parent-death signal.
     s_test_come_up ("once more, with TLS");
     s_test_stop (SIGKILL, "SIGKILL");
     return harness_finish ();

@@ -779,6 +779,13 @@ s_parse_frames (const unsigned char *buffer, size_t size, ws_raw_drained_t *drai
     return taken;
 }
 
+size_t
+ws_raw_parse (const unsigned char *buffer, size_t size, ws_raw_drained_t *drained)
+{
+    assert (buffer && drained);
+    return s_parse_frames (buffer, size, drained);
+}
+
 bool
 ws_raw_drain (ws_raw_t *self, int timeout_ms, ws_raw_drained_t *drained)
 {

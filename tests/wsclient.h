@@ -185,6 +185,13 @@ typedef struct {
 bool
     ws_raw_drain (ws_raw_t *self, int timeout_ms, ws_raw_drained_t *drained);
 
+//  Take the whole server frames at the front of buffer (size bytes) apart
+//  into drained, as ws_raw_drain does (drained starts zeroed and is added
+//  to); stops after a close frame. Returns the bytes taken: a frame not yet
+//  whole is left for when more has come (tlsclient.c reads over TLS).
+size_t
+    ws_raw_parse (const unsigned char *buffer, size_t size, ws_raw_drained_t *drained);
+
 //  Close the socket (no close frame: an abrupt disconnect), free the
 //  client and set *self_p to NULL.
 void
