@@ -192,10 +192,11 @@ def image_has(binary, service):
 
 
 # .dockerignore must keep the host's build trees (their CMakeCache.txt names
-# this checkout) out of the image's /src/build.
+# this checkout) out of the image's /src/build, and the compose test's podman
+# storage (.podman/, gigabytes) out of the build context.
 ignored = [p.strip().rstrip("/") for p in open(dockerignore_path)
            if p.strip() and not p.startswith("#")] if os.path.exists(dockerignore_path) else []
-for tree in ("build", "build-sanitize", "build-fuzz", "data"):
+for tree in ("build", "build-sanitize", "build-fuzz", "data", ".podman"):
     if not any(fnmatch.fnmatch(tree, p) for p in ignored):
         fail(".dockerignore does not leave out %s/" % tree)
 

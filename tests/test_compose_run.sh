@@ -112,23 +112,26 @@ trap 'exit 1' INT TERM
 clean
 
 # --- 1. the base image -------------------------------------------------------
-# The mirror of the host's apt for bookworm (deb822 or one-line sources).
+# debian_mirror SUITE: the mirror the host's apt uses for SUITE (deb822 or
+# one-line sources), or nothing.
 debian_mirror() {
     local mirror
-    mirror=$(awk '/^URIs:/ { u = $2 } /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == "bookworm") print u }' \
+    mirror=$(awk -v suite="$1" '/^URIs:/ { u = $2 } /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) print u }' \
                  /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n 1)
-    [ -n "$mirror" ] || mirror=$(awk '$1 == "deb" && $3 == "bookworm" { print $2 }' \
+    [ -n "$mirror" ] || mirror=$(awk -v suite="$1" '$1 == "deb" && $3 == suite { print $2 }' \
                                      /etc/apt/sources.list 2>/dev/null | head -n 1)
-    echo "${mirror:-http://deb.debian.org/debian}"
+    echo "$mirror"
 }
 if ! podman image exists "$base"; then
-    mirror=$(debian_mirror)
+    mirror=$(debian_mirror bookworm)
+    mirror=${mirror:-http://deb.debian.org/debian}
     step "debootstrap bookworm (minbase) from $mirror"
     timeout 600 debootstrap --variant=minbase bookworm "$work/rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
         || { tail -n 20 "$work/debootstrap.log"; die "debootstrap failed"; }
     # As the official slim image: bookworm, its updates and security, no
     # package lists or caches kept.
-    security=${mirror%/debian}/debian-security
+    security=$(debian_mirror bookworm-security)
+    security=${security:-http://deb.debian.org/debian-security}
     cat >"$work/rootfs/etc/apt/sources.list" <<EOF
 deb $mirror bookworm main
 deb $mirror bookworm-updates main
