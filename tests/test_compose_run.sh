@@ -11,7 +11,8 @@
 #   3. `podman-compose up -d` of compose.yml and compose.tls.yml, with a
 #      self-signed certificate made here by openssl mounted into the edge,
 #      the edge's ports published on 127.0.0.1 only; the gateway's /healthz
-#      through the edge over https answers ok with a shard;
+#      through the edge answers ok with a shard, advertising wss:// over
+#      https and ws:// over http;
 #   4. a chat over wss through the edge: two WebSocket clients join a room,
 #      one sends, the other receives (tests/compose_chat.js, the certificate
 #      checked against the one made here); plain ws through the edge too;
@@ -222,10 +223,17 @@ if healthz "$https" "$ready" 120; then
 else
     die "/healthz over https did not answer ok within 120 s (last: $(cat "$work/healthz" 2>/dev/null))"
 fi
-if healthz "$http" "$ready" 10; then
-    ok "/healthz over plain http through the edge"
+# The gateway holds no TLS; it learns the client's scheme from the edge
+# (X-Forwarded-Proto) and advertises the WebSocket to match.
+if healthz "$https" 'h["websocketEndpoint"].startswith("wss://")' 10; then
+    ok "/healthz over https advertises $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["websocketEndpoint"])' "$work/healthz")"
 else
-    fail "/healthz over plain http did not answer ok (last: $(cat "$work/healthz" 2>/dev/null))"
+    fail "/healthz over https does not advertise wss:// (last: $(cat "$work/healthz" 2>/dev/null))"
+fi
+if healthz "$http" "$ready"' and h["websocketEndpoint"].startswith("ws://")' 10; then
+    ok "/healthz over plain http through the edge, advertising $(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["websocketEndpoint"])' "$work/healthz")"
+else
+    fail "/healthz over plain http did not answer ok with a ws:// endpoint (last: $(cat "$work/healthz" 2>/dev/null))"
 fi
 
 # Only the edge is published, and only on loopback.
