@@ -1,6 +1,8 @@
-# nearchat: one image for every daemon (stored, gateway, roomd, reaper) and
-# the operators' tools (nearchat-spy, nearchat-ping, nearchat-keys); compose.yml picks the
-# daemon with each service's command. Libraries come from Debian's packages.
+# nearchat: one image for every daemon (stored, gateway, roomd, reaper), the
+# edge (nearchat-edge: Debian's HAProxy in front of the gateway) and the
+# operators' tools (nearchat-spy, nearchat-ping, nearchat-keys); compose.yml
+# picks the daemon with each service's command. Libraries come from Debian's
+# packages.
 
 # --- build ------------------------------------------------------------------
 FROM debian:bookworm-slim AS build
@@ -18,23 +20,20 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 
 # --- run --------------------------------------------------------------------
 FROM debian:bookworm-slim
-# civetweb opens "libcrypto.so" by that name for TLS, a name only the -dev
-# package provides: it is pointed at the runtime library (gateway/sslshim.c
-# tells the rest of that story).
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       libzmq5 libczmq4 libcivetweb1 libmsgpackc2 liblmdb0 libuuid1 libjansson4 libjwt0 libssl3 \
-      curl lmdb-utils ca-certificates \
+      haproxy curl lmdb-utils ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && ln -s "$(ls /usr/lib/*/libcrypto.so.3 | head -n 1)" /usr/local/lib/libcrypto.so \
- && ldconfig \
  && useradd --system --home-dir /data --shell /usr/sbin/nologin nearchat \
  && mkdir -p /data /keys && chown nearchat:nearchat /data /keys
 COPY --from=build /src/build/bin/stored /src/build/bin/gateway /src/build/bin/roomd \
                   /src/build/bin/reaper /src/build/bin/nearchat-spy \
                   /src/build/bin/nearchat-ping /src/build/bin/nearchat-keys /usr/local/bin/
-# The gateway finds its libssl.so shim through $ORIGIN/../lib/nearchat.
-COPY --from=build /src/build/lib/nearchat/ /usr/local/lib/nearchat/
+# The edge: a script, and the HAProxy configuration it finds in
+# ../share/nearchat.
+COPY gateway/edge/nearchat-edge /usr/local/bin/
+COPY gateway/edge/nearchat-edge.cfg /usr/local/share/nearchat/
 USER nearchat
 WORKDIR /data
 VOLUME /data

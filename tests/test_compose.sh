@@ -8,18 +8,23 @@
 # the binaries in BIN_DIR. For every service:
 #   - its command is one of our binaries, and the Dockerfile's last (runtime)
 #     stage copies that binary into /usr/local/bin from the build stage,
-#     which builds it;
+#     which builds it, or, for a script (nearchat-edge), from the source tree;
 #   - every variable it sets is one that binary reads (its --help lists it),
 #     and every variable the binary reads is written out, so an operator
 #     sees every setting;
 #   - a value written as ${NAME:-DEFAULT} overrides NAME itself and DEFAULT
 #     is the binary's own default (what --help prints); values written
-#     literally are the wiring between containers;
+#     literally are the wiring between containers; a name without a value
+#     (passed on from the shell when set there) is a setting whose default
+#     is empty (podman-compose 1.0.3 passes ${NAME:-} on literally);
 #   - the binary accepts the values as resolved (--check);
 #   - every ZeroMQ endpoint names a service that binds that port (never
 #     127.0.0.1, which in a container is the container itself; TAP_ENDPOINT
 #     alone is local on purpose);
-#   - published ports are ports it listens on, on every interface;
+#   - the edge (nearchat-edge) is the only service that publishes ports,
+#     they are ports it listens on, on every interface; its EDGE_GATEWAY is
+#     a service's port that is served; the runtime stage installs haproxy
+#     and the edge's configuration where the script finds it;
 #   - restart is unless-stopped; a healthcheck runs programs the image has
 #     and asks ports that are served;
 #   - DATA_DIR, where set, is a named volume;
@@ -29,6 +34,8 @@
 # roomd must scale (--scale roomd=4): no container_name, no published port,
 # SHARD_ID auto. The runtime stage runs as a user other than root, and
 # .dockerignore keeps the host's build directories out of the context.
+# compose.tls.yml, added to compose.yml, gives the edge alone a certificate
+# and its key from one mounted directory, and changes nothing else.
 # Each failure says what is wrong; the script exits 1 if any check failed.
 set -euo pipefail
 source_dir=$1
@@ -57,12 +64,21 @@ if ! env -i PATH="$PATH" HOME="$work" \
     exit 1
 fi
 echo "ok docker-compose accepts compose.yml"
+if ! env -i PATH="$PATH" HOME="$work" TLS_DIR=/etc/nearchat/tls \
+        docker-compose --env-file "$work/empty.env" -f compose.yml -f compose.tls.yml config \
+        >"$work/resolved-tls.yml" 2>"$work/compose.err"; then
+    echo "FAIL docker-compose does not accept compose.yml with compose.tls.yml:"
+    cat "$work/compose.err"
+    exit 1
+fi
+echo "ok docker-compose accepts compose.yml with compose.tls.yml"
 
-exec /usr/bin/python3 - "$work/resolved.yml" compose.yml Dockerfile .dockerignore "$bin_dir" <<'PY'
+exec /usr/bin/python3 - "$work/resolved.yml" compose.yml Dockerfile .dockerignore "$bin_dir" \
+    "$work/resolved-tls.yml" <<'PY'
 import fnmatch, os, re, shlex, subprocess, sys
 import yaml
 
-resolved_path, raw_path, dockerfile_path, dockerignore_path, bin_dir = sys.argv[1:]
+resolved_path, raw_path, dockerfile_path, dockerignore_path, bin_dir, tls_path = sys.argv[1:]
 resolved = yaml.safe_load(open(resolved_path))
 raw = yaml.safe_load(open(raw_path))       # for the ${NAME:-DEFAULT} forms
 services = resolved.get("services") or {}
@@ -132,17 +148,27 @@ for _, lines in stages[:-1]:
         if m:
             built_targets = (built_targets or set()) | set(m.group(1).split())
 copied = set()                          # binaries the runtime stage copies in
+scripts = set()                         # ... of them, from the source tree
+shared = set()                          # files copied into /usr/local/share/nearchat
 for line in runtime:
     words = shlex.split(line)
     if words[0].upper() != "COPY":
         continue
     sources = [w for w in words[1:] if not w.startswith("--")]
     source_stage = next((w.split("=", 1)[1] for w in words[1:] if w.startswith("--from=")), None)
-    if len(sources) < 2 or source_stage not in build_stage_names:
+    if len(sources) < 2:
         continue
+    if source_stage is None and sources[-1].rstrip("/") == "/usr/local/share/nearchat":
+        shared |= {os.path.basename(s) for s in sources[:-1] if os.path.isfile(s)}
     if sources[-1].rstrip("/") != "/usr/local/bin":
         continue
-    copied |= {os.path.basename(s) for s in sources[:-1]}
+    if source_stage in build_stage_names:
+        copied |= {os.path.basename(s) for s in sources[:-1]}
+    elif source_stage is None:
+        # From the build context: files of this tree (nothing to build).
+        names = {os.path.basename(s) for s in sources[:-1] if os.path.isfile(s)}
+        copied |= names
+        scripts |= names
 installed = set()                       # packages the runtime stage installs
 for line in runtime:
     if line.split()[0].upper() == "RUN" and "apt-get" in line:
@@ -159,22 +185,23 @@ def image_has(binary, service):
     if binary not in copied:
         fail("%s: the Dockerfile's runtime stage does not copy %s into /usr/local/bin" % (service, binary))
         return False
-    if built_targets is not None and binary not in built_targets:
+    if built_targets is not None and binary not in built_targets and binary not in scripts:
         fail("%s: the Dockerfile's build stage does not build %s (--target)" % (service, binary))
         return False
     return True
 
 
 # .dockerignore must keep the host's build trees (their CMakeCache.txt names
-# this checkout) out of the image's /src/build.
+# this checkout) out of the image's /src/build, and the compose test's podman
+# storage (.podman/, gigabytes) out of the build context.
 ignored = [p.strip().rstrip("/") for p in open(dockerignore_path)
            if p.strip() and not p.startswith("#")] if os.path.exists(dockerignore_path) else []
-for tree in ("build", "build-sanitize", "build-fuzz", "data"):
+for tree in ("build", "build-sanitize", "build-fuzz", "data", ".podman"):
     if not any(fnmatch.fnmatch(tree, p) for p in ignored):
         fail(".dockerignore does not leave out %s/" % tree)
 
 # --- compose.yml ---------------------------------------------------------------
-for expected in ("stored", "gateway", "roomd", "reaper"):
+for expected in ("stored", "gateway", "roomd", "reaper", "edge"):
     if expected not in services:
         fail("compose.yml has no service %s" % expected)
 
@@ -229,6 +256,17 @@ for service in sorted(services):
     reads = settings_of(binary)
     env = env_of(service)
     raw_env = (raw.get("services", {}).get(service, {}) or {}).get("environment") or {}
+    # NAME with no value: passed on from the shell, unset by default (the
+    # resolved file leaves it out then).
+    passed = sorted(name for name, value in raw_env.items() if value is None)
+    for name in passed:
+        if name not in reads:
+            fail("%s: %s passes on %s, which %s does not read (not in its --help)"
+                 % (service, binary, name, binary))
+        elif reads[name] not in ("", None):
+            fail("%s: %s is passed on unset, but %s's default is %r: write ${%s:-%s}"
+                 % (service, name, binary, reads[name], name, reads[name]))
+        env.setdefault(name, "")
 
     for name in sorted(env):
         if name not in reads:
@@ -255,7 +293,14 @@ for service in sorted(services):
                  % (service, name, m.group(2), reads[name], binary))
 
     # The values as compose gives them, through the binary's own checks.
-    check = subprocess.run([os.path.join(bin_dir, binary), "--check"], env=env,
+    # EDGE_GATEWAY names a service, which only compose's network resolves
+    # (haproxy -c resolves it): the check gets loopback instead, and
+    # check_reach below sees that the service serves the port.
+    check_env = dict(env)
+    edge_gateway = re.fullmatch(r"([^:]+):(\d+)", env.get("EDGE_GATEWAY", ""))
+    if edge_gateway and edge_gateway.group(1) in services:
+        check_env["EDGE_GATEWAY"] = "127.0.0.1:" + edge_gateway.group(2)
+    check = subprocess.run([os.path.join(bin_dir, binary), "--check"], env=check_env,
                            capture_output=True, text=True)
     if check.returncode != 0:
         fail("%s: %s refuses its settings: %s" % (service, binary,
@@ -273,7 +318,24 @@ for service in sorted(services):
             elif host not in LOOPBACK:
                 check_reach(service, name, host, int(port))
 
-    # Published ports: served, on every interface.
+    # The edge forwards to a served port of a service.
+    if binary == "nearchat-edge":
+        if not edge_gateway:
+            fail("%s: EDGE_GATEWAY=%s is not host:port" % (service, env.get("EDGE_GATEWAY")))
+        elif edge_gateway.group(1) in LOOPBACK:
+            fail("%s: EDGE_GATEWAY=%s: in a container %s is the container itself; name the service"
+                 % (service, env["EDGE_GATEWAY"], edge_gateway.group(1)))
+        else:
+            check_reach(service, "EDGE_GATEWAY", edge_gateway.group(1), int(edge_gateway.group(2)))
+        if "haproxy" not in installed:
+            fail("%s: the runtime stage does not install haproxy, which nearchat-edge runs" % service)
+        if "nearchat-edge.cfg" not in shared:
+            fail("%s: the runtime stage does not copy nearchat-edge.cfg into /usr/local/share/nearchat"
+                 " (where nearchat-edge finds it)" % service)
+
+    # Published ports: the edge's alone, served, on every interface.
+    if spec.get("ports") and binary != "nearchat-edge":
+        fail("%s: publishes ports; the edge is the only published service" % service)
     for port in spec.get("ports") or []:
         target = int(port["target"] if isinstance(port, dict) else str(port).split(":")[-1].split("/")[0])
         if target not in binds_of(service):
@@ -369,6 +431,38 @@ if "roomd" in services:
     if env_of("roomd").get("SHARD_ID") != "auto":
         fail("roomd: SHARD_ID=%s is shared by every replica; auto gives each its own"
              % env_of("roomd").get("SHARD_ID"))
+
+# The edge publishes; compose.tls.yml gives it TLS_CERT and TLS_KEY from one
+# read-only mount and changes no other service.
+edges = [name for name in services if (services[name].get("command") or [""])[0] == "nearchat-edge"]
+if not edges:
+    fail("compose.yml has no service running nearchat-edge")
+elif not services[edges[0]].get("ports"):
+    fail("%s: publishes no port" % edges[0])
+tls = (yaml.safe_load(open(tls_path)).get("services") or {})
+for name in sorted(tls):
+    if name in edges:
+        continue
+    if tls[name] != services.get(name):
+        fail("compose.tls.yml changes %s; it is for the edge alone" % name)
+for edge in edges:
+    env = {k: "" if v is None else str(v) for k, v in (tls[edge].get("environment") or {}).items()}
+    mounts = []
+    for volume in tls[edge].get("volumes") or []:
+        if isinstance(volume, dict):
+            mounts.append((volume.get("target", "").rstrip("/"), bool(volume.get("read_only"))))
+        else:
+            parts = str(volume).split(":")
+            mounts.append((parts[1].rstrip("/") if len(parts) > 1 else parts[0],
+                           len(parts) > 2 and "ro" in parts[2].split(",")))
+    for name in ("TLS_CERT", "TLS_KEY"):
+        directory = os.path.dirname(env.get(name, ""))
+        if not env.get(name):
+            fail("compose.tls.yml: %s gets no %s" % (edge, name))
+        elif not any(target == directory and ro for target, ro in mounts):
+            fail("compose.tls.yml: %s=%s is not in a read-only mount of %s" % (name, env[name], edge))
+    if all(env.get(n) for n in ("TLS_CERT", "TLS_KEY")):
+        ok("compose.tls.yml: %s gets TLS_CERT=%s and TLS_KEY=%s" % (edge, env["TLS_CERT"], env["TLS_KEY"]))
 
 print("%d failed" % failed)
 sys.exit(1 if failed else 0)
