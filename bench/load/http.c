@@ -48,7 +48,7 @@ static struct {
     phase_t phase;
     char (*ids) [ID_MAX];               //  the rooms made
     size_t id_count, id_max;
-    uint64_t requests, errors, users;
+    uint64_t requests, errors, users, owners;
     uint64_t full;                      //  joins refused as the room was full: no error
     stats_t latency;
     int epoll;
@@ -103,16 +103,18 @@ s_send_request (client_t *client)
             "GET /rooms?latitude=%.6f&longitude=%.6f HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n",
             s_random (40, 41), s_random (10, 11), s_bearer ("http-searcher"));
     else {
+        //  Each room its own owner: the gateway caps the rooms a user makes
+        //  a minute, far below what this asks.
         if (s_http.phase == PHASE_CREATE)
             snprintf (body, sizeof body,
-                      "{\"userId\":\"http-owner\",\"latitude\":%.6f,\"longitude\":%.6f}",
-                      s_random (40, 41), s_random (10, 11));
+                      "{\"userId\":\"http-owner-%llu\",\"latitude\":%.6f,\"longitude\":%.6f}",
+                      (unsigned long long) ++s_http.owners, s_random (40, 41), s_random (10, 11));
         else
             snprintf (body, sizeof body, "{\"roomId\":\"%s\",\"userId\":\"http-user-%llu\"}",
                       s_http.ids [(size_t) rand () % s_http.id_count],
                       (unsigned long long) ++s_http.users);
-        snprintf (user, sizeof user, s_http.phase == PHASE_CREATE? "http-owner": "http-user-%llu",
-                  (unsigned long long) s_http.users);
+        snprintf (user, sizeof user, s_http.phase == PHASE_CREATE? "http-owner-%llu": "http-user-%llu",
+                  (unsigned long long) (s_http.phase == PHASE_CREATE? s_http.owners: s_http.users));
         length = snprintf (request, sizeof request,
             "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: application/json\r\n"
             "Content-Length: %zu\r\n\r\n%s", s_http.phase == PHASE_CREATE? "/rooms": "/rooms/join",

@@ -151,8 +151,13 @@ s_bearer (const char *user_id, char *out, size_t size)
 static int
 s_create_room (int index, char *room_id)
 {
+    //  Owners of a run of their own: the gateway caps the rooms a user makes
+    //  a minute, and runs follow each other against one system.
+    static unsigned run_tag;
+    while (!run_tag)
+        run_tag = (unsigned) rand ();
     char body [160], request [1024], owner [48], bearer [TOKEN_MAX + 32];
-    snprintf (owner, sizeof owner, "load-owner-%d", index);
+    snprintf (owner, sizeof owner, "load-owner-%x-%d", run_tag, index);
     s_bearer (owner, bearer, sizeof bearer);
     snprintf (body, sizeof body, "{\"userId\":\"%s\",\"latitude\":%.5f,\"longitude\":%.5f}",
               owner, 10 + (index % 100) * 0.01, 10 + (index / 100) * 0.01);
@@ -741,7 +746,8 @@ s_fanout (void)
               "\"rooms\":%d,\"members\":%d,\"rate\":%g,\"seconds\":%g,\"sent\":%llu,"
               "\"delivered\":%llu,\"expected\":%llu,\"missing\":%llu,\"gaps\":%llu,\"duplicated\":%llu,"
               "\"errors\":%llu,\"failed_sockets\":%llu,\"deliveries_per_s\":%.0f,"
-              "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f",
+              "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+              "\"tls\":%s,\"jwt\":%s",
               s_opt.rooms, s_opt.members, s_opt.rate, s_opt.seconds,
               (unsigned long long) s_sent, (unsigned long long) s_delivered,
               (unsigned long long) s_expected, (unsigned long long) lost,
@@ -749,7 +755,8 @@ s_fanout (void)
               (unsigned long long) s_errors, (unsigned long long) s_failed_conns, rate,
               (double) stats_quantile (&s_latency, 0.5) / 1000,
               (double) stats_quantile (&s_latency, 0.9) / 1000,
-              (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000);
+              (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000,
+              s_opt.tls? "true": "false", s_opt.jwt_secret? "true": "false");
     s_report_json (fields);
     if (s_opt.cdf_path) {
         //  The latency distribution, for a plot: "quantile milliseconds"
@@ -845,6 +852,8 @@ s_connections (void)
     double idle_s = (double) (load_now_us () - idle_start) / 1e6;
     long rss_total = 0, rss_grown = 0;
     double cpu_total = 0;
+    char each [16 * 160] = "";              //  the processes, as a JSON array's items
+    size_t each_size = 0;
     for (int i = 0; i < count; i++) {
         process_t end = after [i];
         if (!s_read_process (&end))
@@ -855,16 +864,22 @@ s_connections (void)
         cpu_total += cpu;
         printf ("  %-8s pid %-7d %7ld KiB resident (+%ld), idle CPU %.2f%% of a core\n",
                 end.name, end.pid, end.rss_kib, end.rss_kib - before [i].rss_kib, cpu);
+        each_size += (size_t) snprintf (each + each_size, sizeof each - each_size,
+            "%s{\"name\":\"%s\",\"pid\":%d,\"rss_kib\":%ld,\"rss_grown_kib\":%ld,"
+            "\"idle_cpu_percent\":%.2f}", each_size? ",": "", end.name, end.pid, end.rss_kib,
+            end.rss_kib - before [i].rss_kib, cpu);
     }
     double per_socket = joined? (double) rss_grown / joined: 0;
     if (count)
         printf ("  all: %ld KiB, +%ld KiB for %d sockets = %.1f KiB a socket; idle CPU %.2f%%\n",
                 rss_total, rss_grown, joined, per_socket, cpu_total);
-    char fields [512];
+    char fields [512 + sizeof each];
     snprintf (fields, sizeof fields,
               "\"sockets\":%d,\"joined\":%d,\"connect_per_s\":%.0f,\"rss_kib\":%ld,"
-              "\"rss_grown_kib\":%ld,\"kib_per_socket\":%.1f,\"idle_cpu_percent\":%.2f",
-              s_conn_count, joined, joined / setup_s, rss_total, rss_grown, per_socket, cpu_total);
+              "\"rss_grown_kib\":%ld,\"kib_per_socket\":%.1f,\"idle_cpu_percent\":%.2f,"
+              "\"tls\":%s,\"jwt\":%s,\"processes\":[%s]",
+              s_conn_count, joined, joined / setup_s, rss_total, rss_grown, per_socket, cpu_total,
+              s_opt.tls? "true": "false", s_opt.jwt_secret? "true": "false", each);
     s_report_json (fields);
     return 0;
 }
