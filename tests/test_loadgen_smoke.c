@@ -3,9 +3,10 @@
     the real system (stored, gateway, 2 shards) and the fanout against the
     reference peer: each completes, every message arrives once and in
     order, nothing fails. Then --tls and --jwt-secret against a system with
-    AUTH=jwt and TLS: the fanout over wss and https with every user's
-    token, the handshakes scenario (full handshakes, none resumed), and a
-    wrong secret refused. No speed is asserted.
+    AUTH=jwt behind the edge (nearchat-edge, HAProxy, as ./nearchat up runs
+    it with TLS): the fanout over wss and https with every user's token, the
+    handshakes scenario (full handshakes, none resumed), and a wrong secret
+    refused. No speed is asserted.
     =========================================================================
 */
 
@@ -62,8 +63,8 @@ s_check_fanout (json_t *report, double expected)
 }
 
 //  --tls and --jwt-secret, against a system with AUTH=jwt and TLS on
-//  tls_port (what serves it is the caller's): a second of fanout over wss,
-//  a second of handshakes, and a wrong secret that gets nowhere.
+//  tls_port: a second of fanout over wss, a second of handshakes, and a
+//  wrong secret that gets nowhere.
 static void
 s_check_tls_and_tokens (int tls_port)
 {
@@ -167,7 +168,10 @@ main (void)
     waitpid (peer, NULL, 0);
     harness_system_stop (&s_system);
 
-    //  TLS, for now the gateway's own (TLS_CERT, TLS_KEY, HTTPS_PORT).
+    //  AUTH=jwt behind the edge, which holds the TLS.
+    const char *gateway_env [] = { "AUTH=jwt", "JWT_SECRET=" SECRET, "TRUST_PROXY_HEADERS=1",
+                                   NULL };
+    REQUIRE (harness_system_start (&s_system, 2, false, gateway_env) == 0);
     char cert [PATH_MAX], key [PATH_MAX], command [3 * PATH_MAX];
     snprintf (cert, sizeof cert, "%s/cert.pem", harness_dir ());
     snprintf (key, sizeof key, "%s/key.pem", harness_dir ());
@@ -175,14 +179,33 @@ main (void)
               " ec_paramgen_curve:P-256 -nodes -days 1 -subj /CN=127.0.0.1 -keyout '%s' -out '%s'"
               " 2>/dev/null", key, cert);
     REQUIRE (system (command) == 0);
-    int tls_port = harness_free_port ();
-    char cert_setting [PATH_MAX + 16], key_setting [PATH_MAX + 16], port_setting [32];
-    snprintf (cert_setting, sizeof cert_setting, "TLS_CERT=%s", cert);
-    snprintf (key_setting, sizeof key_setting, "TLS_KEY=%s", key);
-    snprintf (port_setting, sizeof port_setting, "HTTPS_PORT=%d", tls_port);
-    const char *env [] = { "AUTH=jwt", "JWT_SECRET=" SECRET, cert_setting, key_setting,
-                           port_setting, NULL };
-    REQUIRE (harness_system_start (&s_system, 2, false, env) == 0);
-    s_check_tls_and_tokens (tls_port);
+    int edge_port = harness_free_port (), tls_port = harness_free_port ();
+    char settings [5][PATH_MAX + 32];
+    snprintf (settings [0], sizeof settings [0], "TLS_CERT=%s", cert);
+    snprintf (settings [1], sizeof settings [1], "TLS_KEY=%s", key);
+    snprintf (settings [2], sizeof settings [2], "HTTP_PORT=%d", edge_port);
+    snprintf (settings [3], sizeof settings [3], "HTTPS_PORT=%d", tls_port);
+    snprintf (settings [4], sizeof settings [4], "EDGE_GATEWAY=127.0.0.1:%d", s_system.http_port);
+    harness_daemon_t edge;
+    harness_daemon_init (&edge, "nearchat-edge");
+    const char *edge_env [] = { settings [0], settings [1], settings [2], settings [3],
+                                settings [4], "HTTP_BIND=127.0.0.1",
+                                "EDGE_REQUESTS_PER_ADDR=1000000", NULL };
+    memcpy (edge.env, edge_env, sizeof edge_env);
+    REQUIRE (harness_spawn (&edge) == 0);
+    //  Up when its plain port answers: HAProxy binds both ports before it
+    //  serves either.
+    bool edge_up = false;
+    for (int64_t deadline = clock_mono_ms () + 10000; !edge_up && clock_mono_ms () < deadline; ) {
+        http_response_t response;
+        edge_up = http_request (edge_port, "GET", "/healthz", NULL, 0, &response) == 200;
+        http_response_free (&response);
+        if (!edge_up)
+            usleep (100 * 1000);
+    }
+    if (!CHECK (edge_up))
+        harness_print_log (&edge);
+    else
+        s_check_tls_and_tokens (tls_port);
     return harness_finish ();
 }
