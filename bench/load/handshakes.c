@@ -220,6 +220,7 @@ scenario_handshakes (const load_options_t *options)
     stats_reset (&s_hs.cycle_latency);
     slot_t *slots = calloc ((size_t) options->clients, sizeof *slots);
     uint64_t start = load_now_us ();
+    double cpu_start = load_cpu_s ();
     uint64_t stop = start + (uint64_t) (options->seconds * 1e6);
     for (int i = 0; i < options->clients; i++) {
         slots [i].index = i;
@@ -243,6 +244,7 @@ scenario_handshakes (const load_options_t *options)
             s_on_event (events [i].data.ptr, events [i].events);
     }
     double elapsed_s = (double) (stop - start) / 1e6;
+    double client_cpu = (load_cpu_s () - cpu_start) / ((double) (load_now_us () - start) / 1e6) * 100;
     for (int i = 0; i < options->clients; i++)
         if (slots [i].step != H_IDLE) {
             epoll_ctl (s_hs.epoll, EPOLL_CTL_DEL, slots [i].fd, NULL);
@@ -258,13 +260,13 @@ scenario_handshakes (const load_options_t *options)
             (unsigned long long) s_hs.handshakes, what, handshake_rate,
             (unsigned long long) s_hs.cycles, cycle_rate);
     printf ("  handshake ms p50 %.2f p99 %.2f; cycle ms p50 %.2f p99 %.2f; failures %llu"
-            " (answers not 200: %llu); sessions resumed %llu\n",
+            " (answers not 200: %llu); sessions resumed %llu; this generator's CPU %.0f%% of a core\n",
             (double) stats_quantile (&s_hs.handshake_latency, 0.5) / 1000,
             (double) stats_quantile (&s_hs.handshake_latency, 0.99) / 1000,
             (double) stats_quantile (&s_hs.cycle_latency, 0.5) / 1000,
             (double) stats_quantile (&s_hs.cycle_latency, 0.99) / 1000,
             (unsigned long long) s_hs.failures, (unsigned long long) s_hs.statuses,
-            (unsigned long long) s_hs.resumed);
+            (unsigned long long) s_hs.resumed, client_cpu);
     if (options->json_path) {
         FILE *json = fopen (options->json_path, "w");
         if (json) {
@@ -273,7 +275,7 @@ scenario_handshakes (const load_options_t *options)
                      "\"handshakes_per_s\":%.1f,\"cycles\":%llu,\"cycles_per_s\":%.1f,"
                      "\"handshake_p50_ms\":%.3f,\"handshake_p99_ms\":%.3f,"
                      "\"cycle_p50_ms\":%.3f,\"cycle_p99_ms\":%.3f,\"failures\":%llu,"
-                     "\"not_200\":%llu,\"resumed\":%llu}\n",
+                     "\"not_200\":%llu,\"resumed\":%llu,\"client_cpu_percent\":%.1f}\n",
                      options->label, options->tls? "true": "false", options->clients, elapsed_s,
                      (unsigned long long) s_hs.handshakes, handshake_rate,
                      (unsigned long long) s_hs.cycles, cycle_rate,
@@ -282,7 +284,7 @@ scenario_handshakes (const load_options_t *options)
                      (double) stats_quantile (&s_hs.cycle_latency, 0.5) / 1000,
                      (double) stats_quantile (&s_hs.cycle_latency, 0.99) / 1000,
                      (unsigned long long) s_hs.failures, (unsigned long long) s_hs.statuses,
-                     (unsigned long long) s_hs.resumed);
+                     (unsigned long long) s_hs.resumed, client_cpu);
             fclose (json);
         }
     }

@@ -135,6 +135,15 @@ load_now_us (void)
     return (uint64_t) now.tv_sec * 1000000 + (uint64_t) now.tv_nsec / 1000;
 }
 
+double
+load_cpu_s (void)
+{
+    struct rusage usage;
+    getrusage (RUSAGE_SELF, &usage);
+    return (double) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+         + (double) (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
 //  ---------------------------------------------------------------------------
 //  HTTP: make a room (blocking; done before the sockets open)
 
@@ -720,6 +729,7 @@ s_fanout (void)
     for (int i = 0; i < s_conn_count; i++)      //  spread the first sends over an interval
         s_conns [i].next_send_us = start + (uint64_t) rand () % s_interval_us;
     stats_reset (&s_latency);
+    double cpu_start = load_cpu_s ();
     s_stop_sending_us = start + (uint64_t) (s_opt.seconds * 1e6);
     s_loop (s_stop_sending_us, s_never, s_send_due);
     //  Every member, the sender too, gets each message of its room.
@@ -730,6 +740,7 @@ s_fanout (void)
     //  the sending stopped, and the rate is what the system carried.
     uint64_t delivering_us = s_last_delivery_us > start? s_last_delivery_us - start: 1;
     double rate = (double) s_delivered / ((double) delivering_us / 1e6);
+    double client_cpu = (load_cpu_s () - cpu_start) / ((double) (load_now_us () - start) / 1e6) * 100;
     printf ("  sent %llu, acked %llu, delivered %llu of %llu (missing at the end %llu, gaps %llu, duplicated %llu,"
             " errors %llu, sockets failed %llu)\n",
             (unsigned long long) s_sent, (unsigned long long) s_acks,
@@ -737,17 +748,19 @@ s_fanout (void)
             (unsigned long long) lost, (unsigned long long) s_gaps,
             (unsigned long long) s_duplicated, (unsigned long long) s_errors,
             (unsigned long long) s_failed_conns);
-    printf ("  deliveries/s %.0f; latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f\n", rate,
+    printf ("  deliveries/s %.0f; latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f;"
+            " this generator's CPU %.0f%% of a core\n", rate,
             (double) stats_quantile (&s_latency, 0.5) / 1000,
             (double) stats_quantile (&s_latency, 0.9) / 1000,
-            (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000);
+            (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000,
+            client_cpu);
     char fields [1024];
     snprintf (fields, sizeof fields,
               "\"rooms\":%d,\"members\":%d,\"rate\":%g,\"seconds\":%g,\"sent\":%llu,"
               "\"delivered\":%llu,\"expected\":%llu,\"missing\":%llu,\"gaps\":%llu,\"duplicated\":%llu,"
               "\"errors\":%llu,\"failed_sockets\":%llu,\"deliveries_per_s\":%.0f,"
               "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
-              "\"tls\":%s,\"jwt\":%s",
+              "\"tls\":%s,\"jwt\":%s,\"client_cpu_percent\":%.1f",
               s_opt.rooms, s_opt.members, s_opt.rate, s_opt.seconds,
               (unsigned long long) s_sent, (unsigned long long) s_delivered,
               (unsigned long long) s_expected, (unsigned long long) lost,
@@ -756,7 +769,7 @@ s_fanout (void)
               (double) stats_quantile (&s_latency, 0.5) / 1000,
               (double) stats_quantile (&s_latency, 0.9) / 1000,
               (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000,
-              s_opt.tls? "true": "false", s_opt.jwt_secret? "true": "false");
+              s_opt.tls? "true": "false", s_opt.jwt_secret? "true": "false", client_cpu);
     s_report_json (fields);
     if (s_opt.cdf_path) {
         //  The latency distribution, for a plot: "quantile milliseconds"

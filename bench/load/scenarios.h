@@ -31,4 +31,9 @@ int scenario_handshakes (const load_options_t *options);
 //  Monotonic microseconds, the one clock of every scenario (main.c).
 uint64_t load_now_us (void);
 
+//  CPU seconds this process has used (user and system; main.c): the load
+//  generator shares the machine with what it measures, and a figure is
+//  worth less when the generator itself took a whole core.
+double load_cpu_s (void);
+
 #endif
