@@ -7,7 +7,9 @@
     square (or --seconds x 3 pass), GET /rooms at random points of the
     square for --seconds, POST /rooms/join of random rooms by new users for
     --seconds. Each answer's status is checked (200, or it is an error);
-    its latency goes into the phase's histogram.
+    its latency goes into the phase's histogram. With --jwt-secret every
+    request carries the token of the user it names (the search one of a
+    user of its own). Plain HTTP only: --tls is refused here.
     =========================================================================
 */
 
@@ -23,6 +25,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include "loadtls.h"
 #include "scenarios.h"
 #include "stats.h"
 
@@ -41,10 +44,11 @@ typedef struct {
 
 static struct {
     int port;
+    const char *jwt_secret;
     phase_t phase;
     char (*ids) [ID_MAX];               //  the rooms made
     size_t id_count, id_max;
-    uint64_t requests, errors, users;
+    uint64_t requests, errors, users, owners;
     uint64_t full;                      //  joins refused as the room was full: no error
     stats_t latency;
     int epoll;
@@ -77,28 +81,44 @@ s_connect (client_t *client)
     return 0;
 }
 
+//  "Authorization: Bearer ...\r\n" for user_id under --jwt-secret, else "".
+static const char *
+s_bearer (const char *user_id)
+{
+    static char header [600];
+    char token [512];
+    *header = 0;
+    if (s_http.jwt_secret && loadtls_token (s_http.jwt_secret, user_id, token, sizeof token) > 0)
+        snprintf (header, sizeof header, "Authorization: Bearer %s\r\n", token);
+    return header;
+}
+
 static void
 s_send_request (client_t *client)
 {
-    char body [256], request [1024];
+    char body [256], request [2048], user [48];
     int length;
     if (s_http.phase == PHASE_SEARCH)
         length = snprintf (request, sizeof request,
-            "GET /rooms?latitude=%.6f&longitude=%.6f HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
-            s_random (40, 41), s_random (10, 11));
+            "GET /rooms?latitude=%.6f&longitude=%.6f HTTP/1.1\r\nHost: 127.0.0.1\r\n%s\r\n",
+            s_random (40, 41), s_random (10, 11), s_bearer ("http-searcher"));
     else {
+        //  Each room its own owner: the gateway caps the rooms a user makes
+        //  a minute, far below what this asks.
         if (s_http.phase == PHASE_CREATE)
             snprintf (body, sizeof body,
-                      "{\"userId\":\"http-owner\",\"latitude\":%.6f,\"longitude\":%.6f}",
-                      s_random (40, 41), s_random (10, 11));
+                      "{\"userId\":\"http-owner-%llu\",\"latitude\":%.6f,\"longitude\":%.6f}",
+                      (unsigned long long) ++s_http.owners, s_random (40, 41), s_random (10, 11));
         else
             snprintf (body, sizeof body, "{\"roomId\":\"%s\",\"userId\":\"http-user-%llu\"}",
                       s_http.ids [(size_t) rand () % s_http.id_count],
                       (unsigned long long) ++s_http.users);
+        snprintf (user, sizeof user, s_http.phase == PHASE_CREATE? "http-owner-%llu": "http-user-%llu",
+                  (unsigned long long) (s_http.phase == PHASE_CREATE? s_http.owners: s_http.users));
         length = snprintf (request, sizeof request,
-            "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            "POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\n%sContent-Type: application/json\r\n"
             "Content-Length: %zu\r\n\r\n%s", s_http.phase == PHASE_CREATE? "/rooms": "/rooms/join",
-            strlen (body), body);
+            s_bearer (user), strlen (body), body);
     }
     client->sent_us = load_now_us ();
     client->busy = true;
@@ -240,7 +260,12 @@ s_print (const char *label, const char *what, double seconds, FILE *json, bool f
 int
 scenario_http (const load_options_t *options)
 {
+    if (options->tls) {
+        fprintf (stderr, "nearchat-load: the http scenario is plain HTTP only (no --tls)\n");
+        return 2;
+    }
     s_http.port = options->port;
+    s_http.jwt_secret = options->jwt_secret;
     s_http.epoll = epoll_create1 (0);
     client_t *clients = calloc ((size_t) options->clients, sizeof *clients);
     for (int i = 0; i < options->clients; i++) {

@@ -5,7 +5,9 @@
         nearchat-load connections [--sockets 1000 --members 10 --hold 5 --pids P1,P2,...]
         nearchat-load churn       [--sockets 1000 --rooms 100 --seconds 10]
         nearchat-load http        [--clients 32 --rooms-total 100000 --seconds 10]
+        nearchat-load handshakes  [--clients 32 --seconds 10]
         common: --port 8080 --json PATH --label NAME --sources 50
+                --tls (wss:// and https://) --jwt-secret SECRET (AUTH=jwt)
 
     One process, one thread, one epoll loop over every socket. Rooms are
     made over HTTP (POST /rooms), then every member connects over
@@ -21,6 +23,12 @@
     reads the resident memory and CPU of the given server processes.
     churn: every socket connects, joins, says one thing, waits for its
     ack, leaves and closes, and the next user takes its place.
+    handshakes (handshakes.c): connect, GET /healthz, close, over and over.
+
+    --tls: every socket is TLS (OpenSSL, stepped by the same loop), each a
+    full handshake. --jwt-secret: every user carries an HS256 token whose
+    sub is its id, as ?token= on the upgrade and Authorization: Bearer on
+    HTTP, for a gateway with AUTH=jwt and that JWT_SECRET.
 
     Loopback only; bounded in sockets, messages and time. It measures and
     prints; it never judges.
@@ -43,6 +51,7 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include "loadtls.h"
 #include "scenarios.h"
 #include "stats.h"
 #include "wsproto.h"
@@ -52,11 +61,15 @@
 #define IN_MAX          (256 * 1024)
 #define CONNECTING_MAX  256             //  handshakes under way at once
 #define ROOM_ID_MAX     64
+#define TOKEN_MAX       512
 
-typedef enum { C_IDLE, C_CONNECTING, C_UPGRADING, C_JOINING, C_JOINED, C_DEAD } state_t;
+typedef enum { C_IDLE, C_CONNECTING, C_HANDSHAKING, C_UPGRADING, C_JOINING, C_JOINED,
+               C_DEAD } state_t;
 
 typedef struct {
     int fd;
+    SSL *ssl;                           //  --tls: the socket's session, else NULL
+    bool read_wants_write;              //  TLS: a read waits for the socket to be writable
     state_t state;
     int room, member;
     char key [WSPROTO_KEY_SIZE];
@@ -73,12 +86,13 @@ typedef struct {
 } conn_t;
 
 static struct {
-    const char *scenario, *label, *json_path, *pids, *cdf_path;
+    const char *scenario, *label, *json_path, *pids, *cdf_path, *jwt_secret;
     int port, rooms, members, sockets, sources, clients, rooms_total;
     double rate, seconds, hold;
     int size;
-} s_opt = { "fanout", "nearchat", NULL, NULL, NULL, 8080, 100, 10, 1000, 50, 32, 100000,
-            5, 10, 5, 100 };
+    bool tls;
+} s_opt = { "fanout", "nearchat", NULL, NULL, NULL, NULL, 8080, 100, 10, 1000, 50, 32, 100000,
+            5, 10, 5, 100, false };
 
 static conn_t *s_conns;
 static int s_conn_count;
@@ -101,7 +115,8 @@ static int s_in_progress;               //  sockets connecting, upgrading or joi
 static bool
 s_is_in_progress (state_t state)
 {
-    return state == C_CONNECTING || state == C_UPGRADING || state == C_JOINING;
+    return state == C_CONNECTING || state == C_HANDSHAKING || state == C_UPGRADING
+        || state == C_JOINING;
 }
 
 //  Every change of state goes through here, which keeps s_in_progress.
@@ -120,40 +135,53 @@ load_now_us (void)
     return (uint64_t) now.tv_sec * 1000000 + (uint64_t) now.tv_nsec / 1000;
 }
 
+double
+load_cpu_s (void)
+{
+    struct rusage usage;
+    getrusage (RUSAGE_SELF, &usage);
+    return (double) (usage.ru_utime.tv_sec + usage.ru_stime.tv_sec)
+         + (double) (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
 //  ---------------------------------------------------------------------------
 //  HTTP: make a room (blocking; done before the sockets open)
+
+//  "Authorization: Bearer ...\r\n" for user_id under --jwt-secret, else "".
+static void
+s_bearer (const char *user_id, char *out, size_t size)
+{
+    *out = 0;
+    char token [TOKEN_MAX];
+    if (s_opt.jwt_secret && loadtls_token (s_opt.jwt_secret, user_id, token, sizeof token) > 0)
+        snprintf (out, size, "Authorization: Bearer %s\r\n", token);
+}
 
 static int
 s_create_room (int index, char *room_id)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) s_opt.port) };
-    inet_pton (AF_INET, "127.0.0.1", &to.sin_addr);
-    if (fd < 0 || connect (fd, (struct sockaddr *) &to, sizeof to)) {
-        if (fd >= 0)
-            close (fd);
-        return -1;
-    }
-    char body [160], request [512];
-    snprintf (body, sizeof body, "{\"userId\":\"load-owner-%d\",\"latitude\":%.5f,\"longitude\":%.5f}",
-              index, 10 + (index % 100) * 0.01, 10 + (index / 100) * 0.01);
-    int length = snprintf (request, sizeof request,
-        "POST /rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-        "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", strlen (body), body);
-    if (write (fd, request, (size_t) length) != length) {
-        close (fd);
-        return -1;
-    }
+    //  Owners of a run of their own: the gateway caps the rooms a user makes
+    //  a minute, and runs follow each other against one system.
+    static unsigned run_tag;
+    while (!run_tag)
+        run_tag = (unsigned) rand ();
+    char body [160], request [1024], owner [48], bearer [TOKEN_MAX + 32];
+    snprintf (owner, sizeof owner, "load-owner-%x-%d", run_tag, index);
+    s_bearer (owner, bearer, sizeof bearer);
+    snprintf (body, sizeof body, "{\"userId\":\"%s\",\"latitude\":%.5f,\"longitude\":%.5f}",
+              owner, 10 + (index % 100) * 0.01, 10 + (index / 100) * 0.01);
+    snprintf (request, sizeof request,
+        "POST /rooms HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s"
+        "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n%s", bearer,
+        strlen (body), body);
     char answer [4096];
-    size_t used = 0;
-    ssize_t got;
-    while (used < sizeof answer - 1 && (got = read (fd, answer + used, sizeof answer - 1 - used)) > 0)
-        used += (size_t) got;
-    answer [used] = 0;
-    close (fd);
-    const char *at = strstr (answer, "\"roomId\":\"");
-    if (strncmp (answer, "HTTP/1.1 200", 12) != 0 || !at)
+    if (loadtls_exchange (s_opt.port, s_opt.tls, request, answer, sizeof answer) < 0)
         return -1;
+    const char *at = strstr (answer, "\"roomId\":\"");
+    if (strncmp (answer, "HTTP/1.1 200", 12) != 0 || !at) {
+        fprintf (stderr, "nearchat-load: POST /rooms: %.200s\n", answer);
+        return -1;
+    }
     at += 10;
     size_t id_length = strcspn (at, "\"");
     if (id_length == 0 || id_length >= ROOM_ID_MAX)
@@ -169,6 +197,7 @@ s_create_room (int index, char *room_id)
 static void
 s_watch (conn_t *conn, bool want_write)
 {
+    want_write = want_write || conn->read_wants_write;
     struct epoll_event event = { .events = EPOLLIN | (want_write? EPOLLOUT: 0),
                                  .data.ptr = conn };
     epoll_ctl (s_epoll, EPOLL_CTL_MOD, conn->fd, &event);
@@ -183,8 +212,10 @@ s_kill (conn_t *conn)
         s_failed_conns++;
     s_set_state (conn, C_DEAD);
     epoll_ctl (s_epoll, EPOLL_CTL_DEL, conn->fd, NULL);
+    loadtls_free (&conn->ssl);
     close (conn->fd);
     conn->fd = -1;
+    conn->read_wants_write = false;
     conn->in_size = conn->out_size = conn->out_sent = 0;
     if (s_churn && load_now_us () < s_churn_stop_us)      //  a failed cycle: the next user
         s_reopen [s_reopen_count++] = conn->index;
@@ -195,11 +226,13 @@ static void
 s_flush (conn_t *conn)
 {
     while (conn->out_sent < conn->out_size) {
-        ssize_t wrote = send (conn->fd, conn->out + conn->out_sent,
-                              conn->out_size - conn->out_sent, MSG_NOSIGNAL);
+        uint32_t want;
+        ssize_t wrote = loadtls_send (conn->fd, conn->ssl, conn->out + conn->out_sent,
+                                      conn->out_size - conn->out_sent, &want);
         if (wrote < 0) {
             if (errno == EAGAIN) {
-                s_watch (conn, true);
+                //  (A TLS write that waits to read goes on at the next read.)
+                s_watch (conn, want == EPOLLOUT);
                 return;
             }
             s_kill (conn);
@@ -322,6 +355,7 @@ s_churn_next (conn_t *conn, uint64_t now_us)
     stats_record (&s_cycle_latency, now_us - conn->cycle_start_us);
     if (conn->fd >= 0) {
         epoll_ctl (s_epoll, EPOLL_CTL_DEL, conn->fd, NULL);
+        loadtls_free (&conn->ssl);
         close (conn->fd);
         conn->fd = -1;
     }
@@ -398,13 +432,21 @@ s_on_readable (conn_t *conn, uint64_t now_us)
             s_kill (conn);                  //  a frame larger than we take
             return;
         }
-        ssize_t got = recv (conn->fd, conn->in + conn->in_size, IN_MAX - conn->in_size, 0);
+        uint32_t want;
+        ssize_t got = loadtls_recv (conn->fd, conn->ssl, conn->in + conn->in_size,
+                                    IN_MAX - conn->in_size, &want);
         if (got == 0 || (got < 0 && errno != EAGAIN)) {
             s_kill (conn);
             return;
         }
-        if (got < 0)
+        if (got < 0) {
+            bool wants_write = want == EPOLLOUT;
+            if (wants_write != conn->read_wants_write) {
+                conn->read_wants_write = wants_write;
+                s_watch (conn, conn->out_sent < conn->out_size);
+            }
             break;
+        }
         conn->in_size += (size_t) got;
     }
     size_t at = 0;
@@ -437,6 +479,50 @@ s_on_readable (conn_t *conn, uint64_t now_us)
     }
 }
 
+//  The socket is ready for the protocol: send the upgrade.
+static void
+s_upgrade (conn_t *conn)
+{
+    uint8_t random [16];
+    if (getrandom (random, sizeof random, 0) != sizeof random)
+        memset (random, 7, sizeof random);
+    wsproto_key (random, conn->key);
+    char user [64], path [96 + TOKEN_MAX], request [1024 + TOKEN_MAX];
+    if (s_churn)
+        snprintf (user, sizeof user, "churn-%d-%llu", conn->index,
+                  (unsigned long long) conn->generation);
+    else
+        snprintf (user, sizeof user, "load-%d-%d", conn->room, conn->member);
+    int at = snprintf (path, sizeof path, "/ws?userId=%s", user);
+    if (s_opt.jwt_secret) {
+        //  A token's characters (base64url and dots) need no escaping.
+        memcpy (path + at, "&token=", 8);
+        if (loadtls_token (s_opt.jwt_secret, user, path + at + 7, sizeof path - (size_t) at - 7) < 0) {
+            s_kill (conn);
+            return;
+        }
+    }
+    int length = wsproto_request (request, sizeof request, "127.0.0.1", s_opt.port, path,
+                                  conn->key);
+    s_set_state (conn, C_UPGRADING);
+    s_queue (conn, request, (size_t) length);
+    s_flush (conn);
+}
+
+static void
+s_handshake (conn_t *conn)
+{
+    uint32_t want = 0;
+    int rc = loadtls_handshake (conn->ssl, &want);
+    if (rc < 0)
+        s_kill (conn);
+    else
+    if (rc == 0)
+        s_watch (conn, want == EPOLLOUT);
+    else
+        s_upgrade (conn);
+}
+
 static void
 s_on_event (conn_t *conn, uint32_t events, uint64_t now_us)
 {
@@ -450,26 +536,28 @@ s_on_event (conn_t *conn, uint32_t events, uint64_t now_us)
             s_kill (conn);
             return;
         }
-        uint8_t random [16];
-        if (getrandom (random, sizeof random, 0) != sizeof random)
-            memset (random, 7, sizeof random);
-        wsproto_key (random, conn->key);
-        char path [96], request [512];
-        if (s_churn)
-            snprintf (path, sizeof path, "/ws?userId=churn-%d-%llu", conn->index,
-                      (unsigned long long) conn->generation);
-        else
-            snprintf (path, sizeof path, "/ws?userId=load-%d-%d", conn->room, conn->member);
-        int length = wsproto_request (request, sizeof request, "127.0.0.1", s_opt.port, path,
-                                      conn->key);
-        s_set_state (conn, C_UPGRADING);
-        s_queue (conn, request, (size_t) length);
-        s_flush (conn);
+        if (!s_opt.tls) {
+            s_upgrade (conn);
+            return;
+        }
+        conn->ssl = loadtls_new (conn->fd);
+        if (!conn->ssl) {
+            s_kill (conn);
+            return;
+        }
+        s_set_state (conn, C_HANDSHAKING);
+        s_handshake (conn);
         return;
     }
-    if (events & EPOLLIN)
+    if (conn->state == C_HANDSHAKING) {
+        s_handshake (conn);
+        return;
+    }
+    if ((events & EPOLLIN) || (conn->read_wants_write && (events & EPOLLOUT)))
         s_on_readable (conn, now_us);
-    if (conn->state != C_DEAD && (events & EPOLLOUT))
+    //  Whatever was ready, a queued write may now go on (over TLS, a write
+    //  may have waited for a read).
+    if (conn->state != C_DEAD && conn->out_sent < conn->out_size)
         s_flush (conn);
 }
 
@@ -641,6 +729,7 @@ s_fanout (void)
     for (int i = 0; i < s_conn_count; i++)      //  spread the first sends over an interval
         s_conns [i].next_send_us = start + (uint64_t) rand () % s_interval_us;
     stats_reset (&s_latency);
+    double cpu_start = load_cpu_s ();
     s_stop_sending_us = start + (uint64_t) (s_opt.seconds * 1e6);
     s_loop (s_stop_sending_us, s_never, s_send_due);
     //  Every member, the sender too, gets each message of its room.
@@ -651,6 +740,7 @@ s_fanout (void)
     //  the sending stopped, and the rate is what the system carried.
     uint64_t delivering_us = s_last_delivery_us > start? s_last_delivery_us - start: 1;
     double rate = (double) s_delivered / ((double) delivering_us / 1e6);
+    double client_cpu = (load_cpu_s () - cpu_start) / ((double) (load_now_us () - start) / 1e6) * 100;
     printf ("  sent %llu, acked %llu, delivered %llu of %llu (missing at the end %llu, gaps %llu, duplicated %llu,"
             " errors %llu, sockets failed %llu)\n",
             (unsigned long long) s_sent, (unsigned long long) s_acks,
@@ -658,16 +748,19 @@ s_fanout (void)
             (unsigned long long) lost, (unsigned long long) s_gaps,
             (unsigned long long) s_duplicated, (unsigned long long) s_errors,
             (unsigned long long) s_failed_conns);
-    printf ("  deliveries/s %.0f; latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f\n", rate,
+    printf ("  deliveries/s %.0f; latency ms p50 %.2f p90 %.2f p99 %.2f max %.2f;"
+            " this generator's CPU %.0f%% of a core\n", rate,
             (double) stats_quantile (&s_latency, 0.5) / 1000,
             (double) stats_quantile (&s_latency, 0.9) / 1000,
-            (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000);
+            (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000,
+            client_cpu);
     char fields [1024];
     snprintf (fields, sizeof fields,
               "\"rooms\":%d,\"members\":%d,\"rate\":%g,\"seconds\":%g,\"sent\":%llu,"
               "\"delivered\":%llu,\"expected\":%llu,\"missing\":%llu,\"gaps\":%llu,\"duplicated\":%llu,"
               "\"errors\":%llu,\"failed_sockets\":%llu,\"deliveries_per_s\":%.0f,"
-              "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f",
+              "\"p50_ms\":%.3f,\"p90_ms\":%.3f,\"p99_ms\":%.3f,\"max_ms\":%.3f,"
+              "\"tls\":%s,\"jwt\":%s,\"client_cpu_percent\":%.1f",
               s_opt.rooms, s_opt.members, s_opt.rate, s_opt.seconds,
               (unsigned long long) s_sent, (unsigned long long) s_delivered,
               (unsigned long long) s_expected, (unsigned long long) lost,
@@ -675,7 +768,8 @@ s_fanout (void)
               (unsigned long long) s_errors, (unsigned long long) s_failed_conns, rate,
               (double) stats_quantile (&s_latency, 0.5) / 1000,
               (double) stats_quantile (&s_latency, 0.9) / 1000,
-              (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000);
+              (double) stats_quantile (&s_latency, 0.99) / 1000, (double) s_latency.max / 1000,
+              s_opt.tls? "true": "false", s_opt.jwt_secret? "true": "false", client_cpu);
     s_report_json (fields);
     if (s_opt.cdf_path) {
         //  The latency distribution, for a plot: "quantile milliseconds"
@@ -771,6 +865,8 @@ s_connections (void)
     double idle_s = (double) (load_now_us () - idle_start) / 1e6;
     long rss_total = 0, rss_grown = 0;
     double cpu_total = 0;
+    char each [16 * 160] = "";              //  the processes, as a JSON array's items
+    size_t each_size = 0;
     for (int i = 0; i < count; i++) {
         process_t end = after [i];
         if (!s_read_process (&end))
@@ -781,16 +877,22 @@ s_connections (void)
         cpu_total += cpu;
         printf ("  %-8s pid %-7d %7ld KiB resident (+%ld), idle CPU %.2f%% of a core\n",
                 end.name, end.pid, end.rss_kib, end.rss_kib - before [i].rss_kib, cpu);
+        each_size += (size_t) snprintf (each + each_size, sizeof each - each_size,
+            "%s{\"name\":\"%s\",\"pid\":%d,\"rss_kib\":%ld,\"rss_grown_kib\":%ld,"
+            "\"idle_cpu_percent\":%.2f}", each_size? ",": "", end.name, end.pid, end.rss_kib,
+            end.rss_kib - before [i].rss_kib, cpu);
     }
     double per_socket = joined? (double) rss_grown / joined: 0;
     if (count)
         printf ("  all: %ld KiB, +%ld KiB for %d sockets = %.1f KiB a socket; idle CPU %.2f%%\n",
                 rss_total, rss_grown, joined, per_socket, cpu_total);
-    char fields [512];
+    char fields [512 + sizeof each];
     snprintf (fields, sizeof fields,
               "\"sockets\":%d,\"joined\":%d,\"connect_per_s\":%.0f,\"rss_kib\":%ld,"
-              "\"rss_grown_kib\":%ld,\"kib_per_socket\":%.1f,\"idle_cpu_percent\":%.2f",
-              s_conn_count, joined, joined / setup_s, rss_total, rss_grown, per_socket, cpu_total);
+              "\"rss_grown_kib\":%ld,\"kib_per_socket\":%.1f,\"idle_cpu_percent\":%.2f,"
+              "\"tls\":%s,\"jwt\":%s,\"processes\":[%s]",
+              s_conn_count, joined, joined / setup_s, rss_total, rss_grown, per_socket, cpu_total,
+              s_opt.tls? "true": "false", s_opt.jwt_secret? "true": "false", each);
     s_report_json (fields);
     return 0;
 }
@@ -849,7 +951,10 @@ s_usage (FILE *out)
         "       nearchat-load connections [--sockets 1000] [--members 10] [--hold 5] [--pids P1,P2]\n"
         "       nearchat-load churn       [--sockets 1000] [--rooms 100] [--seconds 10]\n"
         "       nearchat-load http        [--clients 32] [--rooms-total 100000] [--seconds 10]\n"
+        "       nearchat-load handshakes  [--clients 32] [--seconds 10]\n"
         "       common: [--port 8080] [--json PATH] [--label NAME] [--sources 50]\n"
+        "               [--tls] (wss:// and https://, certificates not checked, no resumption)\n"
+        "               [--jwt-secret SECRET] (an HS256 token for each user, sub = its id)\n"
         "       fanout also: [--cdf PATH] (quantile and latency lines, for a plot)\n");
 }
 
@@ -863,6 +968,10 @@ main (int argc, char *argv [])
     s_opt.scenario = argv [1];
     for (int i = 2; i < argc; i++) {
         const char *name = argv [i], *value = i + 1 < argc? argv [i + 1]: NULL;
+        if (!strcmp (name, "--tls")) {
+            s_opt.tls = true;
+            continue;
+        }
         if (!value || strncmp (name, "--", 2)) {
             fprintf (stderr, "nearchat-load: bad argument '%s'\n", name);
             s_usage (stderr);
@@ -884,6 +993,7 @@ main (int argc, char *argv [])
         else if (!strcmp (name, "--cdf"))      s_opt.cdf_path = value;
         else if (!strcmp (name, "--clients"))  s_opt.clients = atoi (value);
         else if (!strcmp (name, "--rooms-total")) s_opt.rooms_total = atoi (value);
+        else if (!strcmp (name, "--jwt-secret"))  s_opt.jwt_secret = value;
         else {
             fprintf (stderr, "nearchat-load: unknown option '%s'\n", name);
             return 2;
@@ -906,6 +1016,10 @@ main (int argc, char *argv [])
         files.rlim_cur = files.rlim_max;
         setrlimit (RLIMIT_NOFILE, &files);
     }
+    if (s_opt.tls && loadtls_init ()) {
+        fprintf (stderr, "nearchat-load: OpenSSL cannot make a client context\n");
+        return 1;
+    }
     s_epoll = epoll_create1 (0);
     srand ((unsigned) load_now_us ());
     if (!strcmp (s_opt.scenario, "fanout"))
@@ -914,11 +1028,13 @@ main (int argc, char *argv [])
         return s_connections ();
     if (!strcmp (s_opt.scenario, "churn"))
         return s_churn_run ();
-    if (!strcmp (s_opt.scenario, "http")) {
-        load_options_t options = { s_opt.port, s_opt.clients, s_opt.rooms_total, s_opt.seconds,
-                                   s_opt.label, s_opt.json_path };
+    load_options_t options = { s_opt.port, s_opt.clients, s_opt.rooms_total, s_opt.seconds,
+                               s_opt.label, s_opt.json_path, s_opt.sources, s_opt.tls,
+                               s_opt.jwt_secret };
+    if (!strcmp (s_opt.scenario, "http"))
         return scenario_http (&options);
-    }
+    if (!strcmp (s_opt.scenario, "handshakes"))
+        return scenario_handshakes (&options);
     fprintf (stderr, "nearchat-load: unknown scenario '%s'\n", s_opt.scenario);
     s_usage (stderr);
     return 2;
