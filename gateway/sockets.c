@@ -405,6 +405,18 @@ conn_is_owned (const conn_t *conn)
     return conn->owned;
 }
 
+const char *
+conn_address (const conn_t *conn)
+{
+    return conn->address;
+}
+
+void
+conn_set_address (conn_t *conn, const char *address)
+{
+    snprintf (conn->address, sizeof conn->address, "%s", address);
+}
+
 void
 conn_hold (conn_t *conn)
 {
