@@ -27,6 +27,15 @@
 #define GROWTH_MAX_KIB  (64 * 1024)     //  all processes together, at any time
 #define BACK_MAX_KIB    (16 * 1024)     //  once the holders closed
 
+//  Under AddressSanitizer every allocation has redzones and freed memory
+//  waits in a quarantine of 256 MB: the figures are printed, not judged
+//  (the refusals and the sockets that stay open still are).
+#ifdef NEARCHAT_SANITIZE
+#   define MEMORY_CHECK(condition)  ((void) (condition))
+#else
+#   define MEMORY_CHECK(condition)  CHECK (condition)
+#endif
+
 static harness_system_t s_system;
 static int s_port;
 
@@ -144,11 +153,11 @@ s_test_big_frames (long base)
     printf ("  %d closed 1009; memory of all processes +%ld KiB while they held on\n",
             refused, held);
     CHECK (refused == SOCKETS);
-    CHECK (held >= 0 && held < GROWTH_MAX_KIB);
+    MEMORY_CHECK (held >= 0 && held < GROWTH_MAX_KIB);
     s_close_all ();
     long after = s_settle (base, GROWTH_MAX_KIB);
     printf ("  +%ld KiB once they closed\n", after);
-    CHECK (after < GROWTH_MAX_KIB);
+    MEMORY_CHECK (after < GROWTH_MAX_KIB);
 }
 
 static void
@@ -174,11 +183,11 @@ s_test_held_frames (long base)
     printf ("  %d still open; memory of all processes +%ld KiB while they hold on\n",
             open, held);
     CHECK (open == SOCKETS);
-    CHECK (held >= 0 && held < GROWTH_MAX_KIB);
+    MEMORY_CHECK (held >= 0 && held < GROWTH_MAX_KIB);
     s_close_all ();
     long after = s_settle (base, BACK_MAX_KIB);
     printf ("  +%ld KiB once they closed\n", after);
-    CHECK (after < BACK_MAX_KIB);
+    MEMORY_CHECK (after < BACK_MAX_KIB);
 }
 
 int
