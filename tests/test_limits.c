@@ -10,12 +10,16 @@
     upgrades past SOCKETS_PER_USER and SOCKETS_PER_ADDRESS a 429 JSON (the
     address from X-Forwarded-For with TRUST_PROXY_HEADERS=1, its last
     address; the peer's without); a frame over 64 KiB is closed 1009 and
-    one of 64 KiB served; a socket that does not answer pings is closed
-    1001, one that does stays. No assertion depends on timing: a rate is
+    one of 64 KiB served; sockets whose join waits on a stopped shard are
+    not read meanwhile (the gateway does not grow by what they send), and
+    go on in order once it is answered; a socket that does not answer
+    pings is closed 1001, one that does stays. No assertion depends on timing: a rate is
     reached by sending many more than the burst, each refused one at once.
     =========================================================================
 */
 
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +35,9 @@
 #define PER_ADDRESS     5       //  SOCKETS_PER_ADDRESS (with TRUST_PROXY_HEADERS=1)
 #define PER_PEER        3       //  SOCKETS_PER_ADDRESS of the second system (no trust)
 #define PING_S          2       //  WS_PING_S of the second system
+#define BUSY_SOCKETS    10      //  sockets whose join waits on a stopped shard
+#define BUSY_BYTES      (4 * 1024 * 1024)   //  each sends this much meanwhile
+#define BUSY_GROWTH_KIB (8 * 1024)  //  the gateway's memory meanwhile, at most
 
 static harness_system_t s_system;
 static int s_port;
@@ -327,6 +334,90 @@ s_test_frame_sizes (void)
     ws_raw_close (&raw);
 }
 
+//  One busy socket's client: it sends its frames (a write that blocks
+//  while the gateway does not read), then a ping, and reads what came.
+typedef struct {
+    ws_raw_t *raw;
+    const unsigned char *frames;
+    size_t size;
+    int sent;                           //  0 once every byte was written
+    ws_raw_drained_t got;
+} busy_t;
+
+static void *
+s_busy_client (void *arg)
+{
+    busy_t *busy = arg;
+    busy->sent = ws_raw_write (busy->raw, busy->frames, busy->size);
+    ws_raw_send (busy->raw, "{\"action\":\"ping\"}");
+    ws_raw_drain (busy->raw, 5000, &busy->got);
+    return NULL;
+}
+
+static void
+s_test_busy_not_read (void)
+{
+    printf ("%d sockets whose join waits (the shard is stopped) send %d MiB each meanwhile: "
+            "not read until it is answered\n", BUSY_SOCKETS, BUSY_BYTES >> 20);
+    const char *room = api_create_room (s_port, "busy-host", 30.0, 30.0, NULL, 0);
+    REQUIRE (room);
+    //  Frames that ask nothing back (register-user), so that no queue fills.
+    const char *text = "{\"action\":\"register-user\"}";
+    size_t one = ws_raw_build ((unsigned char [64]) { 0 }, 64, 0x1, true, true, text, strlen (text));
+    unsigned char *frames = malloc (BUSY_BYTES);
+    REQUIRE (frames);
+    size_t size = 0;
+    while (size + one <= BUSY_BYTES)
+        size += ws_raw_build (frames + size, one + 14, 0x1, true, true, text, strlen (text));
+    static busy_t busy [BUSY_SOCKETS];
+    pthread_t threads [BUSY_SOCKETS];
+    for (int i = 0; i < BUSY_SOCKETS; i++) {
+        char user [32], headers [64], error [256];
+        int status;
+        snprintf (user, sizeof user, "busy-%d", i);
+        snprintf (headers, sizeof headers, "X-Forwarded-For: 192.0.2.%d\r\n", i + 1);
+        busy [i] = (busy_t) { .raw = s_upgrade (user, headers, &status, error, sizeof error),
+                              .frames = frames, .size = size, .sent = -1 };
+        REQUIRE (busy [i].raw);
+    }
+    long base = harness_rss_kib (&s_system.gateways [0]);
+    pid_t shard = s_system.shards [0].pid;
+    REQUIRE (shard > 0 && kill (shard, SIGSTOP) == 0);
+    char join [256];
+    snprintf (join, sizeof join, "{\"action\":\"join-room\",\"roomId\":\"%s\"}", room);
+    for (int i = 0; i < BUSY_SOCKETS; i++) {
+        CHECK (ws_raw_send (busy [i].raw, join) == 0);
+        REQUIRE (pthread_create (&threads [i], NULL, s_busy_client, &busy [i]) == 0);
+    }
+    long peak = -1;
+    for (int64_t until = clock_mono_ms () + 2000; clock_mono_ms () < until; usleep (100 * 1000)) {
+        long rss = harness_rss_kib (&s_system.gateways [0]);
+        if (rss > peak)
+            peak = rss;
+    }
+    kill (shard, SIGCONT);
+    for (int i = 0; i < BUSY_SOCKETS; i++)
+        pthread_join (threads [i], NULL);
+    printf ("  the gateway grew by %ld KiB while they waited\n", peak - base);
+    CHECK (base > 0 && peak - base < BUSY_GROWTH_KIB);
+    //  Then every frame was handled, in order: the join (answered, or 503
+    //  from a shard that knows it was stopped), the rest, the ping.
+    int answered = 0;
+    for (int i = 0; i < BUSY_SOCKETS; i++) {
+        bool ok = busy [i].sent == 0 && busy [i].got.close_code == 0
+               && busy [i].got.texts >= 2 && strstr (busy [i].got.text, "\"pong\"");
+        if (!ok)
+            fprintf (stderr, "  busy-%d: written %s, %zu texts, close %d, last: %.200s\n", i,
+                     busy [i].sent? "not all": "all", busy [i].got.texts,
+                     busy [i].got.close_code, busy [i].got.text);
+        answered += ok;
+        ws_raw_close (&busy [i].raw);
+    }
+    CHECK (answered == BUSY_SOCKETS);
+    free (frames);
+    CHECK (s_wait_open (0));
+}
+
 //  ---------------------------------------------------------------------------
 //  The second system: the peer's address, and pings
 
@@ -395,7 +486,9 @@ main (void)
     s_test_settings_listed ();
     const char *env [] = {
         "MESSAGES_PER_S=1", "MESSAGES_BURST=3", "ROOMS_PER_MINUTE=3", "SOCKETS_PER_USER=3",
-        "SOCKETS_PER_ADDRESS=5", "TRUST_PROXY_HEADERS=1", NULL };
+        "SOCKETS_PER_ADDRESS=5", "TRUST_PROXY_HEADERS=1",
+        //  A stopped shard is waited for, not dropped (s_test_busy_not_read).
+        "SHARD_TIMEOUT_MS=30000", "REQUEST_TIMEOUT_MS=30000", NULL };
     REQUIRE (harness_system_start (&s_system, 1, false, env) == 0);
     s_port = s_system.http_port;
     s_test_messages ();
@@ -404,6 +497,7 @@ main (void)
     s_test_sockets_per_user ();
     s_test_sockets_per_address ();
     s_test_frame_sizes ();
+    s_test_busy_not_read ();
     harness_system_stop (&s_system);
 
     const char *second [] = { "SOCKETS_PER_ADDRESS=3", "WS_PING_S=2", NULL };
