@@ -18,7 +18,7 @@
     anyway, the least recently used goes (it starts full when next seen,
     which under AUTH=none a new user id gives anyway). A count goes when
     it reaches 0, and is never evicted: counted sockets hold places of
-    MAX_CONNECTIONS, so a count table holds fewer entries than that.
+    MAX_CONNECTIONS, so a count table holds hardly more entries than that.
 
     Any thread (civetweb's for upgrades and HTTP, the event loop's for
     frames): one lock guards everything, held only for a lookup.
@@ -35,7 +35,8 @@
 #include "gateway.h"
 #include "clock.h"
 
-#define LIMITS_KEYS_MAX     65536       //  entries in one table at most
+#define LIMITS_KEYS_MAX     65536       //  entries in a table of buckets at most
+#define HANDSHAKES_MAX      1024        //  counted past MAX_CONNECTIONS, at most (see s_count)
 #define IDLE_DROPS          4           //  idle entries looked at for each new one
 
 typedef struct entry entry_t;
@@ -51,6 +52,7 @@ typedef struct {
     zhashx_t *entries;                  //  key -> entry_t (owned by the list)
     entry_t *newest, *oldest;
     bool counts;                        //  counts, not buckets
+    size_t max;                         //  entries at most
     double per_ms;                      //  a bucket's refill: tokens a millisecond
     double burst;                       //  the most it holds
 } table_t;
@@ -75,6 +77,11 @@ s_table_init (table_t *table, bool counts, double per_s, double burst)
     zhashx_set_key_duplicator (table->entries, NULL);
     zhashx_set_key_destructor (table->entries, NULL);
     table->counts = counts;
+    //  A socket is counted from its handshake until it closes, and only
+    //  while it holds one of MAX_CONNECTIONS places (or is about to take
+    //  one, on one of civetweb's few threads): a count table never fills.
+    table->max = counts? (size_t) gateway_config.max_connections + HANDSHAKES_MAX
+                       : LIMITS_KEYS_MAX;
     table->per_ms = per_s / 1000;
     table->burst = burst;
 }
@@ -142,7 +149,7 @@ s_entry (table_t *table, const char *key, int64_t now)
     }
     for (int i = 0; i < IDLE_DROPS && table->oldest && s_idle (table, table->oldest, now); i++)
         s_drop (table, table->oldest);
-    if (zhashx_size (table->entries) >= LIMITS_KEYS_MAX) {
+    if (zhashx_size (table->entries) >= table->max) {
         if (table->counts)
             return NULL;
         s_drop (table, table->oldest);
@@ -243,6 +250,9 @@ limits_socket_take (const char *user_id, const char *address, char *why, size_t 
             s_count (&s_limits.address_sockets, address, -1);
     }
     pthread_mutex_unlock (&s_limits.lock);
+    if (users < 0 || addresses < 0)
+        snprintf (why, why_size, "the gateway counts the sockets of too many clients");
+    else
     if (user_over)
         snprintf (why, why_size, "user %s holds its most sockets (%lld)", user_id,
                   (long long) per_user);
