@@ -461,8 +461,8 @@ s_ping (void)
     conn_t *next = NULL;
     for (conn_t *conn = s_loop.conns; conn; conn = next) {
         next = conn->loop_next;
-        if (conn->ended)
-            continue;
+        if (conn->ended || !conn_is_open (conn))
+            continue;                   //  a close under way has its own deadline
         if (conn->busy) {
             //  Not read while its action waits: whatever it sent waits too.
             conn->heard_ms = now;
