@@ -57,6 +57,7 @@ typedef struct {
 struct conn {
     char id [IDS_UUID_SIZE];                //  (const)
     char user_id [PROTO_ID_MAX + 1];        //  (const)
+    char address [LIMITS_ADDRESS_MAX];      //  the client's (limits.c), set before the loop has it
     int fd;                                 //  its socket, taken over from civetweb (loop.c)
     profile_t profile;
     atomic_int refs;
@@ -80,6 +81,8 @@ struct conn {
     bool resuming;                          //  on the loop's resume list
     bool ended;                             //  the peer is gone: close once not busy
     uint32_t interest;                      //  its epoll events now
+    int64_t heard_ms;                       //  monotonic: the peer last sent anything (pings)
+    int64_t pinged_ms;                      //  when it was pinged, unanswered; 0: not
     conn_t *loop_prev, *loop_next;          //  the loop's list of its conns
     //  Under sockets.c's index lock (held is also written by the backend
     //  thread under the lock held for reading: it alone does so).

@@ -65,6 +65,14 @@ typedef struct {
     const char *auth;                   //  "none" or "jwt" (auth.c)
     const char *jwt_secret;             //  HS256 key; "" for none
     const char *jwt_public_key;         //  PEM file of the RS256 or ES256 key; "" for none
+    //  Limits (limits.c; 0: none, but for the ping)
+    int64_t messages_per_s;             //  messages and typing events a user may send, on average
+    int64_t messages_burst;             //  ... and at once
+    int64_t rooms_per_minute;           //  rooms a user may create
+    int64_t sockets_per_user;
+    int64_t sockets_per_address;
+    int64_t ws_ping_s;                  //  an idle socket is pinged, then closed if silent as long
+    int64_t trust_proxy_headers;        //  1: the client address is X-Forwarded-For's last
 } gateway_config_t;
 
 extern gateway_config_t gateway_config;
@@ -195,6 +203,10 @@ const char *conn_id (const conn_t *conn);
 const char *conn_user_id (const conn_t *conn);
 //  The socket's profile (the backend thread's, as the conn is).
 profile_t *conn_profile (conn_t *conn);
+//  The client address it was admitted from (limits.c), set once, before
+//  the conn is handed to the event loop.
+const char *conn_address (const conn_t *conn);
+void conn_set_address (conn_t *conn, const char *address);
 
 //  The room the socket is in, copied to room_id ("" if none, or while
 //  its join is not answered).
@@ -242,6 +254,28 @@ void loop_adopt (conn_t *conn);
 //  Owned conn's action has ended (its reply came and was handled): its
 //  next frames may be handled.
 void loop_done (conn_t *conn);
+
+//  ---------------------------------------------------------------------------
+//  Limits (limits.c): what one user or one client address may take. Any thread.
+
+#define LIMITS_ADDRESS_MAX  48          //  a client address as text (INET6_ADDRSTRLEN and more)
+
+void limits_start (void);               //  after the settings, before any client
+void limits_stop (void);
+//  A message or typing event of user_id: true if MESSAGES_PER_S allows it
+//  now (a token is taken), false to answer 429.
+bool limits_event (const char *user_id);
+//  A room user_id creates: true if ROOMS_PER_MINUTE allows it now.
+bool limits_room (const char *user_id);
+//  An upgrade of user_id from address takes a place of each: 0, or 429
+//  with why (SOCKETS_PER_USER, SOCKETS_PER_ADDRESS); limits_socket_give
+//  gives back what a 0 took, when the socket closes or never opens.
+int  limits_socket_take (const char *user_id, const char *address, char *why, size_t why_size);
+void limits_socket_give (const char *user_id, const char *address);
+//  The client address of mg's request into address (LIMITS_ADDRESS_MAX
+//  bytes): its peer's, or with TRUST_PROXY_HEADERS=1 the last address of
+//  its X-Forwarded-For (the edge's), when that is an IPv4 or IPv6 address.
+void limits_address (const struct mg_connection *mg, char *address);
 
 //  ---------------------------------------------------------------------------
 //  A civetweb connection's descriptor (fds.c)

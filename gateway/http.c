@@ -335,6 +335,11 @@ s_create_room (request_t *self)
         json_decref (body);
         return self->status;
     }
+    if (!limits_room (user_id)) {
+        json_decref (body);
+        return s_error (self, 429, "user %s may create at most %lld rooms a minute", user_id,
+                        (long long) gateway_config.rooms_per_minute);
+    }
     //  The cap is the gateway's: a client may ask for fewer, never more.
     if (max_participants > gateway_config.max_participants)
         max_participants = gateway_config.max_participants;

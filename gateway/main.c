@@ -94,6 +94,29 @@ static config_option_t s_options [] = {
     { "JWT_PUBLIC_KEY", CONFIG_STRING, "", 0, 4096,
       "AUTH=jwt with RS256 (an RSA key) or ES256 (an EC P-256 key): the PEM public key file",
       &gateway_config.jwt_public_key },
+    //  Limits (limits.c): defaults a chat user never meets; 0 is none.
+    { "MESSAGES_PER_S", CONFIG_INT, "20", 0, 1000000,
+      "messages and typing events a user may send a second, on average over all their "
+      "sockets (a token bucket; past it an error frame, status 429); 0: no limit",
+      &gateway_config.messages_per_s },
+    { "MESSAGES_BURST", CONFIG_INT, "100", 1, 1000000,
+      "... and at once (the bucket's size)", &gateway_config.messages_burst },
+    { "ROOMS_PER_MINUTE", CONFIG_INT, "20", 0, 1000000,
+      "rooms a user may create a minute (HTTP 429 past it); 0: no limit",
+      &gateway_config.rooms_per_minute },
+    { "SOCKETS_PER_USER", CONFIG_INT, "32", 0, 100000,
+      "WebSockets one user may hold (the upgrade is answered 429 past it); 0: no limit",
+      &gateway_config.sockets_per_user },
+    { "SOCKETS_PER_ADDRESS", CONFIG_INT, "256", 0, 100000,
+      "WebSockets one client address may hold (429 past it); 0: no limit",
+      &gateway_config.sockets_per_address },
+    { "WS_PING_S", CONFIG_INT, "30", 1, 86400,
+      "a WebSocket silent this long is pinged, and closed (1001) if silent as long again",
+      &gateway_config.ws_ping_s },
+    { "TRUST_PROXY_HEADERS", CONFIG_INT, "0", 0, 1,
+      "1: a client's address is the last of X-Forwarded-For (set it behind the edge, which "
+      "writes it; never when clients reach the gateway directly)",
+      &gateway_config.trust_proxy_headers },
     MONITOR_OPTION,
     TAP_OPTION,
     BUS_OPTION,
@@ -220,6 +243,7 @@ main (int argc, char *argv [])
 
     if (bus_start (BUS_GATEWAY))
         return 1;
+    limits_start ();
     if (sockets_start () || body_start () || backend_start ()) {
         backend_stop ();
         body_stop ();
@@ -321,6 +345,7 @@ main (int argc, char *argv [])
     body_stop ();
     sockets_stop ();
     mg_exit_library ();
+    limits_stop ();
     bus_close ();
     zsys_shutdown ();
     log_info ("stopped");

@@ -357,6 +357,18 @@ conn_profile (conn_t *conn)
     return &conn->profile;
 }
 
+const char *
+conn_address (const conn_t *conn)
+{
+    return conn->address;
+}
+
+void
+conn_set_address (conn_t *conn, const char *address)
+{
+    snprintf (conn->address, sizeof conn->address, "%s", address);
+}
+
 void
 sockets_room_of (conn_t *conn, char *room_id)
 {

@@ -35,9 +35,15 @@
 
 #define FRAME_MAX   (64 * 1024)     //  a client frame: a 2000-character message is far less
 
-//  A connection's user data between ws_connect and ws_ready: it holds a
-//  place (sockets_admit) and no conn yet.
-static const char s_admitted [] = "admitted";
+//  A connection's user data from ws_connect to ws_close: until it opens
+//  it holds the places it was admitted to (sockets_admit, and limits.c's
+//  for its user and address); from ws_ready on, the event loop's conn
+//  holds them (or they were given back, when the loop could not take it).
+typedef struct {
+    char user_id [PROTO_ID_MAX + 1];
+    char address [LIMITS_ADDRESS_MAX];
+    bool opened;                        //  the places are no longer the slot's
+} slot_t;
 
 //  One client frame being handled. An action that calls the backend ends
 //  in its then, with the reply, on the event loop (which goes on meanwhile).
@@ -273,12 +279,24 @@ s_sent (action_t *self, proto_msg_t *reply)
     s_send (self, ack);
 }
 
+//  MESSAGES_PER_S: true if the user may send this message or typing
+//  event now; else the client is told 429 and nothing goes further.
+static bool
+s_within_rate (action_t *self)
+{
+    if (limits_event (conn_user_id (self->conn)))
+        return true;
+    s_error (self, 429, "at most %lld messages and typing events a second (%lld at once)",
+             (long long) gateway_config.messages_per_s, (long long) gateway_config.messages_burst);
+    return false;
+}
+
 static void
 s_send_message (action_t *self)
 {
     char room_id [PROTO_ID_MAX + 1], client_id [PROTO_ID_MAX + 1], why [128];
     profile_t profile = *conn_profile (self->conn);
-    if (!s_room_id (self, room_id) || !s_profile (self, &profile))
+    if (!s_within_rate (self) || !s_room_id (self, room_id) || !s_profile (self, &profile))
         return;
     const json_t *message = json_object_get (self->frame, "message");
     if (!message || json_is_null (message)) {
@@ -350,7 +368,7 @@ s_user_typing (action_t *self)
 {
     char room_id [PROTO_ID_MAX + 1];
     profile_t profile = *conn_profile (self->conn);
-    if (!s_room_id (self, room_id) || !s_profile (self, &profile))
+    if (!s_within_rate (self) || !s_room_id (self, room_id) || !s_profile (self, &profile))
         return;
     char current [PROTO_ID_MAX + 1];
     sockets_room_of (self->conn, current);
@@ -607,6 +625,7 @@ ws_connect (const struct mg_connection *mg, void *data)
     const char *stage = gateway_config.websocket_path;
     int status = 0;
     char why [400] = "";
+    slot_t slot = { .opened = false };
     if (strcmp (path, "/") != 0 && strcmp (path, "/ws") != 0
     &&  (!*stage || strcmp (path, stage) != 0)) {
         status = 404;
@@ -614,21 +633,31 @@ ws_connect (const struct mg_connection *mg, void *data)
                   *stage? " or ": "", stage);
     }
     else {
-        char user_id [PROTO_ID_MAX + 1];
         profile_t profile;
-        status = s_query (info, user_id, &profile, why, sizeof why);
+        status = s_query (info, slot.user_id, &profile, why, sizeof why);
     }
-    //  The place is taken here, before the handshake is answered, so that
-    //  MAX_CONNECTIONS is exact however many handshakes run at once.
+    //  The places are taken here, before the handshake is answered, so
+    //  that the limits are exact however many handshakes run at once:
+    //  the user's and the address's (429), then one of MAX_CONNECTIONS.
+    if (status == 0) {
+        limits_address (mg, slot.address);
+        status = limits_socket_take (slot.user_id, slot.address, why, sizeof why);
+    }
     if (status == 0 && !sockets_admit ()) {
+        limits_socket_give (slot.user_id, slot.address);
         status = 503;
         snprintf (why, sizeof why, "the gateway holds its most sockets (%lld)",
                   (long long) gateway_config.max_connections);
     }
     if (status == 0) {
-        mg_set_user_connection_data (mg, (void *) s_admitted);
+        slot_t *kept = malloc (sizeof *kept);
+        assert (kept);
+        *kept = slot;
+        mg_set_user_connection_data (mg, kept);
         return 0;
     }
+    if (status == 429)
+        log_debug ("an upgrade from %s was refused: %s", slot.address, why);
     //  civetweb itself sends nothing when we refuse: the client must see a
     //  plain HTTP error, so write it here (no handshake has been sent).
     json_t *body = json_object ();
@@ -653,27 +682,29 @@ ws_ready (struct mg_connection *mg, void *data)
     (void) data;
     char user_id [PROTO_ID_MAX + 1], why [160];
     profile_t profile;
-    //  The place ws_connect took is the socket's from here on.
-    mg_set_user_connection_data (mg, NULL);
-    if (s_query (mg_get_request_info (mg), user_id, &profile, why, sizeof why)) {
-        sockets_unadmit ();
+    slot_t *slot = mg_get_user_connection_data (mg);
+    if (!slot || s_query (mg_get_request_info (mg), user_id, &profile, why, sizeof why))
         return;                         //  checked in ws_connect; cannot happen
-    }
+    //  The places ws_connect took are the conn's from here on.
+    slot->opened = true;
     //  The socket goes to the event loop, and civetweb's read loop ends
     //  at once (loop.c); its close handler finds no conn.
     int fd = loop_take (mg);
     if (fd >= 0) {
-        loop_adopt (sockets_add (fd, user_id, &profile));
+        conn_t *conn = sockets_add (fd, slot->user_id, &profile);
+        conn_set_address (conn, slot->address);
+        loop_adopt (conn);
         return;
     }
     //  Every WebSocket is the loop's: one it cannot take is refused, never
-    //  served on this thread. loop_take has ended civetweb's read of it
-    //  when it found the descriptor; else civetweb closes it when the
-    //  client answers the close (ws_data).
+    //  served on this thread, and its places are given back now. loop_take
+    //  has ended civetweb's read of it when it found the descriptor; else
+    //  civetweb closes it when the client answers the close (ws_data).
     sockets_unadmit ();
+    limits_socket_give (slot->user_id, slot->address);
     const struct mg_request_info *info = mg_get_request_info (mg);
     log_warn ("a WebSocket of user %s from %s:%d could not be taken over from civetweb; "
-              "refused (1011)", user_id, info->remote_addr, info->remote_port);
+              "refused (1011)", slot->user_id, info->remote_addr, info->remote_port);
     static const char refusal [] = "\x03\xf3" "the gateway cannot serve this socket now";
     mg_websocket_write (mg, MG_WEBSOCKET_OPCODE_CONNECTION_CLOSE, refusal,
                         sizeof refusal - 1);
@@ -695,10 +726,13 @@ ws_closed (conn_t *conn)
 {
     //  Copies first: sockets_close drops the table's reference.
     char id [IDS_UUID_SIZE], user_id [PROTO_ID_MAX + 1], room_id [PROTO_ID_MAX + 1];
+    char address [LIMITS_ADDRESS_MAX];
     profile_t profile = *conn_profile (conn);
     snprintf (id, sizeof id, "%s", conn_id (conn));
     snprintf (user_id, sizeof user_id, "%s", conn_user_id (conn));
+    snprintf (address, sizeof address, "%s", conn_address (conn));
     sockets_close (&conn, room_id);
+    limits_socket_give (user_id, address);
     char trace [IDS_TRACE_SIZE];
     ids_trace (trace);
     if (*room_id) {
@@ -719,8 +753,11 @@ void
 ws_close (const struct mg_connection *mg, void *data)
 {
     (void) data;
-    const void *admitted = mg_get_user_connection_data (mg);
+    slot_t *slot = mg_get_user_connection_data (mg);
     mg_set_user_connection_data (mg, NULL);
-    if (admitted == (const void *) s_admitted)
-        sockets_unadmit ();             //  its handshake never opened it
+    if (slot && !slot->opened) {        //  its handshake never opened it
+        sockets_unadmit ();
+        limits_socket_give (slot->user_id, slot->address);
+    }
+    free (slot);
 }

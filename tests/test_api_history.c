@@ -303,8 +303,9 @@ int
 main (void)
 {
     harness_init ("api_history");
+    //  Thousands of messages as fast as they are acknowledged: no rate limit.
     const char *env [] = { "MAX_MESSAGE_CHARS=2048", "HISTORY_ON_JOIN=0",
-                           "SOCKET_QUEUE_MAX=100000", NULL };
+                           "SOCKET_QUEUE_MAX=100000", "MESSAGES_PER_S=0", NULL };
     REQUIRE (harness_system_start (&s_system, 1, false, env) == 0);
     s_port = s_system.http_port;
     s_room = api_create_room (s_port, "sender-0", 52.52, 13.40, NULL, 0);

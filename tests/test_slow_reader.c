@@ -216,7 +216,11 @@ int
 main (void)
 {
     harness_init ("slow_reader");
-    const char *env [] = { "LOG_LEVEL=info", "MAX_MESSAGE_CHARS=4000", NULL };
+    //  One sender, as fast as it is acknowledged (MESSAGES_PER_S off), and
+    //  readers that never read, found out here as slow readers (1008)
+    //  rather than as silent ones (WS_PING_S).
+    const char *env [] = { "LOG_LEVEL=info", "MAX_MESSAGE_CHARS=4000", "MESSAGES_PER_S=0",
+                           "WS_PING_S=3600", NULL };
     REQUIRE (harness_system_start (&s_system, 1, false, env) == 0);
     s_port = s_system.http_port;
 

@@ -52,6 +52,7 @@ struct ws_client {
 
 struct ws_raw {
     int fd;                         //  a plain TCP socket past the handshake
+    bool answer_pings;              //  ws_raw_drain answers each ping with a pong
 };
 
 //  civetweb wants mg_init_library once before its client functions.
@@ -98,7 +99,6 @@ s_enqueue (ws_client_t *self, const char *data, size_t size, int opcode)
 static int
 s_on_data (struct mg_connection *conn, int flags, char *data, size_t size, void *arg)
 {
-    (void) conn;
     ws_client_t *self = (ws_client_t *) arg;
     int opcode = flags & 0x0f;
     bool fin = (flags & 0x80) != 0;
@@ -110,6 +110,10 @@ s_on_data (struct mg_connection *conn, int flags, char *data, size_t size, void 
         pthread_mutex_unlock (&self->mutex);
         return 0;
     }
+    //  civetweb hands a client the server's pings: answer as a browser
+    //  does, or the gateway closes an idle socket (WS_PING_S).
+    if (opcode == MG_WEBSOCKET_OPCODE_PING)
+        mg_websocket_client_write (conn, MG_WEBSOCKET_OPCODE_PONG, data, size);
     if (opcode == MG_WEBSOCKET_OPCODE_PING || opcode == MG_WEBSOCKET_OPCODE_PONG)
         return 1;
     if (opcode == MG_WEBSOCKET_OPCODE_CONTINUATION || !fin) {
@@ -566,22 +570,24 @@ s_read_byte (int fd, char *byte, int64_t deadline)
 //  that nothing past it is consumed. Returns the status, or -1; the head
 //  goes to head_out (at most head_size bytes) when it is not NULL.
 static int
-s_upgrade_head (int fd, int port, const char *path_and_query, char *head_out, size_t head_size);
+s_upgrade_head (int fd, int port, const char *path_and_query, const char *headers,
+                char *head_out, size_t head_size);
 
 static int
 s_upgrade (int fd, int port, const char *path_and_query)
 {
-    return s_upgrade_head (fd, port, path_and_query, NULL, 0);
+    return s_upgrade_head (fd, port, path_and_query, NULL, NULL, 0);
 }
 
 static int
-s_upgrade_head (int fd, int port, const char *path_and_query, char *head_out, size_t head_size)
+s_upgrade_head (int fd, int port, const char *path_and_query, const char *headers,
+                char *head_out, size_t head_size)
 {
-    char request [2048];
+    char request [4096];
     int size = snprintf (request, sizeof request,
         "GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        "Sec-WebSocket-Version: 13\r\n\r\n", path_and_query, port);
+        "Sec-WebSocket-Version: 13\r\n%s\r\n", path_and_query, port, headers? headers: "");
     if (size <= 0 || (size_t) size >= sizeof request || s_write_all (fd, request, (size_t) size))
         return -1;
     char head [8192];
@@ -606,6 +612,13 @@ s_upgrade_head (int fd, int port, const char *path_and_query, char *head_out, si
 ws_raw_t *
 ws_raw_try (int port, const char *path_and_query, int *status, char *body, size_t body_size)
 {
+    return ws_raw_try_with (port, path_and_query, NULL, status, body, body_size);
+}
+
+ws_raw_t *
+ws_raw_try_with (int port, const char *path_and_query, const char *headers, int *status,
+                 char *body, size_t body_size)
+{
     assert (status && body && body_size);
     body [0] = 0;
     int fd = s_tcp_connect (port, 0);
@@ -614,7 +627,7 @@ ws_raw_try (int port, const char *path_and_query, int *status, char *body, size_
         return NULL;
     }
     char head [8192];
-    *status = s_upgrade_head (fd, port, path_and_query, head, sizeof head);
+    *status = s_upgrade_head (fd, port, path_and_query, headers, head, sizeof head);
     if (*status == 101) {
         ws_raw_t *self = calloc (1, sizeof *self);
         assert (self);
@@ -728,10 +741,18 @@ ws_raw_send (ws_raw_t *self, const char *text)
     return ws_raw_frame (self, MG_WEBSOCKET_OPCODE_TEXT, true, true, text, strlen (text));
 }
 
+void
+ws_raw_answer_pings (ws_raw_t *self, bool answer)
+{
+    assert (self);
+    self->answer_pings = answer;
+}
+
 //  Take whole server frames (unmasked) off the front of buffer; note a
 //  close frame in drained. Returns the bytes taken.
 static size_t
-s_parse_frames (const unsigned char *buffer, size_t size, ws_raw_drained_t *drained)
+s_parse_frames (ws_raw_t *self, const unsigned char *buffer, size_t size,
+                ws_raw_drained_t *drained)
 {
     size_t taken = 0;
     while (size - taken >= 2 && !drained->close_code) {
@@ -758,6 +779,12 @@ s_parse_frames (const unsigned char *buffer, size_t size, ws_raw_drained_t *drai
         if (left < head || left - head < length)
             break;
         drained->frames++;
+        if ((frame [0] & 0x0f) == MG_WEBSOCKET_OPCODE_PING) {
+            drained->pings++;
+            if (self && self->answer_pings)
+                ws_raw_frame (self, MG_WEBSOCKET_OPCODE_PONG, true, true, frame + head,
+                              (size_t) length);
+        }
         if ((frame [0] & 0x0f) == MG_WEBSOCKET_OPCODE_PONG) {
             drained->pongs++;
             snprintf (drained->pong, sizeof drained->pong, "%.*s", (int) length,
@@ -783,7 +810,7 @@ size_t
 ws_raw_parse (const unsigned char *buffer, size_t size, ws_raw_drained_t *drained)
 {
     assert (buffer && drained);
-    return s_parse_frames (buffer, size, drained);
+    return s_parse_frames (NULL, buffer, size, drained);
 }
 
 bool
@@ -812,7 +839,7 @@ ws_raw_drain (ws_raw_t *self, int timeout_ms, ws_raw_drained_t *drained)
         if (got > 0) {
             drained->bytes += (size_t) got;
             used += (size_t) got;
-            size_t taken = s_parse_frames (buffer, used, drained);
+            size_t taken = s_parse_frames (self, buffer, used, drained);
             memmove (buffer, buffer + taken, used - taken);
             used -= taken;
         }

@@ -144,6 +144,17 @@ ws_raw_t *
 ws_raw_t *
     ws_raw_try (int port, const char *path_and_query, int *status, char *body, size_t body_size);
 
+//  As ws_raw_try, with extra header lines in the upgrade ("Name: value\r\n"
+//  each; NULL for none), e.g. an X-Forwarded-For.
+ws_raw_t *
+    ws_raw_try_with (int port, const char *path_and_query, const char *headers, int *status,
+                     char *body, size_t body_size);
+
+//  Whether ws_raw_drain answers each ping it reads with a pong (a live
+//  client does); a raw client answers none by default.
+void
+    ws_raw_answer_pings (ws_raw_t *self, bool answer);
+
 //  Send text as one masked text frame. Returns 0, or -1 if the write
 //  failed (the peer closed).
 int
@@ -173,6 +184,7 @@ typedef struct {
                                     //  none; 0 if no close frame came
     char close_reason [128];        //  its reason, "" when none
     bool ended;                     //  the server ended the stream (or reset it)
+    size_t pings;                   //  ping frames read
     size_t pongs;                   //  pong frames read
     char pong [128];                //  the last one's payload
     size_t texts;                   //  text frames read
