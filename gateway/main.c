@@ -241,7 +241,7 @@ main (int argc, char *argv [])
                   (unsigned long long) files.rlim_cur,
                   (long long) gateway_config.max_connections, (long long) needed);
 
-    if (bus_start (BUS_GATEWAY))
+    if (bus_start (BUS_GATEWAY) || bus_own_key (gateway_config.gateway_id))
         return 1;
     limits_start ();
     if (sockets_start () || body_start () || backend_start ()) {

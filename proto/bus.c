@@ -24,41 +24,86 @@ static const char *s_roles [] = { BUS_STORED, BUS_GATEWAY, BUS_SHARD, BUS_REAPER
 const char *bus_keys_dir = BUS_KEYS_DIR_DEFAULT;
 
 static zcert_t *s_cert;                 //  this process's key pair
+static zcert_t *s_client_cert;          //  a gateway's own, for its links (bus_own_key)
 static char s_role [16];
 static char s_keys_dir [4096];
 static zactor_t *s_auth;                //  the ZAP handler, once a listener exists
 
-int
-bus_keys_make (const char *keys_dir, bool force)
+bool
+bus_gateway_id_ok (const char *name)
 {
-    assert (keys_dir);
+    size_t size = strlen (name);
+    if (size == 0 || size > 100 || name [0] == '.')
+        return false;
+    return strspn (name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-")
+        == size;
+}
+
+//  Make keys_dir/<name>.key and .key_secret for role (and, for a gateway
+//  of its own, the id it speaks for), unless they exist and not force.
+static int
+s_make (const char *keys_dir, const char *name, const char *role, const char *gateway_id,
+        bool force)
+{
+    char public_path [4200], secret_path [4220];
+    snprintf (public_path, sizeof public_path, "%s/%s.key", keys_dir, name);
+    snprintf (secret_path, sizeof secret_path, "%s_secret", public_path);
+    if (!force && zsys_file_exists (public_path) && zsys_file_exists (secret_path))
+        return 0;
+    zcert_t *cert = zcert_new ();
+    assert (cert);
+    zcert_set_meta (cert, "role", "%s", role);
+    if (gateway_id)
+        zcert_set_meta (cert, "gateway", "%s", gateway_id);
+    //  The secret first: a public cert alone would admit a key no one holds.
+    int rc = zcert_save_secret (cert, secret_path);
+    if (rc == 0)
+        rc = chmod (secret_path, 0600);
+    if (rc == 0)
+        rc = zcert_save_public (cert, public_path);
+    zcert_destroy (&cert);
+    if (rc) {
+        fprintf (stderr, "nearchat-keys: cannot write %s: %s\n", public_path, strerror (errno));
+        return -1;
+    }
+    return 0;
+}
+
+static int
+s_make_dir (const char *keys_dir)
+{
     if (zsys_dir_create ("%s", keys_dir)) {
         fprintf (stderr, "nearchat-keys: cannot make %s: %s\n", keys_dir, strerror (errno));
         return -1;
     }
     chmod (keys_dir, 0700);
-    for (size_t i = 0; i < ROLE_COUNT; i++) {
-        char public_path [4200], secret_path [4220];
-        snprintf (public_path, sizeof public_path, "%s/%s.key", keys_dir, s_roles [i]);
-        snprintf (secret_path, sizeof secret_path, "%s_secret", public_path);
-        if (!force && zsys_file_exists (public_path) && zsys_file_exists (secret_path))
-            continue;
-        zcert_t *cert = zcert_new ();
-        assert (cert);
-        zcert_set_meta (cert, "role", "%s", s_roles [i]);
-        //  The secret first: a public cert alone would admit a key no one holds.
-        int rc = zcert_save_secret (cert, secret_path);
-        if (rc == 0)
-            rc = chmod (secret_path, 0600);
-        if (rc == 0)
-            rc = zcert_save_public (cert, public_path);
-        zcert_destroy (&cert);
-        if (rc) {
-            fprintf (stderr, "nearchat-keys: cannot write %s: %s\n", public_path, strerror (errno));
-            return -1;
-        }
-    }
     return 0;
+}
+
+int
+bus_keys_make (const char *keys_dir, bool force)
+{
+    assert (keys_dir);
+    if (s_make_dir (keys_dir))
+        return -1;
+    for (size_t i = 0; i < ROLE_COUNT; i++)
+        if (s_make (keys_dir, s_roles [i], s_roles [i], NULL, force))
+            return -1;
+    return 0;
+}
+
+int
+bus_keys_make_gateway (const char *keys_dir, const char *gateway_id, bool force)
+{
+    assert (keys_dir && gateway_id);
+    if (!bus_gateway_id_ok (gateway_id)) {
+        fprintf (stderr, "nearchat-keys: '%s' cannot be a gateway id with a key of its own "
+                 "(letters, digits, '.', '_', '-')\n", gateway_id);
+        return -1;
+    }
+    char name [128];
+    snprintf (name, sizeof name, BUS_GATEWAY "-%s", gateway_id);
+    return s_make_dir (keys_dir) || s_make (keys_dir, name, BUS_GATEWAY, gateway_id, force)? -1: 0;
 }
 
 int
@@ -82,6 +127,33 @@ int
 bus_start (const char *role)
 {
     return bus_setup (bus_keys_dir, role);
+}
+
+int
+bus_own_key (const char *gateway_id)
+{
+    assert (s_cert && gateway_id);
+    zcert_destroy (&s_client_cert);
+    if (!bus_gateway_id_ok (gateway_id))
+        return 0;
+    char path [4300];
+    snprintf (path, sizeof path, "%s/" BUS_GATEWAY "-%s.key_secret", s_keys_dir, gateway_id);
+    if (!zsys_file_exists (path))
+        return 0;
+    s_client_cert = zcert_load (path);
+    if (!s_client_cert) {
+        log_error ("cannot read the key of gateway %s (%s)", gateway_id, path);
+        return -1;
+    }
+    const char *own = zcert_meta (s_client_cert, "gateway");
+    if (!own || strcmp (own, gateway_id)) {
+        log_error ("%s is not the key of gateway %s (its cert names %s)", path, gateway_id,
+                   own? own: "no gateway");
+        zcert_destroy (&s_client_cert);
+        return -1;
+    }
+    log_info ("the bus knows this gateway by its own key (%s)", path);
+    return 0;
 }
 
 const char *
@@ -136,7 +208,7 @@ bus_client (zsock_t *socket, const char *server_role)
         log_error ("no %s public key in KEYS_DIR (%s): run `./nearchat keys`", server_role, path);
         return -1;
     }
-    zcert_apply (s_cert, socket);
+    zcert_apply (s_client_cert? s_client_cert: s_cert, socket);
     zsock_set_curve_serverkey (socket, zcert_public_txt (server));
     zcert_destroy (&server);
     s_limit (socket);
@@ -184,9 +256,34 @@ bus_may_send (const char *role, const proto_msg_t *msg)
     }
 }
 
+bool
+bus_speaks_for (zmq_msg_t *frame, const proto_msg_t *msg)
+{
+    assert (frame && msg);
+    const char *gateway_id = NULL;
+    if (msg->type == PROTO_GATEWAY_BEAT && !msg->gateway_beat.gone)
+        gateway_id = msg->gateway_beat.gateway_id;
+    else
+    if (msg->type == PROTO_CONN_PUT)
+        gateway_id = msg->conn_put.connection.gateway_id;
+    if (!gateway_id || !bus_is (bus_role (frame), BUS_GATEWAY))
+        return true;
+    const char *own = zmq_msg_gets (frame, "gateway");
+    if (own)
+        return streq (own, gateway_id);
+    //  The gateways' shared key: for any gateway but one with a key of its
+    //  own, which the allow-list (KEYS_DIR) shows.
+    if (!bus_gateway_id_ok (gateway_id))
+        return true;
+    char path [4300];
+    snprintf (path, sizeof path, "%s/" BUS_GATEWAY "-%s.key", s_keys_dir, gateway_id);
+    return !zsys_file_exists (path);
+}
+
 void
 bus_close (void)
 {
+    zcert_destroy (&s_client_cert);
     zactor_destroy (&s_auth);
     zcert_destroy (&s_cert);
 }

@@ -65,6 +65,18 @@ extern const char *bus_keys_dir;
 int
     bus_keys_make (const char *keys_dir, bool force);
 
+//  Make a key pair of gateway_id's own in keys_dir: gateway-<id>.key (role
+//  gateway, metadata "gateway" = gateway_id) and its secret. From then on
+//  only that key may speak for gateway_id (bus_speaks_for). Returns 0, or
+//  -1 with a message on stderr (an id unfit for a file name, say).
+int
+    bus_keys_make_gateway (const char *keys_dir, const char *gateway_id, bool force);
+
+//  Can gateway_id have a key of its own (its name in a file name): letters,
+//  digits, '.', '_' and '-', not starting with '.', at most 100?
+bool
+    bus_gateway_id_ok (const char *gateway_id);
+
 //  Load this process's key pair (role) from keys_dir, for the sockets it
 //  makes after. Returns 0, or -1 with a log line saying which file is
 //  missing. Call once, after zsys_init.
@@ -74,6 +86,14 @@ int
 //  bus_setup with KEYS_DIR (bus_keys_dir).
 int
     bus_start (const char *role);
+
+//  A gateway (after bus_start): when KEYS_DIR holds a key of gateway_id's
+//  own (bus_keys_make_gateway), its links (bus_client) present that key
+//  instead of the shared gateway key; its listener keeps the shared one,
+//  which is what shards trust. Returns 0 (with or without such a key), or
+//  -1 (logged) if the key is there but unreadable or another gateway's.
+int
+    bus_own_key (const char *gateway_id);
 
 //  The role bus_setup was given, or NULL before it.
 const char *
@@ -104,6 +124,14 @@ const char *
 //  shard; a room-close without a user (an idle room's) for the reaper.
 bool
     bus_may_send (const char *role, const proto_msg_t *msg);
+
+//  May the gateway key that sent msg speak for the gateway msg names (a
+//  heartbeat, a connection record)? A key of a gateway's own speaks for
+//  that gateway alone; the shared gateway key for every gateway that has
+//  no key of its own in KEYS_DIR. Messages naming no gateway, and peers of
+//  other roles (bus_may_send judges those), are not this function's: true.
+bool
+    bus_speaks_for (zmq_msg_t *frame, const proto_msg_t *msg);
 
 //  Is role (may be NULL) the role named?
 bool

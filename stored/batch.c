@@ -393,6 +393,10 @@ s_drain (batch_t *self)
             reply_error (&self->ctx, &reply, 403, "a %s key may not send %s",
                          bus_role (&payload)? bus_role (&payload): "keyless",
                          proto_type_name (request->type));
+        else
+        if (!bus_speaks_for (&payload, request))
+            reply_error (&self->ctx, &reply, 403, "this key may not send %s for that gateway, "
+                         "which has a key of its own", proto_type_name (request->type));
         if (reply.type) {
             uint16_t type;
             uint64_t request_id = 0;

@@ -332,6 +332,103 @@ s_test_key_maker (void)
     CHECK (strlen (forced) == 40 && !streq (first, forced));
 }
 
+//  Whether daemon's log has a line with text.
+static bool
+s_log_has (const harness_daemon_t *daemon, const char *text)
+{
+    FILE *log = fopen (daemon->log_path, "r");
+    if (!log)
+        return false;
+    char line [4096];
+    bool found = false;
+    while (!found && fgets (line, sizeof line, log))
+        found = strstr (line, text) != NULL;
+    fclose (log);
+    return found;
+}
+
+static proto_msg_t *
+s_beat_as (proto_client_t *client, const char *gateway_id)
+{
+    char incarnation [IDS_UUID_SIZE];
+    ids_uuid (incarnation);
+    proto_msg_t beat = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
+        .gateway_id = gateway_id, .incarnation = incarnation, .at_ms = clock_now_ms (),
+        .first = true } };
+    return harness_call (client, &beat);
+}
+
+static bool
+s_refused (proto_msg_t **reply)
+{
+    bool refused = *reply && (*reply)->type == PROTO_ERROR && (*reply)->error.status == 403;
+    proto_msg_destroy (reply);
+    return refused;
+}
+
+static bool
+s_served (proto_msg_t **reply)
+{
+    bool served = *reply && (*reply)->type != PROTO_ERROR;
+    proto_msg_destroy (reply);
+    return served;
+}
+
+//  A gateway with a key of its own (nearchat-keys --gateway ID): no other
+//  key may beat for it (a first beat would declare its run dead, and the
+//  reaper would clear its users) nor write its connection records.
+static void
+s_test_gateway_keys (void)
+{
+    printf ("a gateway with a key of its own: only that key beats or writes records for it\n");
+    REQUIRE (bus_keys_make_gateway (getenv ("KEYS_DIR"), "gw-victim", false) == 0);
+    proto_client_t *shared = harness_client_as (s_sys.stored.endpoint, BUS_STORED, BUS_GATEWAY);
+    proto_client_t *own = harness_client_as (s_sys.stored.endpoint, BUS_STORED,
+                                             BUS_GATEWAY "-gw-victim");
+    REQUIRE (shared && own);
+    proto_msg_t *reply = s_beat_as (shared, "gw-victim");
+    CHECK (s_refused (&reply));
+    reply = s_beat_as (own, "gw-victim");
+    CHECK (s_served (&reply));
+    reply = s_beat_as (own, "gw-other");
+    CHECK (s_refused (&reply));
+    reply = s_beat_as (shared, "gw-other");        //  no key of its own: the shared key's
+    CHECK (s_served (&reply));
+
+    char conn_id [IDS_UUID_SIZE];
+    ids_uuid (conn_id);
+    proto_msg_t put = { .type = PROTO_CONN_PUT, .conn_put = { .connection = {
+        .conn_id = conn_id, .gateway_id = "gw-victim", .user_id = "mallory" } } };
+    reply = harness_call (shared, &put);
+    CHECK (s_refused (&reply));
+    reply = harness_call (own, &put);
+    CHECK (s_served (&reply));
+    proto_client_destroy (&own);
+    proto_client_destroy (&shared);
+
+    //  And a gateway run as gw-victim presents that key: its beats and its
+    //  sockets' records are taken, so a chat works through it.
+    harness_system_stop (&s_sys);
+    const char *env [] = { "GATEWAY_ID=gw-victim", NULL };
+    REQUIRE (harness_system_start (&s_sys, 1, false, env) == 0);
+    const char *room = api_create_room (s_sys.http_port, "alice", 10.0, 10.0, NULL, 0);
+    REQUIRE (room);
+    ws_client_t *alice = api_connect (s_sys.http_port, "alice", "Alice");
+    ws_client_t *bob = api_connect (s_sys.http_port, "bob", "Bob");
+    REQUIRE (alice && bob);
+    json_t *history = api_join (alice, room, "alice", -1);
+    CHECK (history);
+    json_decref (history);
+    history = api_join (bob, room, "bob", -1);
+    CHECK (history);
+    json_decref (history);
+    CHECK (api_say (bob, room, "bob-1", "from bob") > 0);
+    CHECK (api_heard (alice, "from bob") > 0);
+    ws_close (&bob);
+    ws_close (&alice);
+    CHECK (s_log_has (&s_sys.gateways [0], "by its own key"));
+}
+
 int
 main (void)
 {
@@ -343,5 +440,6 @@ main (void)
     s_test_forged_events ();
     s_test_message_size ();
     s_test_key_maker ();
+    s_test_gateway_keys ();
     return harness_finish ();
 }
