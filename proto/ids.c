@@ -4,37 +4,69 @@
 */
 
 #include <assert.h>
+#include <signal.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <uuid/uuid.h>
 #include "ids.h"
+
+//  Where random bytes come from: getrandom(2), or a test's source.
+typedef ssize_t (random_fn) (void *buffer, size_t size, unsigned int flags);
+static random_fn *s_source = getrandom;
 
 //  Random bytes come from a per-thread pool refilled by getrandom(2) 4 KiB
 //  at a time. libuuid's uuid_generate_random makes five system calls for
 //  each id (it re-seeds its fallback generator every time); stored makes an
 //  id for every message, so the pool is worth its few lines. libuuid still
 //  writes the text form.
+//
+//  Invariant: every byte handed out is fresh from the kernel and handed out
+//  once. A refill fills the whole pool, through signals (EINTR) and short
+//  reads; the pool is marked full only then. getrandom fails for real only
+//  when the system has no getrandom (ENOSYS: kernels before 3.17) or is
+//  broken (EFAULT): then no id can be made that is known to be unique, and
+//  an id that repeats is worse than a daemon that stops (a room or message
+//  id would overwrite another's record), so we abort, loudly. Returning an
+//  error instead would make every caller (stored for each message, roomd,
+//  the gateway) handle a case that never happens on a working system.
+static void
+s_refill (unsigned char *pool, size_t size)
+{
+    size_t filled = 0;
+    while (filled < size) {
+        ssize_t got = s_source (pool + filled, size - filled, 0);
+        if (got > 0)
+            filled += (size_t) got;
+        else
+        if (got < 0 && errno == EINTR)
+            continue;
+        else {
+            fprintf (stderr, "nearchat: getrandom failed (%s): no fresh randomness for ids\n",
+                     got < 0? strerror (errno): "no bytes");
+            abort ();
+        }
+    }
+}
+
+static __thread unsigned char s_pool [4096];
+static __thread size_t s_left;          //  bytes of s_pool not handed out yet, at its end
+
 static void
 s_random_bytes (unsigned char *out, size_t size)
 {
-    static __thread unsigned char pool [4096];
-    static __thread size_t left;
     while (size) {
-        if (left == 0) {
-            ssize_t got = getrandom (pool, sizeof pool, 0);
-            if (got != (ssize_t) sizeof pool) {
-                //  getrandom cannot fail for 4 KiB once the kernel's pool is
-                //  ready; if it ever does, take libuuid's way.
-                uuid_generate_random (pool);
-                got = 16;
-            }
-            left = (size_t) got;
+        if (s_left == 0) {
+            s_refill (s_pool, sizeof s_pool);
+            s_left = sizeof s_pool;
         }
-        size_t take = size < left? size: left;
-        memcpy (out, pool + sizeof pool - left, take);
-        left -= take;
+        size_t take = size < s_left? size: s_left;
+        memcpy (out, s_pool + sizeof s_pool - s_left, take);
+        s_left -= take;
         out += take;
         size -= take;
     }
@@ -61,6 +93,39 @@ ids_trace (char *out)
     for (int i = 0; i < 16; i++)
         snprintf (out + 2 * i, 3, "%02x", bytes [i]);
     return out;
+}
+
+//  A test's source: a known stream of bytes, handed out in short reads
+//  (at most 1000 bytes), after a signal interrupts the first call.
+static size_t s_stream_at;
+static int s_stream_calls;
+
+static unsigned char
+s_stream_byte (size_t at)
+{
+    return (unsigned char) (at * 131 + at / 256 + 7);
+}
+
+static ssize_t
+s_stream (void *buffer, size_t size, unsigned int flags)
+{
+    (void) flags;
+    if (s_stream_calls++ == 0) {
+        errno = EINTR;
+        return -1;
+    }
+    size_t give = size < 1000? size: 1000;
+    for (size_t i = 0; i < give; i++)
+        ((unsigned char *) buffer) [i] = s_stream_byte (s_stream_at++);
+    return (ssize_t) give;
+}
+
+static ssize_t
+s_broken (void *buffer, size_t size, unsigned int flags)
+{
+    (void) buffer, (void) size, (void) flags;
+    errno = ENOSYS;
+    return -1;
 }
 
 static int
@@ -99,4 +164,35 @@ ids_test (bool verbose)
     ids_trace (other);
     assert (strlen (trace) == 32 && strspn (trace, "0123456789abcdef") == 32);
     assert (strcmp (trace, other) != 0);
+
+    //  Interrupted and short reads: every byte handed out is the source's,
+    //  in order, none twice, across refills (the old fallback handed out
+    //  16 stale bytes from the pool's end after a short read).
+    s_source = s_stream;
+    s_left = 0;
+    for (size_t id = 0; id < 3 * sizeof s_pool / 16; id++) {
+        ids_trace (trace);
+        for (size_t i = 0; i < 16; i++) {
+            char hex [3];
+            snprintf (hex, sizeof hex, "%02x", s_stream_byte (id * 16 + i));
+            assert (memcmp (trace + 2 * i, hex, 2) == 0);
+        }
+    }
+    assert (s_stream_calls > 3);
+
+    //  No randomness at all: the process stops rather than make an id.
+    pid_t child = fork ();
+    assert (child >= 0);
+    if (child == 0) {
+        s_source = s_broken;
+        s_left = 0;
+        char uuid [IDS_UUID_SIZE];
+        ids_uuid (uuid);
+        _exit (0);
+    }
+    int status;
+    assert (waitpid (child, &status, 0) == child);
+    assert (WIFSIGNALED (status) && WTERMSIG (status) == SIGABRT);
+    s_source = getrandom;
+    s_left = 0;
 }
