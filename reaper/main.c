@@ -150,8 +150,11 @@ s_sweep (void)
             .before_ms = cutoff, .limit = (uint32_t) s_config.batch } };
         proto_msg_t *reply = proto_client_call (s_stored, &request, CALL_TIMEOUT_MS);
         if (!reply || reply->type != PROTO_ROOM_LIST) {
+            //  error.reason is only there in an error: any other reply
+            //  is a peer out of step with us (its union holds other data).
             log_warn ("stored did not list idle rooms: %s",
-                      reply? reply->error.reason: "no answer");
+                      !reply? "no answer"
+                      : reply->type == PROTO_ERROR? reply->error.reason: "odd reply");
             proto_msg_destroy (&reply);
             return;
         }
