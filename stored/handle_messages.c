@@ -16,6 +16,7 @@
 #include "stored.h"
 #include "clock.h"
 #include "ids.h"
+#include "log.h"
 #include "route.h"
 
 #define HISTORY_LIMIT   50
@@ -311,6 +312,7 @@ int
 messages_sweep (handler_ctx_t *ctx, int64_t now_ms, uint32_t max, uint32_t *deleted, bool *more)
 {
     db_t *db = ctx->db;
+    uint32_t dropped = 0;
     *deleted = 0;
     *more = false;
     MDB_cursor *cursor;
@@ -323,18 +325,26 @@ messages_sweep (handler_ctx_t *ctx, int64_t now_ms, uint32_t max, uint32_t *dele
          rc == 0;
          rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
         const uint8_t *bytes = k.mv_data;
-        if (k.mv_size < 8 + 1 + 8 || db_read_u64 (bytes) > (uint64_t) now_ms)
+        if (k.mv_size >= 8 && db_read_u64 (bytes) > (uint64_t) now_ms)
             break;
-        if (*deleted == max) {
+        if (*deleted + dropped == max) {
             *more = true;
             break;
         }
-        //  Key: expiry u64, len|room id, seq u64.
-        size_t id_size = bytes [8];
-        if (k.mv_size != 8 + 1 + id_size + 8) {
-            rc = mdb_cursor_del (cursor, 0);        //  not ours: drop it
+        //  Key: expiry u64, len|room id, seq u64. The id is checked
+        //  before it is copied: a corrupt key may say 255 bytes, and
+        //  room_id holds PROTO_ID_MAX. A key of another shape is not one
+        //  we wrote: it is logged and dropped (the batch counts it, so a
+        //  run of them stays bounded), never followed.
+        size_t id_size = k.mv_size > 8? bytes [8]: 0;
+        if (id_size == 0 || id_size > PROTO_ID_MAX || k.mv_size != 8 + 1 + id_size + 8
+        ||  memchr (bytes + 9, 0, id_size)) {
+            log_warn ("TTL index: dropped a key of %zu bytes that is not expiry, room id "
+                      "and seq", k.mv_size);
+            rc = mdb_cursor_del (cursor, 0);
             if (rc)
                 break;
+            dropped++;
             continue;
         }
         char room_id [PROTO_ID_MAX + 1];
