@@ -31,7 +31,6 @@
     =========================================================================
 */
 
-#include <errno.h>
 #include <string.h>
 #include "client.h"
 #include "clock.h"

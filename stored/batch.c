@@ -473,10 +473,10 @@ s_sweep_step (batch_t *self)
 }
 
 void
-batch_run (batch_t *self, volatile int *terminated)
+batch_run (batch_t *self)
 {
     assert (self);
-    while (!*terminated && !zsys_interrupted) {
+    while (!zsys_interrupted) {
         int64_t wait = self->next_sweep_ms - clock_mono_ms ();
         //  A signal that lands between the check above and the poll does
         //  not wake it (czmq's handler only sets a flag): a poll that could
@@ -486,7 +486,7 @@ batch_run (batch_t *self, volatile int *terminated)
             wait = BATCH_POLL_MAX_MS;
         zmq_pollitem_t item = { self->router, 0, ZMQ_POLLIN, 0 };
         if (zmq_poll (&item, 1, wait < 0? 0: (long) wait) < 0)
-            continue;                   //  EINTR: the flags above decide
+            continue;                   //  EINTR: the flag above decides
         s_drain (self);
         if (self->pending_count)
             s_commit (self);

@@ -9,7 +9,6 @@
 */
 
 #include <assert.h>
-#include <stdlib.h>
 #include <string.h>
 #include "stored.h"
 #include "geo.h"

@@ -8,7 +8,6 @@
     =========================================================================
 */
 
-#include <signal.h>
 #include "stored.h"
 #include "config.h"
 #include "log.h"
@@ -89,9 +88,8 @@ main (int argc, char *argv [])
     }
     log_info ("serving %s with LMDB in %s", s_config.endpoint, s_config.data_dir);
 
-    static volatile int terminated = 0;
     batch_t *batch = batch_new (&db, &s_config, router);
-    batch_run (batch, &terminated);
+    batch_run (batch);
     batch_destroy (&batch);
 
     monitor_destroy (&monitor);

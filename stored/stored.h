@@ -205,7 +205,7 @@ typedef struct batch batch_t;
 
 batch_t *batch_new (db_t *db, const stored_config_t *config, zsock_t *router);
 void batch_destroy (batch_t **self_p);
-//  Serve the ROUTER until zsys_interrupted or terminated is set.
-void batch_run (batch_t *self, volatile int *terminated);
+//  Serve the ROUTER until zsys_interrupted is set (SIGINT, SIGTERM).
+void batch_run (batch_t *self);
 
 #endif
