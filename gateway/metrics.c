@@ -190,6 +190,30 @@ s_write (FILE *out, const source_t *sources, size_t source_count)
         }
 }
 
+//  The whole text: who is up, then every family.
+static void
+s_write_all (FILE *out, const source_t *sources, size_t source_count,
+             char shards [][PROTO_ID_MAX + 1], size_t shard_count, bool stored_up,
+             bool reaper_seen)
+{
+    fprintf (out, "# HELP nearchat_up Whether a daemon answered this scrape (the reaper: has reported within REAPER_TIMEOUT_S).\n"
+                  "# TYPE nearchat_up gauge\n"
+                  "nearchat_up{daemon=\"gateway\"} 1\n"
+                  "nearchat_up{daemon=\"stored\"} %d\n"
+                  "nearchat_up{daemon=\"reaper\"} %d\n",
+             stored_up, reaper_seen);
+    for (size_t i = 0; i < shard_count; i++) {
+        bool answered = false;
+        for (size_t s = 0; s < source_count; s++)
+            if (sources [s].label && strcmp (sources [s].reply->instance, shards [i]) == 0)
+                answered = true;
+        fputs ("nearchat_up{daemon=\"roomd\",shard=\"", out);
+        s_label_value (out, shards [i]);
+        fprintf (out, "\"} %d\n", answered);
+    }
+    s_write (out, sources, source_count);
+}
+
 char *
 metrics_render (const char *trace, size_t *size)
 {
@@ -210,10 +234,8 @@ metrics_render (const char *trace, size_t *size)
     }
     static __thread char shards [SOURCES_MAX - 3][PROTO_ID_MAX + 1];
     size_t shard_count = backend_shards (shards, SOURCES_MAX - 3);
-    size_t shards_up = 0;
     for (size_t i = 0; i < shard_count; i++)
         if ((reply = s_ask (trace, shards [i]))) {
-            shards_up++;
             replies [reply_count++] = reply;
             sources [source_count++] = (source_t) { &reply->metrics_reply, "shard" };
         }
@@ -225,27 +247,15 @@ metrics_render (const char *trace, size_t *size)
         sources [source_count++] = (source_t) { &reply->metrics_reply, NULL };
     }
 
+    //  Every reply is destroyed on the one way out below, written or not
+    //  (a stream that could not be opened returned at once and leaked
+    //  stored's, every shard's and the reaper's reply).
     char *text = NULL;
     FILE *out = open_memstream (&text, size);
-    if (!out)
-        return NULL;
-    fprintf (out, "# HELP nearchat_up Whether a daemon answered this scrape (the reaper: has reported within REAPER_TIMEOUT_S).\n"
-                  "# TYPE nearchat_up gauge\n"
-                  "nearchat_up{daemon=\"gateway\"} 1\n"
-                  "nearchat_up{daemon=\"stored\"} %d\n"
-                  "nearchat_up{daemon=\"reaper\"} %d\n",
-             stored_up, reaper_seen);
-    for (size_t i = 0; i < shard_count; i++) {
-        bool answered = false;
-        for (size_t s = 0; s < source_count; s++)
-            if (sources [s].label && strcmp (sources [s].reply->instance, shards [i]) == 0)
-                answered = true;
-        fputs ("nearchat_up{daemon=\"roomd\",shard=\"", out);
-        s_label_value (out, shards [i]);
-        fprintf (out, "\"} %d\n", answered);
+    if (out) {
+        s_write_all (out, sources, source_count, shards, shard_count, stored_up, reaper_seen);
+        fclose (out);
     }
-    s_write (out, sources, source_count);
-    fclose (out);
     for (size_t i = 0; i < reply_count; i++)
         proto_msg_destroy (&replies [i]);
     return text;
