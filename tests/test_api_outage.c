@@ -123,9 +123,16 @@ s_test_shard_down (void)
     CHECK (j_is (error, "roomId", room));
     CHECK (j_is (error, "messageId", "q-1"));
     json_decref (error);
+    //  With no shard live the gateway is degraded (503), stored still up.
+    CHECK (s_health_becomes (503, "up", 0));
     http_response_t response;
     int status = http_request (s_port, "GET", "/healthz", NULL, 0, &response);
-    printf ("  with no shard live, /healthz answers %d %s\n", status, response.body);
+    json_t *health = json_loads (response.body, 0, NULL);
+    CHECK (status == 503);
+    CHECK (j_is (health, "status", "degraded"));
+    CHECK (j_is (health, "stored", "up"));
+    CHECK (json_array_size (j_get (health, "shards")) == 0);
+    json_decref (health);
     http_response_free (&response);
 
     REQUIRE (harness_shard_start (&s_system, 0) == 0);

@@ -104,6 +104,54 @@ s_count (const char *path, const char *daemon, const char *dir, const char *type
     return count;
 }
 
+//  Whether the spy's output has a line from each of gateway, roomd and
+//  stored, whatever its type.
+static bool
+s_heard_all (const char *path)
+{
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return false;
+    char line [16384];
+    bool gateway = false, roomd = false, stored = false;
+    while (fgets (line, sizeof line, file)) {
+        json_t *object = json_loads (line, 0, NULL);
+        const char *daemon = j_str (object, "daemon");
+        gateway |= daemon && !strncmp (daemon, "gateway", 7);
+        roomd |= daemon && !strncmp (daemon, "roomd", 5);
+        stored |= daemon && !strncmp (daemon, "stored", 6);
+        json_decref (object);
+    }
+    fclose (file);
+    return gateway && roomd && stored;
+}
+
+//  Wait (10 s at most) until the spy hears all three taps: a PUB drops
+//  what it publishes before a subscription reaches it, so the test asks
+//  about room over HTTP (room-info goes out of the gateway into roomd,
+//  history into stored), again every 100 ms, until a line of each daemon
+//  is in its output. Those types are not the ones the test counts.
+static bool
+s_spy_hears (int port, const char *room, const char *path)
+{
+    char info [128], history [160];
+    snprintf (info, sizeof info, "/rooms/%s", room);
+    snprintf (history, sizeof history, "/rooms/%s/messages", room);
+    int64_t deadline = clock_mono_ms () + 10000;
+    while (clock_mono_ms () < deadline) {
+        json_t *answer = NULL;
+        http_call (port, "GET", info, NULL, &answer);
+        json_decref (answer);
+        answer = NULL;
+        http_call (port, "GET", history, NULL, &answer);
+        json_decref (answer);
+        if (s_heard_all (path))
+            return true;
+        usleep (100 * 1000);
+    }
+    return false;
+}
+
 static void
 s_test_spy (void)
 {
@@ -119,7 +167,7 @@ s_test_spy (void)
     const char *args [] = { "--room", room_id, "--seconds", "4",
                             s_taps [0], s_taps [1], s_taps [2], NULL };
     pid_t spy = s_spy_start (path, args);
-    usleep (700 * 1000);                //  its SUB connects to the three taps
+    REQUIRE (s_spy_hears (port, room_id, path));
 
     ws_client_t *sam = api_connect (port, "sam", NULL);
     ws_client_t *oli = api_connect (port, "oli", NULL);
@@ -150,20 +198,33 @@ s_test_spy (void)
     printf ("--type keeps one type, --count stops it\n");
     const char *typed [] = { "--type", "msg-append", "--count", "1", "--seconds", "10",
                              s_taps [2], NULL };
-    spy = s_spy_start (path, typed);
-    //  A tap is on the bus: a subscriber without a key hears nothing.
+    //  A tap is on the bus: a subscriber without a key hears nothing. It
+    //  connects before the spy does, so it has had as long as the spy to
+    //  hear what the spy hears.
     zsock_t *keyless = zsock_new (ZMQ_SUB);
     zsock_set_linger (keyless, 0);
     zsock_set_subscribe (keyless, "");
     REQUIRE (zsock_connect (keyless, "%s", s_taps [2]) == 0);
-    usleep (700 * 1000);
+    spy = s_spy_start (path, typed);
     ws_client_t *again = api_connect (port, "sam", NULL);
     REQUIRE (again);
     json_decref (api_join (again, room_id, "sam", -1));
-    CHECK (api_say (again, room_id, "spy-3", "once more") > 0);
-    CHECK (api_say (again, room_id, "spy-4", "and again") > 0);
+    //  Until the spy has its one line and exits (its subscription may miss
+    //  the first sends: a PUB drops what it published before), 10 s at most;
+    //  stored's tap carries other types beside (append-reply out).
+    int status = -1, sent = 0;
+    for (int64_t deadline = clock_mono_ms () + 10000; clock_mono_ms () < deadline; ) {
+        char id [32];
+        snprintf (id, sizeof id, "spy-3-%d", ++sent);
+        CHECK (api_say (again, room_id, id, "once more") > 0);
+        if (waitpid (spy, &status, WNOHANG) == spy)
+            break;
+        usleep (100 * 1000);
+    }
     ws_close (&again);
-    CHECK (s_spy_wait (spy) == 0);
+    if (status == -1)
+        status = s_spy_wait (spy) == 0? 0: -1;
+    CHECK (status == 0);
     CHECK (s_count (path, "stored", "in", "msg-append", "once more", &lines) == 1);
     CHECK (lines == 1);
     zpoller_t *poller = zpoller_new (keyless, NULL);
