@@ -169,45 +169,74 @@ s_sweep (void)
     }
 }
 
-//  One batch of a dead run's connections: out of their rooms, then
-//  deleted. Returns how many were cleared, with how many there were in
-//  *listed (0: none is left; -1: stored did not answer).
-static int
-s_clear_connections (const proto_gateway_run_t *run, int *listed)
+//  One connection of a dead run: out of its room, then deleted. Returns
+//  true if it is gone; false if it stays for the next pass (its room's
+//  shard or stored did not answer).
+static bool
+s_clear_connection (const proto_connection_t *connection)
 {
-    *listed = -1;
-    proto_msg_t list = { .type = PROTO_CONN_LIST, .conn_list = {
-        .gateway_id = run->gateway_id, .incarnation = run->incarnation,
-        .limit = (uint32_t) s_config.batch } };
-    proto_msg_t *reply = proto_client_call (s_stored, &list, CALL_TIMEOUT_MS);
-    if (!reply || reply->type != PROTO_CONN_LIST_REPLY) {
-        proto_msg_destroy (&reply);
-        return 0;
+    if (connection->room_id) {
+        proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
+            .room_id = connection->room_id, .user_id = connection->user_id,
+            .conn_id = connection->conn_id, .user_name = connection->user_name } };
+        proto_msg_t *left = s_through_gateway (&leave);
+        if (!left)
+            return false;               //  the room's shard is away: next pass
+        proto_msg_destroy (&left);
     }
-    int cleared = 0;
-    for (uint32_t i = 0; i < reply->conn_list_reply.count && !zsys_interrupted; i++) {
-        const proto_connection_t *connection = &reply->conn_list_reply.connections [i];
-        s_report_due ();
-        if (connection->room_id) {
-            proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
-                .room_id = connection->room_id, .user_id = connection->user_id,
-                .conn_id = connection->conn_id, .user_name = connection->user_name } };
-            proto_msg_t *left = s_through_gateway (&leave);
-            if (!left)
-                continue;               //  the room's shard is away: next sweep
-            proto_msg_destroy (&left);
+    proto_msg_t del = { .type = PROTO_CONN_DEL, .conn_del.conn_id = connection->conn_id };
+    proto_msg_t *deleted = proto_client_call (s_stored, &del, CALL_TIMEOUT_MS);
+    bool gone = deleted != NULL;
+    proto_msg_destroy (&deleted);
+    return gone;
+}
+
+//  Every connection of a dead run, in this pass, REAPER_BATCH at a time
+//  (a reply holds PROTO_LIST_MAX at most, and each batch is listed anew so
+//  that nothing is held across calls). Returns true when none is left.
+//
+//  conn-list lists a run's connections in conn id order from the first,
+//  and each cleared one is deleted, so the next listing begins where the
+//  last ended, but for the ones kept (their room's shard is away): those
+//  were all listed before the rest and sort first, so a listing of kept +
+//  REAPER_BATCH skips its first kept entries. Kept ones wait for the next
+//  pass; past PROTO_LIST_MAX of them, so does the rest of the run. Between
+//  connections the reaper still reports (s_report_due) and a signal still
+//  stops it, so a run of 10,000 sockets starves neither.
+static bool
+s_clear_run (const proto_gateway_run_t *run)
+{
+    uint32_t kept = 0, cleared = 0, batches = 0;
+    bool empty = false;
+    while (!zsys_interrupted && kept + (uint32_t) s_config.batch <= PROTO_LIST_MAX) {
+        proto_msg_t list = { .type = PROTO_CONN_LIST, .conn_list = {
+            .gateway_id = run->gateway_id, .incarnation = run->incarnation,
+            .limit = kept + (uint32_t) s_config.batch } };
+        proto_msg_t *reply = proto_client_call (s_stored, &list, CALL_TIMEOUT_MS);
+        if (!reply || reply->type != PROTO_CONN_LIST_REPLY) {
+            proto_msg_destroy (&reply);
+            break;                      //  stored away: the next pass goes on
         }
-        proto_msg_t del = { .type = PROTO_CONN_DEL, .conn_del.conn_id = connection->conn_id };
-        proto_msg_t *deleted = proto_client_call (s_stored, &del, CALL_TIMEOUT_MS);
-        cleared += deleted != NULL;
-        proto_msg_destroy (&deleted);
+        uint32_t count = reply->conn_list_reply.count;
+        for (uint32_t i = kept; i < count && !zsys_interrupted; i++) {
+            s_report_due ();
+            if (s_clear_connection (&reply->conn_list_reply.connections [i]))
+                cleared++;
+            else
+                kept++;
+        }
+        proto_msg_destroy (&reply);
+        batches++;
+        if (count <= kept) {            //  nothing new listed: that was all
+            empty = count == 0;
+            break;
+        }
     }
-    *listed = (int) reply->conn_list_reply.count;
-    proto_msg_destroy (&reply);
     if (cleared)
-        log_info ("cleared %d connections of gateway %s (run %s), which is dead", cleared,
-                  run->gateway_id, run->incarnation);
-    return cleared;
+        log_info ("cleared %u connections of gateway %s (run %s), which is dead, in %u "
+                  "batches%s", cleared, run->gateway_id, run->incarnation, batches,
+                  kept? "; the rest wait for their rooms' shards": "");
+    return empty;
 }
 
 static void
@@ -222,12 +251,7 @@ s_clear_gateways (void)
     }
     for (uint32_t i = 0; i < reply->gateway_list.count && !zsys_interrupted; i++) {
         const proto_gateway_run_t *run = &reply->gateway_list.gateways [i];
-        //  A batch at a time, as long as each one is cleared whole; a
-        //  connection whose room's shard is away waits for the next pass.
-        int listed, cleared;
-        do cleared = s_clear_connections (run, &listed);
-        while (cleared > 0 && cleared == listed && !zsys_interrupted);
-        if (listed == 0) {
+        if (s_clear_run (run)) {
             //  Nothing left of it: forget it (its beats, should it be only
             //  stalled, are refused all the same: it is unknown).
             proto_msg_t forget = { .type = PROTO_GATEWAY_BEAT, .gateway_beat = {
