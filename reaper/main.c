@@ -199,8 +199,10 @@ s_clear_connection (const proto_connection_t *connection)
 //  and each cleared one is deleted, so the next listing begins where the
 //  last ended, but for the ones kept (their room's shard is away): those
 //  were all listed before the rest and sort first, so a listing of kept +
-//  REAPER_BATCH skips its first kept entries. Kept ones wait for the next
-//  pass; past PROTO_LIST_MAX of them, so does the rest of the run. Between
+//  REAPER_BATCH skips its first kept entries. (Should another reaper
+//  delete some meanwhile, or a stalled run write one, a few are skipped or
+//  tried twice: they wait for the next pass, no more.) Kept ones wait for
+//  the next pass; past PROTO_LIST_MAX of them, so does the rest. Between
 //  connections the reaper still reports (s_report_due) and a signal still
 //  stops it, so a run of 10,000 sockets starves neither.
 static bool
