@@ -164,28 +164,32 @@ store_receive (roomd_t *self)
     return true;
 }
 
-void
-store_expire (roomd_t *self)
+//  Run the continuations of the calls due by now_ms with NULL, those that
+//  they send meanwhile too if those are due (store_abandon: to a stored
+//  that is gone, they fail as these do).
+static void
+s_fail_due (roomd_t *self, int64_t now_ms, bool timed_out)
 {
-    int64_t now = clock_mono_ms ();
     op_t *op;
-    while ((op = requests_take_overdue (self->calls, now, NULL))) {
-        log_warn ("stored did not answer in %lld ms", (long long) self->config->request_timeout_ms);
+    while ((op = requests_take_overdue (self->calls, now_ms, NULL))) {
+        if (timed_out)
+            log_warn ("stored did not answer in %lld ms",
+                      (long long) self->config->request_timeout_ms);
         op->call_id = 0;
         op->done (self, op, NULL);
     }
 }
 
 void
+store_expire (roomd_t *self)
+{
+    s_fail_due (self, clock_mono_ms (), true);
+}
+
+void
 store_abandon (roomd_t *self)
 {
-    //  Every one, including those the continuations send meanwhile (to a
-    //  stored that is gone: they fail as these do).
-    op_t *op;
-    while ((op = requests_take_overdue (self->calls, INT64_MAX, NULL))) {
-        op->call_id = 0;
-        op->done (self, op, NULL);
-    }
+    s_fail_due (self, INT64_MAX, false);
 }
 
 void
