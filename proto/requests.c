@@ -32,6 +32,7 @@ struct requests {
     //  head).
     node_t *cursor;
     bool cursor_gone;
+    bool walking;                       //  a walk is under way (not yet at NULL)
 };
 
 static size_t
@@ -203,8 +204,11 @@ void *
 requests_first (requests_t *self)
 {
     assert (self);
+    //  A walk inside a walk would move the outer one's cursor.
+    assert (!self->walking);
     self->cursor = self->head;
     self->cursor_gone = false;
+    self->walking = self->cursor != NULL;
     return self->cursor? self->cursor->entry: NULL;
 }
 
@@ -218,6 +222,7 @@ requests_next (requests_t *self)
     if (self->cursor)
         self->cursor = self->cursor->next;
     self->cursor_gone = false;
+    self->walking = self->cursor != NULL;
     return self->cursor? self->cursor->entry: NULL;
 }
 

@@ -67,7 +67,8 @@ size_t
 //  dropped): requests_first, then requests_next until NULL. Any entry may
 //  be taken out meanwhile, the one returned last too: the walk goes on
 //  from where it was. An entry added at the tail meanwhile is reached.
-//  One walk at a time.
+//  One walk at a time, and each to its end (NULL): requests_first asserts
+//  that no other walk is under way.
 void *
     requests_first (requests_t *self);
 void *
