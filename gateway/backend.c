@@ -16,7 +16,8 @@
 
     A request from a worker or a peer is decoded (to read its room),
     given an id of ours, and sent to stored or to the room's shard; the
-    pending table maps our id back to who asked and what they called it.
+    pending table (proto's requests.h) maps our id back to who asked and
+    what they called it.
     Replies to workers carry the worker's id in a frame of their own, so
     the reply's bytes are passed on untouched.
 
@@ -25,8 +26,7 @@
         (shards.c) and the pending table;
       - every pending entry is answered exactly once: by its reply, by a
         503 when its send fails or its shard goes, or by a 503 when it has
-        waited REQUEST_TIMEOUT_MS (the list is in deadline order, since
-        every entry waits the same time);
+        waited REQUEST_TIMEOUT_MS (the table expires in deadline order);
       - a socket's join reply is applied to the room index (sockets.c) on
         this thread before any later message from the same shard is read,
         so the joiner misses no event that follows its join.
@@ -43,6 +43,7 @@
 #include "ids.h"
 #include "log.h"
 #include "monitor.h"
+#include "requests.h"
 #include "tap.h"
 #include "bus.h"
 #include "wsframe.h"
@@ -71,7 +72,6 @@ struct pending {
     bool to_stored;                     //  else to_shard
     ident_t to_shard;                   //  the shard it went to, whose reply we accept
     char shard_id [PROTO_ID_MAX + 1];
-    int64_t deadline_ms;                //  monotonic
     uint16_t type;
     char trace [PROTO_TRACE_MAX + 1];
     proto_msg_t *join;                  //  a socket's room-join, kept for its reply
@@ -80,7 +80,6 @@ struct pending {
     backend_then_fn *then;              //  FROM_LOOP: what to call with the reply
     void *then_arg;
     int expected;                       //  FROM_LOOP: the reply type that is success
-    pending_t *prev, *next;             //  in deadline order
 };
 
 static __thread bool s_on_thread;      //  this is the backend thread
@@ -96,8 +95,7 @@ static struct {
     monitor_t *router_monitor;          //  with ZMQ_MONITOR=1
     monitor_t *stored_monitor;          //  logs with ZMQ_MONITOR=1; says when the link drops
     void *router_h, *stored_h, *inproc_h;
-    zhashx_t *pending;                  //  our id -> pending_t
-    pending_t *head, *tail;
+    requests_t *pending;                //  our id -> pending_t, by deadline
     uint64_t next_id;
     msgpack_sbuffer buffer;
     //  This run of the gateway (proto.h, gateway-beat): its incarnation,
@@ -181,19 +179,6 @@ s_answer_error (const pending_t *pending, uint16_t status, const char *reason)
 //  ---------------------------------------------------------------------------
 //  The pending table
 
-static size_t
-s_id_hash (const void *key)
-{
-    return (size_t) (*(const uint64_t *) key * 0x9e3779b97f4a7c15ULL);
-}
-
-static int
-s_id_compare (const void *a, const void *b)
-{
-    uint64_t left = *(const uint64_t *) a, right = *(const uint64_t *) b;
-    return left < right? -1: left > right;
-}
-
 static pending_t *
 s_pending_new (origin_t origin, const ident_t *from, const proto_msg_t *request)
 {
@@ -205,31 +190,18 @@ s_pending_new (origin_t origin, const ident_t *from, const proto_msg_t *request)
         pending->from = *from;
     pending->request_id = request->request_id;
     pending->type = request->type;
-    pending->deadline_ms = clock_mono_ms () + gateway_config.request_timeout_ms;
     snprintf (pending->trace, sizeof pending->trace, "%s", request->trace_id);
-    pending->prev = s_self.tail;
-    if (s_self.tail)
-        s_self.tail->next = pending;
-    else
-        s_self.head = pending;
-    s_self.tail = pending;
-    zhashx_insert (s_self.pending, &pending->id, pending);
+    requests_insert (s_self.pending, pending->id, pending,
+                     clock_mono_ms () + gateway_config.request_timeout_ms);
     return pending;
 }
 
+//  Take pending out of the table (when it is still there) and free it.
 static void
 s_pending_remove (pending_t **pending_p)
 {
     pending_t *pending = *pending_p;
-    zhashx_delete (s_self.pending, &pending->id);
-    if (pending->prev)
-        pending->prev->next = pending->next;
-    else
-        s_self.head = pending->next;
-    if (pending->next)
-        pending->next->prev = pending->prev;
-    else
-        s_self.tail = pending->prev;
+    requests_take (s_self.pending, pending->id);
     proto_msg_destroy (&pending->join);
     free (pending->parked);
     free (pending);
@@ -243,19 +215,19 @@ s_pending_fail (pending_t **pending_p, uint16_t status, const char *reason)
     s_pending_remove (pending_p);
 }
 
+//  (The walks below may fail entries as they go, and an asker's then may
+//  send again meanwhile: the table's walk allows both.)
 void
 backend_fail_shard (const char *shard_id, const char *why, bool sent_only)
 {
-    pending_t *pending = s_self.head;
-    while (pending) {
-        pending_t *next = pending->next;
+    pending_t *pending = requests_first (s_self.pending);
+    for (; pending; pending = requests_next (s_self.pending)) {
         if (!pending->to_stored && strcmp (pending->shard_id, shard_id) == 0
         &&  !(sent_only && pending->parked)) {
             char reason [PROTO_REASON_MAX];
             snprintf (reason, sizeof reason, "room shard %s %s", shard_id, why);
             s_pending_fail (&pending, 503, reason);
         }
-        pending = next;
     }
 }
 
@@ -263,9 +235,8 @@ void
 backend_resend_parked (const shard_t *shard)
 {
     size_t sent = 0;
-    pending_t *pending = s_self.head;
-    while (pending) {
-        pending_t *next = pending->next;
+    pending_t *pending = requests_first (s_self.pending);
+    for (; pending; pending = requests_next (s_self.pending)) {
         if (pending->parked && !pending->to_stored && strcmp (pending->shard_id, shard->id) == 0) {
             const void *parts [] = { shard->identity.data, pending->parked };
             size_t sizes [] = { shard->identity.size, pending->parked_size };
@@ -281,7 +252,6 @@ backend_resend_parked (const shard_t *shard)
                 s_pending_fail (&pending, 503, reason);
             }
         }
-        pending = next;
     }
     if (sent)
         log_info ("room shard %s is back: %zu requests that waited for it sent", shard->id, sent);
@@ -291,8 +261,8 @@ static void
 s_pending_expire (void)
 {
     int64_t now = clock_mono_ms ();
-    while (s_self.head && s_self.head->deadline_ms <= now) {
-        pending_t *pending = s_self.head;
+    pending_t *pending;
+    while ((pending = requests_take_overdue (s_self.pending, now, NULL))) {
         char reason [PROTO_REASON_MAX];
         snprintf (reason, sizeof reason, "%s did not answer within %lld ms",
                   pending->to_stored? "stored": pending->shard_id,
@@ -314,21 +284,6 @@ s_is_stored_type (int type)
         || type == PROTO_CONN_LIST || type == PROTO_STORE_STATS || type == PROTO_METRICS;
 }
 
-//  The room a room request is about, or NULL if it is no room request.
-static const char *
-s_room_of (const proto_msg_t *msg)
-{
-    switch (msg->type) {
-        case PROTO_ROOM_JOIN:   return msg->room_join.room_id;
-        case PROTO_ROOM_LEAVE:  return msg->room_leave.room_id;
-        case PROTO_ROOM_SEND:   return msg->room_send.message.room_id;
-        case PROTO_ROOM_TYPING: return msg->room_typing.room_id;
-        case PROTO_ROOM_INFO:   return msg->room_info.room_id;
-        case PROTO_ROOM_CLOSE:  return msg->room_close.room_id;
-        default:                return NULL;
-    }
-}
-
 //  Send request on to stored or its room's shard, under an id of ours
 //  (written into request); or answer the asker at once when that cannot
 //  be done. then, then_arg and expected are FROM_LOOP's.
@@ -340,7 +295,8 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
     pending->then = then;
     pending->then_arg = then_arg;
     pending->expected = expected;
-    const char *room_id = s_room_of (request);
+    //  (No event comes this way: a room here is a room request's.)
+    const char *room_id = proto_room_of (request);
     const shard_t *shard = NULL;
     if (request->type == PROTO_METRICS && request->metrics.shard_id && origin != FROM_PEER) {
         //  One shard's metrics: it is asked by name, not by room.
@@ -444,7 +400,7 @@ s_reply (const void *data, size_t size, const ident_t *from)
         s_beaten (data, size, id & ~BEAT_ID);
         return;
     }
-    pending_t *pending = zhashx_lookup (s_self.pending, &id);
+    pending_t *pending = requests_lookup (s_self.pending, id);
     if (!pending) {
         log_debug ("a late %s from %s", proto_type_name (type), from? "a shard": "stored");
         return;
@@ -740,7 +696,7 @@ s_from_peers (void)
         proto_msg_destroy (&msg);
     }
     else
-    if (s_room_of (msg) && msg->request_id) {
+    if (proto_room_of (msg) && msg->request_id) {   //  (events were delivered above)
         s_forward (msg, FROM_PEER, &from, NULL, NULL, 0);
         proto_msg_destroy (&msg);
     }
@@ -760,16 +716,13 @@ static void
 s_stored_lost (void)
 {
     while (monitor_event (s_self.stored_monitor)) {
-        pending_t *pending = s_self.head;
         size_t failed = 0;
-        while (pending) {
-            pending_t *next = pending->next;
+        pending_t *pending = requests_first (s_self.pending);
+        for (; pending; pending = requests_next (s_self.pending))
             if (pending->to_stored) {
                 s_pending_fail (&pending, 503, "stored went away before it answered");
                 failed++;
             }
-            pending = next;
-        }
         if (failed)
             log_warn ("the link to stored went down: %zu calls in flight failed (503)", failed);
     }
@@ -876,11 +829,9 @@ s_run (void *arg)
             next_beat = clock_mono_ms () + GATEWAY_BEAT_MS;
         }
         int64_t wait = BACKEND_WAKE_MS;
-        if (s_self.head) {
-            int64_t until = s_self.head->deadline_ms - clock_mono_ms ();
-            if (until < wait)
-                wait = until < 0? 0: until;
-        }
+        int64_t until = requests_wait (s_self.pending, clock_mono_ms ());
+        if (until >= 0 && until < wait)
+            wait = until;
         //  Owned sockets' frames are read and their actions begun in here.
         //  With frames to write it only looks, so they wait for no sleep.
         int work = loop_wait (loop_unwritten ()? 0: (int) wait);
@@ -918,10 +869,9 @@ s_run (void *arg)
     for (int i = 0; i < DRAIN_MAX && s_from_workers (); i++)
         ;
     //  Nobody will answer what is still pending.
-    while (s_self.head) {
-        pending_t *pending = s_self.head;
+    pending_t *pending;
+    while ((pending = requests_take_overdue (s_self.pending, INT64_MAX, NULL)))
         s_pending_fail (&pending, 503, "the gateway is stopping");
-    }
     loop_resume ();                     //  the closes that waited for their actions
     loop_flush ();
     return NULL;
@@ -959,12 +909,7 @@ backend_start (void)
 {
     assert (!s_self.started);
     msgpack_sbuffer_init (&s_self.buffer);
-    s_self.pending = zhashx_new ();
-    assert (s_self.pending);
-    zhashx_set_key_hasher (s_self.pending, s_id_hash);
-    zhashx_set_key_comparator (s_self.pending, s_id_compare);
-    zhashx_set_key_duplicator (s_self.pending, NULL);
-    zhashx_set_key_destructor (s_self.pending, NULL);
+    s_self.pending = requests_new ();
 
     char tap_name [PROTO_ID_MAX + 16];
     snprintf (tap_name, sizeof tap_name, "gateway %s", gateway_config.gateway_id);
@@ -1048,7 +993,7 @@ backend_stop (void)
     zsock_destroy (&s_self.router);
     zsock_destroy (&s_self.stored);
     zsock_destroy (&s_self.inproc);
-    zhashx_destroy (&s_self.pending);
+    requests_destroy (&s_self.pending);
     msgpack_sbuffer_destroy (&s_self.buffer);
     loop_destroy ();
     pthread_mutex_lock (&s_report.mutex);

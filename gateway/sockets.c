@@ -445,23 +445,7 @@ sockets_set_join_request (conn_t *conn, const char *request_id_json)
 }
 
 //  ---------------------------------------------------------------------------
-//  Fan-out (the backend thread)
-
-static const char *
-s_event_room (const proto_msg_t *event)
-{
-    switch (event->type) {
-        case PROTO_EVENT_JOINED:  return event->event_joined.room.id;
-        case PROTO_EVENT_LEFT:    return event->event_left.room.id;
-        case PROTO_EVENT_MESSAGE: return event->event_message.message.room_id;
-        case PROTO_EVENT_TYPING:  return event->event_typing.room_id;
-        case PROTO_EVENT_CLOSED:  return event->event_closed.room_id;
-        default:                  return NULL;
-    }
-}
-
-//  ---------------------------------------------------------------------------
-//  Delivery order. A socket is given each message seq of its room at most
+//  Fan-out (the backend thread). Delivery order. A socket is given each message seq of its room at most
 //  once and never one older than the newest it has (conn->seq), so a
 //  resend fanned out again, or events that reach this gateway twice or
 //  late (a shard that was paused, two shards for one room while the shard
@@ -788,7 +772,7 @@ s_hold (conn_t *conn, frame_t *frame, uint64_t seq)
 void
 sockets_deliver (const proto_msg_t *event)
 {
-    const char *room_id = s_event_room (event);
+    const char *room_id = proto_room_of (event);
     json_t *json = room_id? render_event (event): NULL;
     char *text = json? render_text (json): NULL;
     json_decref (json);

@@ -1219,6 +1219,26 @@ proto_reply_type (int type)
 }
 
 const char *
+proto_room_of (const proto_msg_t *msg)
+{
+    assert (msg);
+    switch (msg->type) {
+        case PROTO_ROOM_JOIN:       return msg->room_join.room_id;
+        case PROTO_ROOM_LEAVE:      return msg->room_leave.room_id;
+        case PROTO_ROOM_SEND:       return msg->room_send.message.room_id;
+        case PROTO_ROOM_TYPING:     return msg->room_typing.room_id;
+        case PROTO_ROOM_INFO:       return msg->room_info.room_id;
+        case PROTO_ROOM_CLOSE:      return msg->room_close.room_id;
+        case PROTO_EVENT_JOINED:    return msg->event_joined.room.id;
+        case PROTO_EVENT_LEFT:      return msg->event_left.room.id;
+        case PROTO_EVENT_MESSAGE:   return msg->event_message.message.room_id;
+        case PROTO_EVENT_TYPING:    return msg->event_typing.room_id;
+        case PROTO_EVENT_CLOSED:    return msg->event_closed.room_id;
+        default:                    return NULL;
+    }
+}
+
+const char *
 proto_room_type_name (proto_room_type_t room_type)
 {
     return room_type >= 1 && room_type <= 2? s_room_type_names [room_type]: NULL;
@@ -1290,6 +1310,14 @@ proto_test (bool verbose)
     assert (strcmp (proto_type_name (PROTO_GEO_SEARCH), "geo-search") == 0);
     assert (proto_reply_type (PROTO_MSG_APPEND) == PROTO_APPEND_REPLY);
     assert (proto_reply_type (PROTO_ERROR) == 0);
+    //  A room request and a room event name their room; stored's calls,
+    //  which name rooms too, are routed by type.
+    proto_msg_t typing = { .type = PROTO_ROOM_TYPING, .room_typing.room_id = "room-1" };
+    assert (strcmp (proto_room_of (&typing), "room-1") == 0);
+    proto_msg_t sent = { .type = PROTO_EVENT_MESSAGE,
+                         .event_message.message.room_id = "room-2" };
+    assert (strcmp (proto_room_of (&sent), "room-2") == 0);
+    assert (proto_room_of (&msg) == NULL);          //  the room-put above
     //  Five bytes that declare a huge array are refused before allocation.
     assert (proto_decode ("\xdd\xff\xff\xff\xff", 5, why, sizeof why) == NULL);
 }

@@ -678,6 +678,14 @@ const char *
 int
     proto_reply_type (int type);
 
+//  The room a message is about: a room request's (join, leave, send,
+//  typing, info, close: what a gateway routes to the room's shard and a
+//  shard serves) or a room event's (what a gateway fans out to the room's
+//  sockets). NULL for every other message: stored's calls name rooms too,
+//  but they go to stored whatever the room. Points into msg.
+const char *
+    proto_room_of (const proto_msg_t *msg);
+
 //  Names of the enumerations as they travel ("public", "active", ...);
 //  NULL for 0 or unknown values.
 const char *proto_room_type_name (proto_room_type_t room_type);

@@ -532,24 +532,10 @@ s_load_record (roomd_t *self, op_t *op, proto_msg_t *reply)
     store_call (self, op, &call, s_load_members);
 }
 
-static const char *
-s_room_id_of (const proto_msg_t *request)
-{
-    switch (request->type) {
-        case PROTO_ROOM_JOIN:   return request->room_join.room_id;
-        case PROTO_ROOM_LEAVE:  return request->room_leave.room_id;
-        case PROTO_ROOM_SEND:   return request->room_send.message.room_id;
-        case PROTO_ROOM_TYPING: return request->room_typing.room_id;
-        case PROTO_ROOM_INFO:   return request->room_info.room_id;
-        case PROTO_ROOM_CLOSE:  return request->room_close.room_id;
-        default:                return NULL;
-    }
-}
-
 void
 handle_dispatch (roomd_t *self, proto_msg_t *request, link_t *link)
 {
-    const char *room_id = s_room_id_of (request);
+    const char *room_id = proto_room_of (request);
     assert (room_id);                   //  links.c lets only room requests through
     log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s for room %s", proto_type_name (request->type),
                room_id);

@@ -182,11 +182,12 @@ s_welcomed (roomd_t *self, link_t *link, const proto_shard_welcome_t *welcome)
     }
 }
 
+//  A request a shard serves: one about a room (events are too, but they
+//  are ours to send, not to serve).
 static bool
-s_is_room_request (int type)
+s_is_room_request (const proto_msg_t *msg)
 {
-    return type == PROTO_ROOM_JOIN || type == PROTO_ROOM_LEAVE || type == PROTO_ROOM_SEND
-        || type == PROTO_ROOM_TYPING || type == PROTO_ROOM_INFO || type == PROTO_ROOM_CLOSE;
+    return proto_room_of (msg) && proto_reply_type (msg->type);
 }
 
 bool
@@ -229,7 +230,7 @@ link_receive (roomd_t *self, link_t *link)
         proto_msg_destroy (&msg);
     }
     else
-    if (s_is_room_request (msg->type)) {
+    if (s_is_room_request (msg)) {
         self->requests++;
         //  A request its sender gave up on (told 503) is not carried out
         //  late: a join refused with 503 would make a participant all the
@@ -290,7 +291,7 @@ links_metrics (roomd_t *self, link_t *link, const proto_msg_t *request)
     metrics_gauge (&set, "nearchat_roomd_sockets", "Sockets in this shard's rooms.",
                    (double) members);
     metrics_gauge (&set, "nearchat_roomd_calls_in_flight", "Calls to stored awaiting a reply.",
-                   (double) zhashx_size (self->calls));
+                   (double) requests_size (self->calls));
     metrics_counter (&set, "nearchat_roomd_requests_total", "Room requests from gateways.",
                      (double) self->requests);
     metrics_counter (&set, "nearchat_roomd_events_total", "Events fanned out to gateways.",

@@ -34,6 +34,7 @@
 #include "proto.h"
 #include "metrics.h"
 #include "monitor.h"
+#include "requests.h"
 #include "tap.h"
 
 typedef struct roomd roomd_t;
@@ -104,7 +105,6 @@ struct op {
     link_t *link;                       //  where the reply goes
     op_done_fn *done;                   //  continuation of the current call
     uint64_t call_id;                   //  request id of that call, 0 if none
-    int64_t deadline_ms;                //  monotonic, of that call
     int64_t received_ns;                //  monotonic, when the request came
     proto_room_t result_room;           //  a room to carry between steps
     msgpack_zone *zone;                 //  holds result_room's strings
@@ -115,7 +115,6 @@ struct op {
     uint64_t resent_seq;
     int64_t resent_at_ms;
     char resent_id [PROTO_ID_MAX + 1];
-    op_t *prev, *next;                  //  the list of calls in flight, oldest first
     op_t *queued_next;                  //  a LOADING room's queue
 };
 
@@ -212,8 +211,7 @@ struct roomd {
     zsock_t *store;                     //  DEALER to stored
     monitor_t *store_monitor;
     uint64_t next_call_id;
-    op_t *calls_head, *calls_tail;      //  calls in flight, by deadline
-    zhashx_t *calls;                    //  the same, by request id (key: &op->call_id)
+    requests_t *calls;                  //  calls in flight: call_id -> op_t, by deadline
     zhashx_t *rooms;                    //  room id -> room_t
     msgpack_sbuffer buffer;             //  for encoding
     uint64_t events, requests;          //  counters, for the logs and metrics

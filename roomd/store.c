@@ -4,9 +4,8 @@
     roomd never waits for stored: a call goes out on a DEALER with a fresh
     request id and a continuation, and the loop moves on. stored answers
     reads at once and writes after their commit, so replies come back out of
-    order; they are matched by request id. Calls in flight also sit in a
-    list in the order they were sent; all share one timeout, so the list is
-    in deadline order too and expiry only ever looks at its head.
+    order; they are matched by request id in a table of calls in flight
+    (proto's requests.h), which also expires them in deadline order.
     =========================================================================
 */
 
@@ -21,21 +20,6 @@
 #include "bus.h"
 
 #define STORE_HWM   100000
-
-//  Calls in flight by request id: the key is the op's own call_id.
-static size_t
-s_id_hash (const void *key)
-{
-    uint64_t id = *(const uint64_t *) key;
-    return (size_t) (id * 0x9e3779b97f4a7c15ULL);
-}
-
-static int
-s_id_compare (const void *a, const void *b)
-{
-    uint64_t left = *(const uint64_t *) a, right = *(const uint64_t *) b;
-    return left < right? -1: left > right;
-}
 
 int
 store_open (roomd_t *self)
@@ -58,12 +42,7 @@ store_open (roomd_t *self)
         log_error ("cannot connect to stored at %s", self->config->stored_endpoint);
         return -1;
     }
-    self->calls = zhashx_new ();
-    assert (self->calls);
-    zhashx_set_key_hasher (self->calls, s_id_hash);
-    zhashx_set_key_comparator (self->calls, s_id_compare);
-    zhashx_set_key_duplicator (self->calls, NULL);
-    zhashx_set_key_destructor (self->calls, NULL);
+    self->calls = requests_new ();
     self->next_call_id = 1;
     return 0;
 }
@@ -71,7 +50,7 @@ store_open (roomd_t *self)
 void
 store_close (roomd_t *self)
 {
-    zhashx_destroy (&self->calls);
+    requests_destroy (&self->calls);
     monitor_destroy (&self->store_monitor);
     zsock_destroy (&self->store);
 }
@@ -89,22 +68,6 @@ op_new (const char *room_id, proto_msg_t *request, link_t *link)
     op->link = link;
     op->received_ns = clock_mono_ns ();
     return op;
-}
-
-static void
-s_unlink_call (roomd_t *self, op_t *op)
-{
-    zhashx_delete (self->calls, &op->call_id);
-    if (op->prev)
-        op->prev->next = op->next;
-    else
-        self->calls_head = op->next;
-    if (op->next)
-        op->next->prev = op->prev;
-    else
-        self->calls_tail = op->prev;
-    op->prev = op->next = NULL;
-    op->call_id = 0;
 }
 
 void
@@ -167,15 +130,8 @@ store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done)
     log_write (LOG_LEVEL_DEBUG, call->trace_id, "%s -> stored", proto_type_name (call->type));
     op->call_id = call->request_id;
     op->done = done;
-    op->deadline_ms = clock_mono_ms () + self->config->request_timeout_ms;
-    op->prev = self->calls_tail;
-    op->next = NULL;
-    if (self->calls_tail)
-        self->calls_tail->next = op;
-    else
-        self->calls_head = op;
-    self->calls_tail = op;
-    zhashx_insert (self->calls, &op->call_id, op);
+    requests_insert (self->calls, op->call_id, op,
+                     clock_mono_ms () + self->config->request_timeout_ms);
 }
 
 bool
@@ -196,48 +152,54 @@ store_receive (roomd_t *self)
         log_error ("stored sent what does not decode: %s", why);
         return true;                    //  its call will time out
     }
-    op_t *op = zhashx_lookup (self->calls, &reply->request_id);
+    op_t *op = requests_take (self->calls, reply->request_id);
     if (!op) {
         log_debug ("a late %s from stored", proto_type_name (reply->type));
         proto_msg_destroy (&reply);
         return true;
     }
-    s_unlink_call (self, op);
+    op->call_id = 0;
     op->done (self, op, reply);
     proto_msg_destroy (&reply);
     return true;
 }
 
-void
-store_expire (roomd_t *self)
+//  Run the continuations of the calls due by now_ms with NULL, those that
+//  they send meanwhile too if those are due (store_abandon: to a stored
+//  that is gone, they fail as these do).
+static void
+s_fail_due (roomd_t *self, int64_t now_ms, bool timed_out)
 {
-    int64_t now = clock_mono_ms ();
-    while (self->calls_head && self->calls_head->deadline_ms <= now) {
-        op_t *op = self->calls_head;
-        log_warn ("stored did not answer in %lld ms", (long long) self->config->request_timeout_ms);
-        s_unlink_call (self, op);
+    op_t *op;
+    while ((op = requests_take_overdue (self->calls, now_ms, NULL))) {
+        if (timed_out)
+            log_warn ("stored did not answer in %lld ms",
+                      (long long) self->config->request_timeout_ms);
+        op->call_id = 0;
         op->done (self, op, NULL);
     }
 }
 
 void
+store_expire (roomd_t *self)
+{
+    s_fail_due (self, clock_mono_ms (), true);
+}
+
+void
 store_abandon (roomd_t *self)
 {
-    while (self->calls_head) {
-        op_t *op = self->calls_head;
-        s_unlink_call (self, op);
-        op->done (self, op, NULL);
-    }
+    s_fail_due (self, INT64_MAX, false);
 }
 
 void
 store_lost (roomd_t *self)
 {
     while (monitor_event (self->store_monitor)) {
-        if (!self->calls_head)
+        if (requests_size (self->calls) == 0)
             continue;
         log_warn ("the link to stored went down with %zu calls in flight: they will not be "
-                  "answered, so they fail now", zhashx_size (self->calls));
+                  "answered, so they fail now", requests_size (self->calls));
         store_abandon (self);
     }
 }
@@ -245,8 +207,5 @@ store_lost (roomd_t *self)
 int64_t
 store_next_deadline (roomd_t *self)
 {
-    if (!self->calls_head)
-        return -1;
-    int64_t wait = self->calls_head->deadline_ms - clock_mono_ms ();
-    return wait < 0? 0: wait;
+    return requests_wait (self->calls, clock_mono_ms ());
 }

@@ -11,6 +11,7 @@
 #include "utf8.h"
 #include "metrics.h"
 #include "monitor.h"
+#include "requests.h"
 
 typedef struct {
     const char *name;
@@ -25,6 +26,7 @@ static const selftest_t s_selftests [] = {
     { "ids",   ids_test },
     { "geo",   geo_test },
     { "route", route_test },
+    { "requests", requests_test },
     { "proto", proto_test },
 };
 
