@@ -131,17 +131,34 @@ harness_finish (void)
 int
 harness_free_port (void)
 {
-    int fd = socket (AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in address = { .sin_family = AF_INET,
-                                   .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
-    socklen_t size = sizeof address;
-    if (fd < 0 || bind (fd, (struct sockaddr *) &address, sizeof address)
-    ||  getsockname (fd, (struct sockaddr *) &address, &size)) {
-        perror ("free port");
-        exit (1);
+    //  The kernel may hand the same free port to two binds in a row once
+    //  the first socket is closed: a test asking for two ports (an edge's
+    //  plain and TLS ports) would get one twice. So the ports given out
+    //  lately are never given again.
+    static int given [64];
+    static size_t given_count;
+    for (int attempt = 0; attempt < 100; attempt++) {
+        int fd = socket (AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in address = { .sin_family = AF_INET,
+                                       .sin_addr.s_addr = htonl (INADDR_LOOPBACK) };
+        socklen_t size = sizeof address;
+        if (fd < 0 || bind (fd, (struct sockaddr *) &address, sizeof address)
+        ||  getsockname (fd, (struct sockaddr *) &address, &size)) {
+            perror ("free port");
+            exit (1);
+        }
+        close (fd);
+        int port = ntohs (address.sin_port);
+        bool repeat = false;
+        for (size_t i = 0; i < given_count && i < 64; i++)
+            repeat |= given [i] == port;
+        if (repeat)
+            continue;
+        given [given_count++ % 64] = port;
+        return port;
     }
-    close (fd);
-    return ntohs (address.sin_port);
+    fprintf (stderr, "free port: the kernel kept giving ports already given\n");
+    exit (1);
 }
 
 void
