@@ -79,6 +79,7 @@ struct conn {
     wsin_t in;                              //  its client frames, read through wslay
     size_t budget;                          //  bytes it may still read this turn
     bool hung_up;                           //  a read found the end of the stream
+    struct { uint8_t *data; size_t size, at; } preface;  //  frames civetweb read (loop_preface)
     bool busy;                              //  an action waits for its reply: frames wait
     bool processing;                        //  the loop is handling its frames now
     bool resuming;                          //  on the loop's resume list
