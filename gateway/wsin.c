@@ -235,7 +235,7 @@ s_begin (wsin_t *self, const struct wslay_frame_iocb *iocb, size_t max, wsin_msg
         self->utf8_need = 0;
     }
     if (iocb->payload_length > max - self->size)
-        return s_error (msg, 1009, "message too big");
+        return s_error (msg, 1009, "frame too big");
     return WSIN_MORE;
 }
 
@@ -252,7 +252,7 @@ wsin_next (wsin_t *self, size_t max, wsin_msg_t *msg)
         struct wslay_frame_iocb iocb;
         ssize_t got = wslay_frame_recv (self->wslay, &iocb);
         if (got == WSLAY_ERR_WANT_READ)
-            return s_too_long (self, max)? s_error (msg, 1009, "message too big"): WSIN_MORE;
+            return s_too_long (self, max)? s_error (msg, 1009, "frame too big"): WSIN_MORE;
         if (got < 0)
             return s_error (msg, 1002, "protocol error");
         bool first = !self->in_frame;
