@@ -144,6 +144,8 @@ s_error (wsin_msg_t *msg, int status, const char *reason)
 static void
 s_keep (wsin_t *self, const uint8_t *data, size_t size)
 {
+    if (size == 0)
+        return;                         //  an empty fragment: nothing to keep
     if (self->size + size > self->max) {
         size_t max = self->max? self->max: 4096;
         while (max < self->size + size)
