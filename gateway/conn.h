@@ -76,10 +76,10 @@ struct conn {
     char *join_request;                     //  client requestId (JSON) of a join in flight
     conn_t *ready_next;                     //  on the loop's flush list
     //  The event loop's.
-    wsin_t in;                              //  its client frames, read through wslay
+    wsin_t in;                              //  its client frames, read through wslay;
+                                            //  its preface is set before the loop has it
     size_t budget;                          //  bytes it may still read this turn
     bool hung_up;                           //  a read found the end of the stream
-    struct { uint8_t *data; size_t size, at; } preface;  //  frames civetweb read (loop_preface)
     bool busy;                              //  an action waits for its reply: frames wait
     bool processing;                        //  the loop is handling its frames now
     bool resuming;                          //  on the loop's resume list

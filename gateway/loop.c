@@ -156,50 +156,10 @@ loop_take (const struct mg_connection *mg)
     return ours;
 }
 
-//  loop_preface's wslay: frames appended to conn's preface.
-static ssize_t
-s_preface_send (const uint8_t *data, size_t len, int flags, void *user)
-{
-    (void) flags;
-    conn_t *conn = user;
-    conn->preface.data = realloc (conn->preface.data, conn->preface.size + len);
-    assert (conn->preface.data);
-    memcpy (conn->preface.data + conn->preface.size, data, len);
-    conn->preface.size += len;
-    return (ssize_t) len;
-}
-
-static ssize_t
-s_preface_recv (uint8_t *buf, size_t len, int flags, void *user)
-{
-    (void) buf; (void) len; (void) flags; (void) user;
-    return -1;
-}
-
-static int
-s_preface_mask (uint8_t *buf, size_t len, void *user)
-{
-    (void) user;
-    memset (buf, 0, len);               //  civetweb unmasked it: a zero key keeps it so
-    return 0;
-}
-
 void
 loop_preface (conn_t *conn, int bits, const char *data, size_t size)
 {
-    //  Framed again as the client sent it (masked), so that wsin reads it
-    //  like any other. A rare path: a context a frame.
-    struct wslay_frame_callbacks callbacks = { s_preface_send, s_preface_recv, s_preface_mask };
-    wslay_frame_context_ptr wslay;
-    if (wslay_frame_context_init (&wslay, &callbacks, conn))
-        return;
-    struct wslay_frame_iocb iocb = {
-        .fin = (bits >> 7) & 1, .rsv = (bits >> 4) & 7, .opcode = bits & 0x0f, .mask = 1,
-        .payload_length = size, .data = (const uint8_t *) data, .data_length = size };
-    ssize_t sent = wslay_frame_send (wslay, &iocb);
-    if (sent != (ssize_t) size)
-        log_warn ("a frame sent with the upgrade request could not be kept (%zd)", sent);
-    wslay_frame_context_free (wslay);
+    wsin_preface (&conn->in, bits, data, size);
 }
 
 void
@@ -257,7 +217,7 @@ s_take_adopted (void)
             s_end (conn);
         }
         else
-        if (conn->preface.data) {
+        if (wsin_has_preface (&conn->in)) {
             s_handle (conn, 0);         //  frames sent with the upgrade, read by civetweb
             if (!conn->ended)
                 s_interest (conn);
@@ -308,8 +268,6 @@ s_end (conn_t *conn)
     conn->interest = 0;
     s_loop.freed += wsin_footprint (&conn->in);
     wsin_free (&conn->in);
-    free (conn->preface.data);
-    memset (&conn->preface, 0, sizeof conn->preface);
     output_unpark (conn);
     if (!conn->busy)
         s_finish (conn);
@@ -344,19 +302,6 @@ static ssize_t
 s_recv (void *user, uint8_t *buf, size_t size)
 {
     conn_t *conn = user;
-    if (conn->preface.data) {
-        //  What civetweb read comes first, and is no read of the socket.
-        size_t left = conn->preface.size - conn->preface.at;
-        if (size > left)
-            size = left;
-        memcpy (buf, conn->preface.data + conn->preface.at, size);
-        conn->preface.at += size;
-        if (conn->preface.at == conn->preface.size) {
-            free (conn->preface.data);
-            memset (&conn->preface, 0, sizeof conn->preface);
-        }
-        return (ssize_t) size;
-    }
     if (conn->budget == 0 || conn->hung_up)
         return -1;
     if (size > conn->budget)

@@ -20,15 +20,29 @@
 #include <string.h>
 #include "wsin.h"
 
-//  wslay's frame context: its 4 KiB buffer and a little state.
-#define WSLAY_CONTEXT_SIZE  4200
+//  wslay's frame context: its 4 KiB buffer and a little state (4,272
+//  bytes of heap with libwslay 1.1.1).
+#define WSLAY_CONTEXT_SIZE  4272
 
 static ssize_t
 s_recv (uint8_t *buf, size_t len, int flags, void *user)
 {
     (void) flags;
     wsin_t *self = user;
-    ssize_t got = self->read (self->user, buf, len);
+    ssize_t got;
+    if (self->preface) {
+        size_t left = self->preface_size - self->preface_at;
+        got = (ssize_t) (len < left? len: left);
+        memcpy (buf, self->preface + self->preface_at, (size_t) got);
+        self->preface_at += (size_t) got;
+        if (self->preface_at == self->preface_size) {
+            free (self->preface);
+            self->preface = NULL;
+            self->preface_size = self->preface_at = 0;
+        }
+    }
+    else
+        got = self->read (self->user, buf, len);
     if (got <= 0)
         return -1;                      //  wslay: WSLAY_ERR_WANT_READ
     size_t size = (size_t) got, keep = sizeof self->tail;
@@ -85,9 +99,50 @@ s_genmask (uint8_t *buf, size_t len, void *user)
 void
 wsin_init (wsin_t *self, wsin_read_fn *read, void *user)
 {
+    uint8_t *preface = self->preface;
+    size_t preface_size = self->preface_size;
     memset (self, 0, sizeof *self);
+    self->preface = preface;
+    self->preface_size = preface_size;
     self->read = read;
     self->user = user;
+}
+
+//  wsin_preface's wslay: what it frames is appended to the preface.
+static ssize_t
+s_preface_send (const uint8_t *data, size_t len, int flags, void *user)
+{
+    (void) flags;
+    wsin_t *self = user;
+    self->preface = realloc (self->preface, self->preface_size + len);
+    assert (self->preface);
+    memcpy (self->preface + self->preface_size, data, len);
+    self->preface_size += len;
+    return (ssize_t) len;
+}
+
+void
+wsin_preface (wsin_t *self, int bits, const void *data, size_t size)
+{
+    //  A rare path (a frame sent with the upgrade): a context a frame.
+    //  Masked with a zero key, so the payload goes as it is.
+    struct wslay_frame_callbacks callbacks = { s_preface_send, s_recv, s_genmask };
+    wslay_frame_context_ptr wslay;
+    if (wslay_frame_context_init (&wslay, &callbacks, self))
+        return;
+    struct wslay_frame_iocb iocb = {
+        .fin = (bits >> 7) & 1, .rsv = (bits >> 4) & 7, .opcode = bits & 0x0f, .mask = 1,
+        .payload_length = size, .data = data, .data_length = size };
+    ssize_t sent = wslay_frame_send (wslay, &iocb);
+    assert (sent == (ssize_t) size || sent == WSLAY_ERR_INVALID_ARGUMENT);
+    (void) sent;
+    wslay_frame_context_free (wslay);
+}
+
+bool
+wsin_has_preface (const wsin_t *self)
+{
+    return self->preface != NULL;
 }
 
 //  UTF-8 (RFC 3629: no overlong forms, surrogates or code points past
@@ -295,13 +350,13 @@ wsin_next (wsin_t *self, size_t max, wsin_msg_t *msg)
 size_t
 wsin_footprint (const wsin_t *self)
 {
-    return (self->wslay? WSLAY_CONTEXT_SIZE: 0) + self->max;
+    return (self->wslay? WSLAY_CONTEXT_SIZE: 0) + self->max + self->preface_size;
 }
 
 size_t
 wsin_idle (wsin_t *self)
 {
-    if (self->held || self->in_frame || self->message)
+    if (self->held || self->in_frame || self->message || self->preface)
         return 0;
     size_t freed = wsin_footprint (self);
     wsin_free (self);
@@ -317,6 +372,9 @@ wsin_free (wsin_t *self)
     free (self->data);
     self->data = NULL;
     self->size = self->max = 0;
+    free (self->preface);
+    self->preface = NULL;
+    self->preface_size = self->preface_at = 0;
     self->held = 0;
     self->in_frame = false;
     self->message = 0;

@@ -84,7 +84,18 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         return 0;
     size_t max = (size_t) data [0] * 16;
     feed_t feed = { data + 1, size - 1, 0, (uint32_t) size * 2654435761u | 1 };
-    wsin_t in;
+    wsin_t in = { 0 };
+    if (data [0] == 0x7f && size >= 2) {
+        //  Limit byte 0x7f: the bytes after the third (as many as the
+        //  second says, at most 125) went as a frame read with the upgrade
+        //  request, the third its header's first byte (loop_preface).
+        size_t length = data [1] % 126;
+        if (size >= 3 + length) {
+            wsin_preface (&in, data [2], data + 3, length);
+            feed.data = data + 3 + length;
+            feed.size = size - 3 - length;
+        }
+    }
     wsin_init (&in, s_read, &feed);
     int quiet = 0;
     while (quiet < 64) {
