@@ -5,6 +5,7 @@
 
 #include <stdio.h>
 #include <assert.h>
+#include <pthread.h>
 #include <string.h>
 #include <wslay/wslay.h>
 #include <strings.h>
@@ -136,17 +137,37 @@ s_genmask (uint8_t *buf, size_t len, void *user)
 
 static const struct wslay_frame_callbacks s_callbacks = { s_send, s_recv, s_genmask };
 
+//  A thread's send context, freed when the thread ends.
+static pthread_key_t s_context_key;
+static pthread_once_t s_context_once = PTHREAD_ONCE_INIT;
+
+static void
+s_context_free (void *wslay)
+{
+    wslay_frame_context_free (wslay);
+}
+
+static void
+s_context_key_make (void)
+{
+    pthread_key_create (&s_context_key, s_context_free);
+}
+
 int
 wsproto_frame (uint8_t *out, size_t size, int opcode, const void *payload, size_t length,
                const uint8_t mask [4])
 {
-    static __thread wslay_frame_context_ptr wslay;
     static __thread io_t *current;
     size_t head = 2 + (length < 126? 0: length < 65536? 2: 8) + 4;
     if (head + length > size)
         return -1;                      //  before wslay: a frame half sent would stay in it
-    if (!wslay && wslay_frame_context_init (&wslay, &s_callbacks, &current))
-        return -1;
+    pthread_once (&s_context_once, s_context_key_make);
+    wslay_frame_context_ptr wslay = pthread_getspecific (s_context_key);
+    if (!wslay) {
+        if (wslay_frame_context_init (&wslay, &s_callbacks, &current))
+            return -1;
+        pthread_setspecific (s_context_key, wslay);
+    }
     io_t io = { .out = out, .size = size };
     memcpy (io.mask, mask, 4);
     current = &io;
