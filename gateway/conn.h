@@ -8,7 +8,9 @@
 
     Invariants:
       - a conn is made on a civetweb thread (sockets_add, in the ready
-        handler) and handed to the event loop (loop_adopt); from then on
+        handler), given what civetweb read of it (loop_preface, in the
+        data handler) and handed to the event loop (loop_adopt, in the
+        close handler, once civetweb's read of it has ended); from then on
         it is read, written and closed on the backend thread alone, and
         only the table (under sockets.c's index lock) and its reference
         count are seen by another thread. Fields marked (const) are set

@@ -23,7 +23,7 @@
     (fds_find), duplicated for us, and civetweb's number is pointed
     at one end of a socket pair whose other end is closed. civetweb's
     read loop then sees the end of a stream at once, runs the close
-    handler (which finds no conn: the socket is ours), and closes its
+    handler (which hands the conn to this loop: loop_adopt), and closes its
     number; the TCP socket lives on under ours. A client may send frames
     with its upgrade request, in one packet, before it read the answer:
     civetweb has read those with the request, so its read loop hands them

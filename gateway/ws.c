@@ -689,7 +689,7 @@ ws_ready (struct mg_connection *mg, void *data)
     //  The places ws_connect took are the conn's from here on.
     slot->opened = true;
     //  The socket goes to the event loop, and civetweb's read loop ends
-    //  at once (loop.c); its close handler finds no conn.
+    //  at once (loop.c); its close handler hands the conn to the loop.
     int fd = loop_take (mg);
     if (fd >= 0) {
         //  civetweb may have read frames sent with the upgrade request:
