@@ -10,7 +10,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       build-essential cmake pkg-config \
       libzmq3-dev libczmq-dev libcivetweb-dev libmsgpack-dev liblmdb-dev uuid-dev \
-      libjansson-dev libjwt-dev libssl-dev \
+      libjansson-dev libjwt-dev libwslay-dev libssl-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -22,7 +22,7 @@ RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      libzmq5 libczmq4 libcivetweb1 libmsgpackc2 liblmdb0 libuuid1 libjansson4 libjwt0 libssl3 \
+      libzmq5 libczmq4 libcivetweb1 libmsgpackc2 liblmdb0 libuuid1 libjansson4 libjwt0 libwslay1 libssl3 \
       haproxy curl lmdb-utils ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --home-dir /data --shell /usr/sbin/nologin nearchat \

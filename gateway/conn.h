@@ -8,7 +8,9 @@
 
     Invariants:
       - a conn is made on a civetweb thread (sockets_add, in the ready
-        handler) and handed to the event loop (loop_adopt); from then on
+        handler), given what civetweb read of it (loop_preface, in the
+        data handler) and handed to the event loop (loop_adopt, in the
+        close handler, once civetweb's read of it has ended); from then on
         it is read, written and closed on the backend thread alone, and
         only the table (under sockets.c's index lock) and its reference
         count are seen by another thread. Fields marked (const) are set
@@ -29,6 +31,7 @@
 
 #include "gateway.h"
 #include "ids.h"
+#include "wsin.h"
 
 //  A frame's JSON text, shared by every queue it is on.
 typedef struct {
@@ -75,7 +78,10 @@ struct conn {
     char *join_request;                     //  client requestId (JSON) of a join in flight
     conn_t *ready_next;                     //  on the loop's flush list
     //  The event loop's.
-    struct { uint8_t *data; size_t size, max; } in;     //  read, not yet handled
+    wsin_t in;                              //  its client frames, read through wslay;
+                                            //  its preface is set before the loop has it
+    size_t budget;                          //  bytes it may still read this turn
+    bool hung_up;                           //  a read found the end of the stream
     bool busy;                              //  an action waits for its reply: frames wait
     bool processing;                        //  the loop is handling its frames now
     bool resuming;                          //  on the loop's resume list
@@ -121,6 +127,9 @@ void output_serve (conn_t *conn);
 //  The socket of a parked conn drained (the loop saw it writable), or the
 //  conn is closing: off the parked state, back to serving.
 void output_unpark (conn_t *conn);
+//  Frame payload (size bytes) as one server frame (FIN, unmasked) at the
+//  end of out: wslay's framing, its send callback appending to out.
+void output_stage (outbuf_t *out, const void *payload, size_t size, int opcode);
 //  Free the staging buffer (the loop has stopped).
 void output_destroy (void);
 //  How long a close frame may wait for its socket to drain (a parked

@@ -251,6 +251,10 @@ void sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t 
 int  loop_take (const struct mg_connection *mg);
 //  Hand conn (added with the descriptor loop_take gave) to the event loop.
 void loop_adopt (conn_t *conn);
+//  A frame civetweb read before the socket was taken (bits: its first
+//  header byte; data: its payload, unmasked), for conn's reader to take
+//  before the socket's bytes. Before loop_adopt, on civetweb's thread.
+void loop_preface (conn_t *conn, int bits, const char *data, size_t size);
 //  Owned conn's action has ended (its reply came and was handled): its
 //  next frames may be handled.
 void loop_done (conn_t *conn);

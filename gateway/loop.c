@@ -9,7 +9,8 @@
     once civetweb has answered a WebSocket's upgrade (ws_ready), the
     socket is taken over (loop_take) and served here, on the backend
     thread, which owns the ZeroMQ sockets already: a client frame is read,
-    parsed (wsframe.c), handled (ws.c) and sent to its shard on one
+    parsed (wslay's frame API, through wsin.c, whose recv callback is this
+    loop's non-blocking read: s_recv), handled (ws.c) and sent to its shard on one
     thread; an event from a shard is queued to its room's sockets and
     written at the end of the same turn, many frames to a write.
 
@@ -22,10 +23,13 @@
     (fds_find), duplicated for us, and civetweb's number is pointed
     at one end of a socket pair whose other end is closed. civetweb's
     read loop then sees the end of a stream at once, runs the close
-    handler (which finds no conn: the socket is ours), and closes its
-    number; the TCP socket lives on under ours. The handshake's answer has
-    been sent, and a client sends no frame before reading it (RFC 6455,
-    4.1), so civetweb has buffered nothing of the socket's.
+    handler (which hands the conn to this loop: loop_adopt), and closes its
+    number; the TCP socket lives on under ours. A client may send frames
+    with its upgrade request, in one packet, before it read the answer:
+    civetweb has read those with the request, so its read loop hands them
+    to ws_data before it sees the end; they are framed again in front of
+    the socket's bytes (loop_preface), and the conn is adopted only once
+    civetweb's read has ended (ws_close), so no byte is lost or reordered.
 
     One action at a time a socket: while its action waits for its reply
     (busy), its later frames wait in its input buffer, so a socket's
@@ -34,14 +38,16 @@
     socket cannot pile up work or memory. A socket whose peer went while
     it was busy is closed when the action ends.
 
-    Bounds (DESIGN.md's limits): a frame is at most PAYLOAD_MAX (64 KiB;
-    a longer one is refused by its header, close 1009), and a socket's
-    input buffer at most one such frame (INPUT_MAX): a buffer is read
-    into only as far as that, freed once empty, and the heap is trimmed
-    after large ones went (glibc keeps freed memory otherwise: 857 MB
-    stayed after 990 sockets that held 1 MiB frames had closed). Every
-    WS_PING_S a silent socket is pinged; one that stays silent as long
-    again is closed 1001 "no answer to ping" (s_ping, from the turn).
+    Bounds (DESIGN.md's limits): a message is at most PAYLOAD_MAX (64 KiB,
+    fragments reassembled; a longer one is refused by its header, close
+    1009). A socket holds at most wslay's context (4 KiB read ahead) and
+    one message being reassembled; both are freed once the socket holds
+    nothing (wsin_idle), and the heap is trimmed after large ones went
+    (glibc keeps freed memory otherwise: 857 MB stayed after 990 sockets
+    that held 1 MiB frames had closed). A socket is read for at most
+    READ_MAX a turn. Every WS_PING_S a silent socket is pinged; one that
+    stays silent as long again is closed 1001 "no answer to ping" (s_ping,
+    from the turn).
 
     Invariants:
       - only the backend thread touches the loop's conns, lists and epoll
@@ -69,11 +75,11 @@
 #include "clock.h"
 #include "log.h"
 #include "wsframe.h"
+#include "wsin.h"
 
 #define EVENTS_MAX      256             //  epoll events taken at once
 #define READ_MAX        (64 * 1024)     //  read from one socket at a time
-#define PAYLOAD_MAX     (64 * 1024)     //  a longer frame closes the socket (1009)
-#define INPUT_MAX       (PAYLOAD_MAX + 14)  //  a socket's input: one frame, header and mask
+#define PAYLOAD_MAX     (64 * 1024)     //  a longer message closes the socket (1009)
 #define TRIM_AFTER      (1024 * 1024)   //  input bytes freed before the heap is trimmed
 #define ZMQ_SOCKETS_MAX 4
 
@@ -95,13 +101,14 @@ static struct {
     bool hurry;
     int64_t next_ping_ms;               //  monotonic: when s_ping looks again
     size_t freed;                       //  input buffer bytes freed since the last trim
-    uint8_t scratch [READ_MAX];
 } s_loop = { .epoll = -1, .mail = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
 
 //  Markers for epoll's data of the descriptors that are not conns.
 static char s_mail_marker, s_zmq_marker;
 
 static void s_end (conn_t *conn);
+static ssize_t s_recv (void *user, uint8_t *buf, size_t size);
+static void s_handle (conn_t *conn, size_t budget);
 
 static void
 s_push (conn_t ***list, size_t *count, size_t *max, conn_t *conn)
@@ -150,6 +157,12 @@ loop_take (const struct mg_connection *mg)
 }
 
 void
+loop_preface (conn_t *conn, int bits, const char *data, size_t size)
+{
+    wsin_preface (&conn->in, bits, data, size);
+}
+
+void
 loop_adopt (conn_t *conn)
 {
     atomic_fetch_add (&conn->refs, 1);          //  the loop's
@@ -195,12 +208,19 @@ s_take_adopted (void)
         s_loop.conns = conn;
         conn->interest = EPOLLIN;
         conn->heard_ms = clock_mono_ms ();
+        wsin_init (&conn->in, s_recv, conn);
         struct epoll_event event = { .events = EPOLLIN, .data.ptr = conn };
         ws_opened (conn);
         if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, conn->fd, &event)) {
             log_error ("epoll_ctl: %s", strerror (errno));
             conn->interest = 0;
             s_end (conn);
+        }
+        else
+        if (wsin_has_preface (&conn->in)) {
+            s_handle (conn, 0);         //  frames sent with the upgrade, read by civetweb
+            if (!conn->ended)
+                s_interest (conn);
         }
         conn = next;
     }
@@ -246,10 +266,8 @@ s_end (conn_t *conn)
     if (conn->interest)
         epoll_ctl (s_loop.epoll, EPOLL_CTL_DEL, conn->fd, NULL);
     conn->interest = 0;
-    s_loop.freed += conn->in.max;
-    free (conn->in.data);
-    conn->in.data = NULL;
-    conn->in.size = conn->in.max = 0;
+    s_loop.freed += wsin_footprint (&conn->in);
+    wsin_free (&conn->in);
     output_unpark (conn);
     if (!conn->busy)
         s_finish (conn);
@@ -261,14 +279,16 @@ static void
 s_close (conn_t *conn, int status, const char *reason)
 {
     if (conn->out.size == 0) {
-        uint8_t frame [WSFRAME_HEADER_MAX + 2 + 123];
+        uint8_t payload [2 + 123];
         size_t length = strlen (reason) > 123? 123: strlen (reason);
-        size_t header = wsframe_header (frame, WSFRAME_CLOSE, 2 + length);
-        frame [header] = (uint8_t) (status >> 8);
-        frame [header + 1] = (uint8_t) status;
-        memcpy (frame + header + 2, reason, length);
-        ssize_t rc = send (conn->fd, frame, header + 2 + length, MSG_DONTWAIT | MSG_NOSIGNAL);
+        payload [0] = (uint8_t) (status >> 8);
+        payload [1] = (uint8_t) status;
+        memcpy (payload + 2, reason, length);
+        outbuf_t frame = { 0 };
+        output_stage (&frame, payload, 2 + length, WSFRAME_CLOSE);
+        ssize_t rc = send (conn->fd, frame.data, frame.size, MSG_DONTWAIT | MSG_NOSIGNAL);
         (void) rc;
+        free (frame.data);
     }
     s_end (conn);
 }
@@ -276,113 +296,86 @@ s_close (conn_t *conn, int status, const char *reason)
 //  ---------------------------------------------------------------------------
 //  Reading
 
-//  Handle the whole frames at the start of data (size bytes), as long as
-//  the conn is not busy; *size is left at what remains.
-static void
-s_handle (conn_t *conn, uint8_t *data, size_t *size)
+//  wslay's recv callback (through wsin): the conn's socket, read while
+//  its turn's budget lasts. Never blocks: an empty socket is "none now".
+static ssize_t
+s_recv (void *user, uint8_t *buf, size_t size)
 {
-    size_t done = 0;
+    conn_t *conn = user;
+    if (conn->budget == 0 || conn->hung_up)
+        return -1;
+    if (size > conn->budget)
+        size = conn->budget;
+    ssize_t got = recv (conn->fd, buf, size, 0);
+    if (got > 0) {
+        conn->budget -= (size_t) got;
+        conn->heard_ms = clock_mono_ms ();      //  any byte answers a ping
+        conn->pinged_ms = 0;
+        return got;
+    }
+    conn->budget = 0;
+    if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+        conn->hung_up = true;
+    return -1;                          //  wslay: WSLAY_ERR_WANT_READ
+}
+
+//  Handle the conn's messages as long as it is not busy, reading at most
+//  budget bytes of its socket for them (0: only what wslay holds).
+static void
+s_handle (conn_t *conn, size_t budget)
+{
+    conn->budget = budget;
     conn->processing = true;
     while (!conn->busy && !conn->ended) {
-        wsframe_t frame;
-        int status;
-        long used = wsframe_parse (data + done, *size - done, PAYLOAD_MAX, &frame, &status);
-        if (used == 0)
+        wsin_msg_t msg;
+        wsin_result_t result = wsin_next (&conn->in, PAYLOAD_MAX, &msg);
+        if (result == WSIN_MORE)
             break;
-        if (used < 0) {
-            log_debug ("socket %s broke the protocol; closing it (%d)", conn_id (conn), status);
-            s_close (conn, status, status == WSFRAME_TOO_BIG? "frame too big": "protocol error");
+        if (result == WSIN_ERROR) {
+            log_debug ("socket %s broke the protocol (%s); closing it (%d)",
+                       conn_id (conn), msg.reason, msg.status);
+            s_close (conn, msg.status, msg.reason);
             break;
         }
-        done += (size_t) used;
-        if (frame.opcode == WSFRAME_PING) {
-            frame_t *pong = frame_new_control (WSFRAME_PONG, frame.payload, frame.length);
+        if (msg.opcode == WSFRAME_PING) {
+            frame_t *pong = frame_new_control (WSFRAME_PONG, msg.data, msg.size);
             sockets_queue (conn, pong);
             frame_unref (pong);
         }
         else
-        if (frame.opcode == WSFRAME_CLOSE) {
-            //  Answer with its status (or none), then close (RFC 6455, 5.5.1).
-            s_close (conn, frame.length >= 2? frame.payload [0] << 8 | frame.payload [1]
-                                            : WSFRAME_NORMAL, "");
-        }
+        if (msg.opcode == WSFRAME_CLOSE)
+            //  Answer with its status (1000 for none), then close (RFC 6455, 5.5.1).
+            s_close (conn, msg.status, "");
         else
-        if (frame.opcode != WSFRAME_PONG) {
+        if (msg.opcode != WSFRAME_PONG) {
             conn->busy = true;          //  loop_done clears it, maybe before ws_frame returns
-            ws_frame (conn, frame.opcode, frame.fin, (const char *) frame.payload, frame.length);
+            ws_frame (conn, msg.opcode, true, (const char *) msg.data, msg.size);
         }
     }
     conn->processing = false;
-    if (done && !conn->ended) {
-        *size -= done;
-        memmove (data, data + done, *size);
-    }
+    conn->budget = 0;
+    if (conn->ended)
+        return;
+    if (conn->hung_up && !conn->busy)
+        s_end (conn);                   //  every whole message before the end was handled
+    else
+        s_loop.freed += wsin_idle (&conn->in);  //  an idle socket keeps no buffer
 }
 
-static void
-s_keep (conn_t *conn, const uint8_t *data, size_t size)
-{
-    assert (conn->in.size + size <= INPUT_MAX);
-    if (conn->in.size + size > conn->in.max) {
-        size_t max = conn->in.max? conn->in.max: 4096;
-        while (max < conn->in.size + size)
-            max *= 2;
-        if (max > INPUT_MAX)
-            max = INPUT_MAX;
-        conn->in.data = realloc (conn->in.data, max);
-        assert (conn->in.data);
-        conn->in.max = max;
-    }
-    memcpy (conn->in.data + conn->in.size, data, size);
-    conn->in.size += size;
-}
-
-//  The socket is readable (or hung up): read once, handle what came.
-//  Most reads hold whole frames and are handled in the loop's scratch
-//  buffer; the rest of a frame, and frames that wait for a busy conn, are
-//  kept.
+//  The socket is readable (or hung up): read at most READ_MAX of it.
 static void
 s_read (conn_t *conn, bool hung_up)
 {
-    //  What is kept is at most one frame: read no more than fits. A full
-    //  buffer holds a whole frame, handled unless the conn is busy, and a
-    //  busy conn is looked at only when epoll says its peer hung up.
-    size_t room = conn->in.size? INPUT_MAX - conn->in.size: sizeof s_loop.scratch;
-    if (room > sizeof s_loop.scratch)
-        room = sizeof s_loop.scratch;
-    if (room == 0) {
+    //  A busy conn is not read (out of the read set): it is looked at only
+    //  when epoll says its peer hung up.
+    if (conn->busy) {
         if (hung_up)
             s_end (conn);
         return;
     }
-    ssize_t got = recv (conn->fd, s_loop.scratch, room, 0);
-    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-        s_end (conn);
-        return;
-    }
-    if (got < 0)
-        return;
-    conn->heard_ms = clock_mono_ms ();  //  any byte answers a ping
-    conn->pinged_ms = 0;
-    if (conn->in.size == 0) {
-        size_t size = (size_t) got;
-        s_handle (conn, s_loop.scratch, &size);
-        if (size && !conn->ended)
-            s_keep (conn, s_loop.scratch, size);
-    }
-    else {
-        s_keep (conn, s_loop.scratch, (size_t) got);
-        s_handle (conn, conn->in.data, &conn->in.size);
-    }
-    if (!conn->ended) {
-        if (conn->in.size == 0 && conn->in.max) {
-            s_loop.freed += conn->in.max;
-            free (conn->in.data);       //  an idle socket keeps no buffer
-            conn->in.data = NULL;
-            conn->in.max = 0;
-        }
+    s_handle (conn, READ_MAX);
+    if (!conn->ended)
         s_interest (conn);
-    }
 }
 
 //  ---------------------------------------------------------------------------
@@ -579,7 +572,7 @@ loop_resume (void)
         }
         else
         if (!conn->busy) {
-            s_handle (conn, conn->in.data, &conn->in.size);
+            s_handle (conn, 0);         //  what wslay holds; the socket when epoll says
             if (!conn->ended)
                 s_interest (conn);
         }

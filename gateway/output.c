@@ -3,7 +3,8 @@
 
     Every WebSocket is the event loop's (loop.c), so every write is made
     on the backend thread, at the end of a turn (loop_flush): output_serve
-    frames everything queued for one conn as WebSocket frames into one
+    frames everything queued for one conn as WebSocket frames (wslay's
+    frame API, its send callback appending to the buffer) into one
     buffer and writes it with one send, so small frames coalesce into few
     syscalls and packets, which is where fan-out speed lives. The loop's
     conns are framed in one staging buffer and keep only what a full socket
@@ -62,12 +63,52 @@ s_out_add (outbuf_t *out, const void *data, size_t size)
     out->size += size;
 }
 
-static void
-s_stage (outbuf_t *out, const void *payload, size_t size, int opcode)
+//  wslay_frame_send writes a frame through its send callback, header and
+//  payload: here, into the buffer being staged, so that frames are still
+//  gathered into one write. The context is the backend thread's; the
+//  callback takes everything, so a frame is always whole when it returns.
+static wslay_frame_context_ptr s_wslay;
+static outbuf_t *s_staging_into;
+
+static ssize_t
+s_wslay_send (const uint8_t *data, size_t len, int flags, void *user)
 {
-    uint8_t header [WSFRAME_HEADER_MAX];
-    s_out_add (out, header, wsframe_header (header, opcode, size));
-    s_out_add (out, payload, size);
+    (void) flags;
+    (void) user;
+    s_out_add (s_staging_into, data, len);
+    return (ssize_t) len;
+}
+
+static ssize_t
+s_wslay_recv (uint8_t *buf, size_t len, int flags, void *user)
+{
+    (void) buf; (void) len; (void) flags; (void) user;
+    return -1;                              //  output only
+}
+
+static int
+s_wslay_genmask (uint8_t *buf, size_t len, void *user)
+{
+    (void) buf; (void) len; (void) user;
+    return -1;                              //  a server masks nothing
+}
+
+void
+output_stage (outbuf_t *out, const void *payload, size_t size, int opcode)
+{
+    if (!s_wslay) {
+        struct wslay_frame_callbacks callbacks = { s_wslay_send, s_wslay_recv, s_wslay_genmask };
+        int rc = wslay_frame_context_init (&s_wslay, &callbacks, NULL);
+        assert (rc == 0);
+    }
+    s_staging_into = out;
+    struct wslay_frame_iocb iocb = {
+        .fin = 1, .opcode = (uint8_t) opcode, .mask = 0,
+        .payload_length = size, .data = payload, .data_length = size };
+    ssize_t sent = wslay_frame_send (s_wslay, &iocb);
+    assert (sent == (ssize_t) size);
+    (void) sent;
+    s_staging_into = NULL;
 }
 
 //  ---------------------------------------------------------------------------
@@ -111,7 +152,7 @@ s_close_frame (conn_t *conn, int status, const char *reason)
         payload [1] = (char) (status & 0xff);
         memcpy (payload + 2, reason, length);
         //  What is in out is the rest of whole frames: the close follows them.
-        s_stage (&conn->out, payload, 2 + length, WSFRAME_CLOSE);
+        output_stage (&conn->out, payload, 2 + length, WSFRAME_CLOSE);
         conn->close_staged = true;
         conn->close_deadline_ms = clock_mono_ms () + OUTPUT_CLOSE_DRAIN_MS;
     }
@@ -188,7 +229,7 @@ output_serve (conn_t *conn)
         outbuf_t *out = conn->out.size == 0? &s_staging: &conn->out;
         int64_t made_ns [FRAMES_MAX];
         for (size_t i = 0; i < count; i++) {
-            s_stage (out, frames [i]->data, frames [i]->size, frames [i]->opcode);
+            output_stage (out, frames [i]->data, frames [i]->size, frames [i]->opcode);
             made_ns [i] = frames [i]->made_ns;
             frame_unref (frames [i]);
         }
@@ -247,4 +288,7 @@ output_destroy (void)
 {
     free (s_staging.data);
     memset (&s_staging, 0, sizeof s_staging);
+    if (s_wslay)
+        wslay_frame_context_free (s_wslay);
+    s_wslay = NULL;
 }

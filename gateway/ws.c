@@ -43,6 +43,7 @@ typedef struct {
     char user_id [PROTO_ID_MAX + 1];
     char address [LIMITS_ADDRESS_MAX];
     bool opened;                        //  the places are no longer the slot's
+    conn_t *conn;                       //  taken over: the loop's once civetweb's read ends
 } slot_t;
 
 //  One client frame being handled. An action that calls the backend ends
@@ -688,12 +689,14 @@ ws_ready (struct mg_connection *mg, void *data)
     //  The places ws_connect took are the conn's from here on.
     slot->opened = true;
     //  The socket goes to the event loop, and civetweb's read loop ends
-    //  at once (loop.c); its close handler finds no conn.
+    //  at once (loop.c); its close handler hands the conn to the loop.
     int fd = loop_take (mg);
     if (fd >= 0) {
-        conn_t *conn = sockets_add (fd, slot->user_id, &profile);
-        conn_set_address (conn, slot->address);
-        loop_adopt (conn);
+        //  civetweb may have read frames sent with the upgrade request:
+        //  its read loop hands them to ws_data before it ends (ws_close),
+        //  and the loop takes the conn with them, in front of the socket.
+        slot->conn = sockets_add (fd, slot->user_id, &profile);
+        conn_set_address (slot->conn, slot->address);
         return;
     }
     //  Every WebSocket is the loop's: one it cannot take is refused, never
@@ -713,12 +716,15 @@ ws_ready (struct mg_connection *mg, void *data)
 int
 ws_data (struct mg_connection *mg, int bits, char *data, size_t size, void *data_)
 {
-    (void) mg;
-    (void) bits;
-    (void) data;
-    (void) size;
     (void) data_;
-    return 0;                           //  only a refused socket is read here: close it
+    //  A taken socket's frames that civetweb read with its upgrade request
+    //  (ws_ready): the loop's, in front of what it reads.
+    slot_t *slot = mg_get_user_connection_data (mg);
+    if (slot && slot->conn) {
+        loop_preface (slot->conn, bits, data, size);
+        return 1;                       //  civetweb's read then ends: the socket is ours
+    }
+    return 0;                           //  a refused socket: close it
 }
 
 void
@@ -755,6 +761,8 @@ ws_close (const struct mg_connection *mg, void *data)
     (void) data;
     slot_t *slot = mg_get_user_connection_data (mg);
     mg_set_user_connection_data (mg, NULL);
+    if (slot && slot->conn)
+        loop_adopt (slot->conn);        //  civetweb has handed over all it read
     if (slot && !slot->opened) {        //  its handshake never opened it
         sockets_unadmit ();
         limits_socket_give (slot->user_id, slot->address);

@@ -3,9 +3,10 @@
 
     The load generator holds thousands of sockets in one epoll loop, which
     no client library we have does: civetweb's client gives each socket a
-    thread, libwebsockets brings its own loop. What a client needs of the
-    protocol is small (an upgrade request, the 101 check, masked frames
-    out, unmasked frames in), so it is written here, with a unit test.
+    thread, libwebsockets brings its own loop. The handshake (an upgrade
+    request, the 101 check) is written here; the framing (masked frames
+    out, unmasked frames in) is wslay's frame API, the gateway's too, so
+    the project has one implementation of it. Unit tests: test_loadgen_units.
     =========================================================================
 */
 
