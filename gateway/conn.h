@@ -82,6 +82,7 @@ struct conn {
                                             //  its preface is set before the loop has it
     size_t budget;                          //  bytes it may still read this turn
     bool hung_up;                           //  a read found the end of the stream
+    bool draining;                          //  our close frame is out: read to the end, unseen
     bool busy;                              //  an action waits for its reply: frames wait
     bool processing;                        //  the loop is handling its frames now
     bool resuming;                          //  on the loop's resume list

@@ -80,6 +80,7 @@
 #define EVENTS_MAX      256             //  epoll events taken at once
 #define READ_MAX        (64 * 1024)     //  read from one socket at a time
 #define PAYLOAD_MAX     (64 * 1024)     //  a longer message closes the socket (1009)
+#define DRAIN_MS        2000            //  a closed socket's input is dropped so long (s_close)
 #define TRIM_AFTER      (1024 * 1024)   //  input bytes freed before the heap is trimmed
 #define ZMQ_SOCKETS_MAX 4
 
@@ -275,9 +276,18 @@ s_end (conn_t *conn)
 
 //  Send a close frame of status now, if the socket takes it (a frame of
 //  ours half sent would garble it: then none), and end the conn.
+//
+//  Once the frame is out the socket is drained, not closed: its writing
+//  side is shut (the client sees our close, then the end of the stream),
+//  and what the client still sends (the rest of a message too long, its
+//  own close) is read and dropped until it ends the stream or DRAIN_MS
+//  pass. Closed at once, a socket with unread bytes is reset (RFC 793),
+//  and a client writing into it meets the reset before it reads our
+//  close frame: it sees 1006, not the status we sent.
 static void
 s_close (conn_t *conn, int status, const char *reason)
 {
+    bool sent = false;
     if (conn->out.size == 0) {
         uint8_t payload [2 + 123];
         size_t length = strlen (reason) > 123? 123: strlen (reason);
@@ -287,10 +297,37 @@ s_close (conn_t *conn, int status, const char *reason)
         outbuf_t frame = { 0 };
         output_stage (&frame, payload, 2 + length, WSFRAME_CLOSE);
         ssize_t rc = send (conn->fd, frame.data, frame.size, MSG_DONTWAIT | MSG_NOSIGNAL);
-        (void) rc;
+        sent = rc == (ssize_t) frame.size;
         free (frame.data);
     }
-    s_end (conn);
+    if (!sent || conn->busy) {
+        s_end (conn);
+        return;
+    }
+    shutdown (conn->fd, SHUT_WR);
+    conn->state = CONN_CLOSING;         //  nothing more is queued for it
+    conn->draining = true;
+    conn->close_deadline_ms = clock_mono_ms () + DRAIN_MS;
+    s_loop.freed += wsin_footprint (&conn->in);
+    wsin_free (&conn->in);
+    if (!conn->lingering) {             //  s_linger ends it at the deadline
+        conn->lingering = true;
+        atomic_fetch_add (&conn->refs, 1);
+        s_push (&s_loop.lingering, &s_loop.lingering_count, &s_loop.lingering_max, conn);
+    }
+}
+
+//  A draining socket is readable: drop what came; its end ends the conn.
+static void
+s_drain (conn_t *conn)
+{
+    char sink [4096];
+    ssize_t got;
+    size_t budget = READ_MAX;
+    while (budget && (got = recv (conn->fd, sink, sizeof sink, MSG_DONTWAIT)) > 0)
+        budget -= (size_t) got > budget? budget: (size_t) got;
+    if (budget && (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)))
+        s_end (conn);
 }
 
 //  ---------------------------------------------------------------------------
@@ -326,7 +363,7 @@ s_handle (conn_t *conn, size_t budget)
 {
     conn->budget = budget;
     conn->processing = true;
-    while (!conn->busy && !conn->ended) {
+    while (!conn->busy && !conn->ended && !conn->draining) {
         wsin_msg_t msg;
         wsin_result_t result = wsin_next (&conn->in, PAYLOAD_MAX, &msg);
         if (result == WSIN_MORE)
@@ -354,7 +391,9 @@ s_handle (conn_t *conn, size_t budget)
     }
     conn->processing = false;
     conn->budget = 0;
-    if (conn->ended)
+    if (conn->draining && conn->hung_up)
+        s_end (conn);                   //  its end came with our close: nothing to drain
+    if (conn->ended || conn->draining)
         return;
     if (conn->hung_up && !conn->busy)
         s_end (conn);                   //  every whole message before the end was handled
@@ -371,6 +410,10 @@ s_read (conn_t *conn, bool hung_up)
     if (conn->busy) {
         if (hung_up)
             s_end (conn);
+        return;
+    }
+    if (conn->draining) {
+        s_drain (conn);
         return;
     }
     s_handle (conn, READ_MAX);
@@ -426,6 +469,15 @@ s_linger (void)
     int64_t now = clock_mono_ms ();
     for (size_t i = s_loop.lingering_count; i-- > 0; ) {
         conn_t *conn = s_loop.lingering [i];
+        if (conn->draining && !conn->ended && now < conn->close_deadline_ms)
+            continue;
+        if (conn->draining) {
+            s_loop.lingering [i] = s_loop.lingering [--s_loop.lingering_count];
+            conn->lingering = false;
+            s_end (conn);               //  no end of the stream came in time
+            conn_unref (conn);
+            continue;
+        }
         bool waits = conn->parked && conn->state == CONN_CLOSING && !conn->ended;
         if (waits && now < conn->close_deadline_ms)
             continue;
