@@ -357,3 +357,19 @@ api_health (int port, json_t **health)
     http_response_free (&response);
     return status;
 }
+
+bool
+api_wait_connections (int port, int open)
+{
+    double counted = -1;
+    for (int64_t until = clock_mono_ms () + 10000; clock_mono_ms () < until; usleep (20 * 1000)) {
+        json_t *health = NULL;
+        api_health (port, &health);
+        counted = j_num (health, "connections");
+        json_decref (health);
+        if (counted == open)
+            return true;
+    }
+    fprintf (stderr, "  /healthz counts %g sockets, not %d\n", counted, open);
+    return false;
+}

@@ -75,6 +75,11 @@ const char *
 int
     api_health (int port, json_t **health);
 
+//  Wait (10 s at most) until /healthz counts open sockets. False (with
+//  the count seen printed) if it never did.
+bool
+    api_wait_connections (int port, int open);
+
 //  POST /rooms/join by HTTP; returns the status.
 int
     api_join_http (int port, const char *room_id, const char *user);

@@ -161,6 +161,20 @@ harness_free_port (void)
     exit (1);
 }
 
+bool
+harness_logged (const char *path, const char *text)
+{
+    FILE *log = fopen (path, "r");
+    if (!log)
+        return false;
+    char line [4096];
+    bool found = false;
+    while (!found && fgets (line, sizeof line, log))
+        found = strstr (line, text) != NULL;
+    fclose (log);
+    return found;
+}
+
 void
 harness_stored_init (harness_daemon_t *daemon)
 {

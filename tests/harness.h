@@ -41,6 +41,9 @@ int harness_finish (void);
 //  A free TCP port on 127.0.0.1 (bound, read, released).
 int harness_free_port (void);
 
+//  Whether the file at path (a daemon's log) has a line holding text.
+bool harness_logged (const char *path, const char *text);
+
 //  A daemon the test started.
 typedef struct {
     const char *binary;             //  "stored", ...

@@ -332,21 +332,6 @@ s_test_key_maker (void)
     CHECK (strlen (forced) == 40 && !streq (first, forced));
 }
 
-//  Whether daemon's log has a line with text.
-static bool
-s_log_has (const harness_daemon_t *daemon, const char *text)
-{
-    FILE *log = fopen (daemon->log_path, "r");
-    if (!log)
-        return false;
-    char line [4096];
-    bool found = false;
-    while (!found && fgets (line, sizeof line, log))
-        found = strstr (line, text) != NULL;
-    fclose (log);
-    return found;
-}
-
 static proto_msg_t *
 s_beat_as (proto_client_t *client, const char *gateway_id)
 {
@@ -426,7 +411,7 @@ s_test_gateway_keys (void)
     CHECK (api_heard (alice, "from bob") > 0);
     ws_close (&bob);
     ws_close (&alice);
-    CHECK (s_log_has (&s_sys.gateways [0], "by its own key"));
+    CHECK (harness_logged (s_sys.gateways [0].log_path, "by its own key"));
 }
 
 int

@@ -115,21 +115,6 @@ s_test_https (void)
     http_response_free (&response);
 }
 
-//  The edge's log holds text (its file is written as it goes).
-static bool
-s_edge_logged (const char *text)
-{
-    FILE *log = fopen (s_system.edge.log_path, "r");
-    if (!log)
-        return false;
-    char line [4096];
-    bool found = false;
-    while (!found && fgets (line, sizeof line, log))
-        found = strstr (line, text) != NULL;
-    fclose (log);
-    return found;
-}
-
 static void
 s_test_log (void)
 {
@@ -141,11 +126,11 @@ s_test_log (void)
     http_response_free (&response);
     //  HAProxy writes a request's line once it has ended: a bounded wait.
     int64_t deadline = clock_mono_ms () + 5000;
-    while (!s_edge_logged ("GET /rooms/nowhere ") && clock_mono_ms () < deadline)
+    while (!harness_logged (s_system.edge.log_path, "GET /rooms/nowhere ") && clock_mono_ms () < deadline)
         usleep (50 * 1000);
-    CHECK (s_edge_logged ("\"msg\":\"GET /healthz 200\""));
-    CHECK (s_edge_logged ("GET /rooms/nowhere "));
-    CHECK (!s_edge_logged ("sEcReT-tOkEn"));
+    CHECK (harness_logged (s_system.edge.log_path, "\"msg\":\"GET /healthz 200\""));
+    CHECK (harness_logged (s_system.edge.log_path, "GET /rooms/nowhere "));
+    CHECK (!harness_logged (s_system.edge.log_path, "sEcReT-tOkEn"));
 }
 
 static void

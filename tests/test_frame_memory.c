@@ -62,23 +62,6 @@ s_rss_peak_kib (int ms)
     return peak;
 }
 
-//  Wait (10 s at most) until /healthz counts open sockets.
-static bool
-s_wait_open (int open)
-{
-    double counted = -1;
-    for (int64_t until = clock_mono_ms () + 10000; clock_mono_ms () < until; usleep (50 * 1000)) {
-        json_t *health = NULL;
-        api_health (s_port, &health);
-        counted = j_num (health, "connections");
-        json_decref (health);
-        if (counted == open)
-            return true;
-    }
-    fprintf (stderr, "  /healthz counts %g sockets, not %d\n", counted, open);
-    return false;
-}
-
 //  Wait (10 s at most) until the memory is back within limit_kib of base;
 //  returns the growth last read.
 static long
@@ -116,7 +99,7 @@ s_open_all (const char *prefix)
         s_raws [i] = ws_raw_open (s_port, path, 0);
         REQUIRE (s_raws [i]);
     }
-    REQUIRE (s_wait_open (SOCKETS));
+    REQUIRE (api_wait_connections (s_port, SOCKETS));
 }
 
 static void
@@ -124,7 +107,7 @@ s_close_all (void)
 {
     for (int i = 0; i < SOCKETS; i++)
         ws_raw_close (&s_raws [i]);
-    CHECK (s_wait_open (0));
+    CHECK (api_wait_connections (s_port, 0));
 }
 
 static void
@@ -200,7 +183,7 @@ main (void)
     //  made before the base is read.
     ws_client_t *first = api_connect (s_port, "first", NULL);
     ws_close (&first);
-    REQUIRE (s_wait_open (0));
+    REQUIRE (api_wait_connections (s_port, 0));
     long base = s_rss_kib ();
     REQUIRE (base > 0);
     printf ("memory of all processes at the start: %ld KiB\n", base);

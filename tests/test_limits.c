@@ -42,23 +42,6 @@
 static harness_system_t s_system;
 static int s_port;
 
-//  Wait (10 s at most) until /healthz counts open sockets.
-static bool
-s_wait_open (int open)
-{
-    double counted = -1;
-    for (int64_t until = clock_mono_ms () + 10000; clock_mono_ms () < until; usleep (20 * 1000)) {
-        json_t *health = NULL;
-        api_health (s_port, &health);
-        counted = j_num (health, "connections");
-        json_decref (health);
-        if (counted == open)
-            return true;
-    }
-    fprintf (stderr, "  /healthz counts %g sockets, not %d\n", counted, open);
-    return false;
-}
-
 //  An upgrade of user with extra headers (or none): its status, the raw
 //  socket when it was 101, the refusal's error in error (cut to fit).
 static ws_raw_t *
@@ -177,7 +160,7 @@ s_test_messages (void)
     }
     CHECK (seq > 0);
     ws_close (&chatty);
-    CHECK (s_wait_open (0));            //  its place of 127.0.0.1's is given back
+    CHECK (api_wait_connections (s_port, 0));   //  its place of 127.0.0.1's is given back
 }
 
 static void
@@ -216,7 +199,7 @@ s_test_typing (void)
     CHECK (refused > 0 && refused <= SENT - BURST);
     CHECK (other == 0);
     ws_close (&typist);
-    CHECK (s_wait_open (0));
+    CHECK (api_wait_connections (s_port, 0));
 }
 
 static void
@@ -260,12 +243,12 @@ s_test_sockets_per_user (void)
     ws_raw_close (&other);
     //  A place given back is taken again.
     ws_raw_close (&raws [0]);
-    CHECK (s_wait_open (PER_USER - 1));
+    CHECK (api_wait_connections (s_port, PER_USER - 1));
     raws [0] = s_upgrade ("capped", NULL, &status, error, sizeof error);
     CHECK (status == 101 && raws [0]);
     for (int i = 0; i < PER_USER; i++)
         ws_raw_close (&raws [i]);
-    CHECK (s_wait_open (0));
+    CHECK (api_wait_connections (s_port, 0));
 }
 
 static void
@@ -297,7 +280,7 @@ s_test_sockets_per_address (void)
     ws_raw_close (&direct);
     for (int i = 0; i < PER_ADDRESS; i++)
         ws_raw_close (&raws [i]);
-    CHECK (s_wait_open (0));
+    CHECK (api_wait_connections (s_port, 0));
 }
 
 static void
@@ -427,7 +410,7 @@ s_test_busy_not_read (void)
     }
     CHECK (answered == BUSY_SOCKETS);
     free (frames);
-    CHECK (s_wait_open (0));
+    CHECK (api_wait_connections (s_port, 0));
 }
 
 //  ---------------------------------------------------------------------------
@@ -453,7 +436,7 @@ s_test_untrusted_header (void)
     CHECK (strstr (error, "address 127.0.0.1 holds its most sockets"));
     for (int i = 0; i < PER_PEER; i++)
         ws_raw_close (&raws [i]);
-    CHECK (s_wait_open (0));
+    CHECK (api_wait_connections (s_port, 0));
 }
 
 static void

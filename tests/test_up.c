@@ -200,21 +200,6 @@ s_healthy (int timeout_ms)
     return false;
 }
 
-//  The supervisor's log holds text.
-static bool
-s_logged (const char *text)
-{
-    FILE *log = fopen (s_log, "r");
-    if (!log)
-        return false;
-    char line [2048];
-    bool found = false;
-    while (!found && fgets (line, sizeof line, log))
-        found = strstr (line, text) != NULL;
-    fclose (log);
-    return found;
-}
-
 static void
 s_print_log (void)
 {
@@ -447,7 +432,7 @@ s_test_kill (const char *binary, const char *name, int want)
     //  "shard-1 (pid N) was killed by SIGKILL after ..."; "restarting it in".
     char line [128];
     snprintf (line, sizeof line, " (pid %d) was killed by SIGKILL", (int) victim);
-    if (!CHECK (s_logged (line)) || !CHECK (s_logged ("restarting it in")))
+    if (!CHECK (harness_logged (s_log, line)) || !CHECK (harness_logged (s_log, "restarting it in")))
         s_print_log ();
 }
 
@@ -471,7 +456,7 @@ s_test_come_up (const char *how)
                   "wss://127.0.0.1:%d/ws), and plain %s\n", s_https_port, s_https_port, plain);
     else
         snprintf (banner, sizeof banner, "== nearchat serves %s\n", plain);
-    if (!CHECK (s_logged (banner))) {
+    if (!CHECK (harness_logged (s_log, banner))) {
         fprintf (stderr, "  no banner line %s", banner);
         s_print_log ();
     }
@@ -479,7 +464,7 @@ s_test_come_up (const char *how)
         //  TLS is the edge's: HAProxy on both ports, the gateway behind it
         //  on EDGE_GATEWAY, with no TLS and believing X-Forwarded-For.
         CHECK (s_children ("haproxy", pids, 8) == 1);
-        if (!CHECK (s_logged ("through the edge (HAProxy)")))
+        if (!CHECK (harness_logged (s_log, "through the edge (HAProxy)")))
             s_print_log ();
         http_response_t response;
         CHECK (https_request (s_https_port, "GET", "/healthz", NULL, 0, &response) == 200);
@@ -539,7 +524,7 @@ main (void)
     REQUIRE (s_children ("roomd", shards, 8) == 2);
     kill (shards [0], SIGSTOP);
     s_test_stop (SIGTERM, "SIGTERM, a shard stopped (SIGSTOP)");
-    if (!CHECK (s_logged ("so killed: ")))
+    if (!CHECK (harness_logged (s_log, "so killed: ")))
         s_print_log ();
 
     //  With TLS, so with the edge in front: killed -9 it comes back, and
@@ -558,7 +543,7 @@ main (void)
     CHECK (s_service ("tls", NULL));
     s_test_kill ("haproxy", "edge", 1);
     s_test_stop (SIGTERM, "SIGTERM, with the edge");
-    if (!CHECK (!s_logged ("edge was killed by SIGTERM")))
+    if (!CHECK (!harness_logged (s_log, "edge was killed by SIGTERM")))
         s_print_log ();
 
     //  Then a supervisor killed -9, which cannot stop anything: its
