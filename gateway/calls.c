@@ -1,192 +1,186 @@
 /*  =========================================================================
-    calls.c - the workers' side of the backend: a DEALER per thread
+    calls.c - an HTTP thread's call to the backend, made by the event loop
 
-    civetweb's worker threads call the backend from their request and
-    WebSocket handlers. ZeroMQ sockets are not thread-safe, so each thread
-    has a DEALER of its own to the backend's inproc ROUTER, made on first
-    use and closed when the thread ends (civetweb's exit_thread callback).
-    The threads are long-lived, so a socket is made once per thread, not
-    once per call.
+    civetweb's threads serve HTTP; every ZeroMQ socket is the event loop's
+    (loop.c). So a handler that needs stored or a shard hands its request
+    to the loop, which sends it as its own (pending.c), and waits on a
+    reply slot of its own for the answer. The loop fills the slot and
+    wakes the caller; a caller that stopped waiting (its timeout, or the
+    gateway stopping) leaves the slot to the loop, which drops the late
+    answer. No socket, lock or buffer is shared otherwise.
 
-    A call sends the request with an id of this thread's and waits for
-    the reply that carries it (the backend sends a worker's id in a frame
-    before the reply); a reply to an earlier call that timed out is
-    dropped. A post sends with request id 0 and waits for nothing.
+    The request crosses the threads encoded (the caller's strings are its
+    own, on its stack), and so does the answer (the loop's reply is freed
+    when its then returns).
     =========================================================================
 */
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
-#include "backend.h"
+#include "gateway.h"
 #include "clock.h"
 #include "log.h"
 
-//  A worker has at most one call in flight, and a few posts.
-#define WORKER_HWM  1000
+#define WAKE_MS     100             //  longest wait between looks at the stop flag
 
 typedef struct {
-    zsock_t *socket;
-    void *handle;
-    uint64_t next_id;
-    msgpack_sbuffer buffer;
-} worker_t;
+    loop_mail_t mail;               //  first: the loop hands this back to s_run
+    int refs;                       //  the caller's and the loop's (under s_lock)
+    msgpack_sbuffer request;        //  encoded, by the caller
+    int expected;
+    msgpack_sbuffer reply;          //  encoded, by the loop (answered and status 0)
+    uint16_t status;                //  the loop's own failure (503, 404, ...), or 0
+    char reason [PROTO_REASON_MAX];
+    bool answered;
+    pthread_cond_t answer;
+} call_t;
 
-static __thread worker_t *s_worker;
+static pthread_mutex_t s_lock = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool s_cancelled;
 
-static worker_t *
-s_worker_get (void)
+static void
+s_unref (call_t *call)
 {
-    if (!s_worker) {
-        worker_t *worker = calloc (1, sizeof *worker);
-        assert (worker);
-        worker->socket = backend_socket (ZMQ_DEALER, WORKER_HWM);
-        if (!worker->socket || zsock_connect (worker->socket, BACKEND_INPROC)) {
-            zsock_destroy (&worker->socket);
-            free (worker);
-            return NULL;        //  the caller answers 503; a later call tries again
+    pthread_mutex_lock (&s_lock);
+    bool last = --call->refs == 0;
+    pthread_mutex_unlock (&s_lock);
+    if (last) {
+        msgpack_sbuffer_destroy (&call->request);
+        msgpack_sbuffer_destroy (&call->reply);
+        pthread_cond_destroy (&call->answer);
+        free (call);
+    }
+}
+
+//  The loop's then: fill the slot and wake its caller.
+static void
+s_answered (void *arg, proto_msg_t *reply, int status, const char *reason)
+{
+    call_t *call = arg;
+    pthread_mutex_lock (&s_lock);
+    if (call->refs == 2) {          //  its caller still waits: the answer is worth making
+        if (reply && proto_encode (reply, &call->reply) == 0)
+            call->status = 0;
+        else {
+            call->status = reply? 500: (uint16_t) status;
+            snprintf (call->reason, sizeof call->reason, "%s",
+                      reply? "the backend's answer does not encode": reason);
         }
-        worker->handle = zsock_resolve (worker->socket);
-        msgpack_sbuffer_init (&worker->buffer);
-        s_worker = worker;
+        call->answered = true;
+        pthread_cond_signal (&call->answer);
     }
-    return s_worker;
+    pthread_mutex_unlock (&s_lock);
+    s_unref (call);
 }
 
-void
-backend_thread_exit (void)
+//  On the loop's thread: send the call's request as the loop's own.
+static void
+s_run (loop_mail_t *mail)
 {
-    if (s_worker) {
-        zsock_destroy (&s_worker->socket);
-        msgpack_sbuffer_destroy (&s_worker->buffer);
-        free (s_worker);
-        s_worker = NULL;
+    call_t *call = (call_t *) mail;
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *request = proto_decode (call->request.data, call->request.size, why, sizeof why);
+    if (!request) {
+        //  Made and encoded by our own handler: this would be a bug.
+        log_error ("a call's request does not decode: %s", why);
+        s_answered (call, NULL, 500, "the request could not be passed on");
+        return;
     }
+    pending_send (request, call->expected, s_answered, call);
+    proto_msg_destroy (&request);
 }
 
-static int
-s_worker_send (worker_t *worker, const proto_msg_t *request)
+//  Make the call: 0 with its answer in reply or a status of the loop's,
+//  or -1 with errno ETIMEDOUT, ECANCELED or EINVAL.
+static proto_msg_t *
+s_call (proto_msg_t *request, int expected, int timeout_ms, int *status, char *reason,
+        size_t reason_size)
 {
-    msgpack_sbuffer_clear (&worker->buffer);
-    if (proto_encode (request, &worker->buffer)) {
-        log_write (LOG_LEVEL_ERROR, request->trace_id, "a %s does not encode",
-                   proto_type_name (request->type));
-        errno = EINVAL;
-        return -1;
-    }
-    if (zmq_send (worker->handle, worker->buffer.data, worker->buffer.size, ZMQ_DONTWAIT) < 0) {
-        errno = EAGAIN;
-        return -1;
-    }
-    return 0;
-}
-
-proto_msg_t *
-backend_call (proto_msg_t *request, int timeout_ms)
-{
-    assert (request);
-    worker_t *worker = s_worker_get ();
-    if (!worker || backend_cancelled ()) {
+    assert (!loop_on_thread ());    //  it would wait for itself
+    *status = 0;
+    if (atomic_load (&s_cancelled)) {
         errno = ECANCELED;
         return NULL;
     }
-    request->request_id = ++worker->next_id;
-    if (s_worker_send (worker, request))
-        return NULL;
-    int64_t deadline = clock_mono_ms () + timeout_ms;
-    for (;;) {
-        //  Short slices, so that a stopping gateway does not wait out a call.
-        int64_t wait = deadline - clock_mono_ms ();
-        if (wait > BACKEND_WAKE_MS)
-            wait = BACKEND_WAKE_MS;
-        zmq_pollitem_t item = { worker->handle, 0, ZMQ_POLLIN, 0 };
-        int rc = zmq_poll (&item, 1, (long) (wait < 0? 0: wait));
-        if (backend_cancelled ()) {
-            errno = ECANCELED;
-            return NULL;
-        }
-        if (rc > 0) {
-            parts_t parts;
-            if (backend_recv (worker->handle, &parts)) {
-                proto_msg_t *reply = NULL;
-                uint64_t id = 0;
-                if (parts.count == 2 && zmq_msg_size (&parts.part [0]) == sizeof id)
-                    memcpy (&id, zmq_msg_data (&parts.part [0]), sizeof id);
-                if (id == request->request_id) {
-                    char why [PROTO_WHY_MAX];
-                    reply = proto_decode (zmq_msg_data (&parts.part [1]),
-                                          zmq_msg_size (&parts.part [1]), why, sizeof why);
-                    if (reply)
-                        reply->request_id = id;
-                    else {
-                        log_write (LOG_LEVEL_WARN, request->trace_id, "a garbled reply to %s: %s",
-                                   proto_type_name (request->type), why);
-                        errno = EPROTO;
-                    }
-                    backend_parts_close (&parts);
-                    return reply;
-                }
-                backend_parts_close (&parts);     //  the late answer to an earlier call
-            }
-        }
-        if (clock_mono_ms () >= deadline) {
-            errno = ETIMEDOUT;
-            return NULL;
-        }
-    }
-}
-
-int
-backend_post (proto_msg_t *request)
-{
-    assert (request);
+    call_t *call = calloc (1, sizeof *call);
+    assert (call);
+    call->mail.run = s_run;
+    call->refs = 2;
+    call->expected = expected;
+    msgpack_sbuffer_init (&call->request);
+    msgpack_sbuffer_init (&call->reply);
+    pthread_cond_init (&call->answer, NULL);
     request->request_id = 0;
-    if (backend_on_thread ()) {
-        backend_request (request, 0, NULL, NULL);
-        return 0;
+    if (proto_encode (request, &call->request)) {
+        log_write (LOG_LEVEL_ERROR, request->trace_id, "a %s does not encode",
+                   proto_type_name (request->type));
+        call->refs = 1;
+        s_unref (call);
+        errno = EINVAL;
+        return NULL;
     }
-    worker_t *worker = s_worker_get ();
-    if (!worker)
-        return -1;
-    return s_worker_send (worker, request);
-}
-
-bool
-backend_judge (const proto_msg_t *reply, int expected, int *status, char *reason,
-               size_t reason_size)
-{
-    if (reply->type == expected)
-        return true;
-    if (reply->type == PROTO_ERROR) {
-        *status = reply->error.status;
-        snprintf (reason, reason_size, "%s", reply->error.reason);
+    loop_mail (&call->mail);
+    int64_t deadline = clock_mono_ms () + timeout_ms;
+    pthread_mutex_lock (&s_lock);
+    while (!call->answered && !atomic_load (&s_cancelled)) {
+        //  Short slices, so that a stopping gateway does not wait out a call.
+        int64_t now = clock_mono_ms (), wait = deadline - now;
+        if (wait <= 0)
+            break;
+        if (wait > WAKE_MS)
+            wait = WAKE_MS;
+        struct timespec until;
+        clock_gettime (CLOCK_REALTIME, &until);
+        until.tv_sec += wait / 1000;
+        until.tv_nsec += (wait % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait (&call->answer, &s_lock, &until);
+    }
+    bool answered = call->answered;
+    pthread_mutex_unlock (&s_lock);
+    proto_msg_t *reply = NULL;
+    if (!answered)
+        errno = atomic_load (&s_cancelled)? ECANCELED: ETIMEDOUT;
+    else
+    if (call->status) {
+        *status = call->status;
+        snprintf (reason, reason_size, "%s", call->reason);
     }
     else {
-        *status = 500;
-        snprintf (reason, reason_size, "the backend answered with a %s",
-                  proto_type_name (reply->type));
+        char why [PROTO_WHY_MAX];
+        reply = proto_decode (call->reply.data, call->reply.size, why, sizeof why);
+        if (!reply) {
+            *status = 500;
+            snprintf (reason, reason_size, "the backend's answer does not decode: %s", why);
+        }
     }
-    return false;
+    s_unref (call);
+    return reply;
 }
 
 proto_msg_t *
-backend_expect (proto_msg_t *request, int expected, int timeout_ms,
-                int *status, char *reason, size_t reason_size)
+backend_call (proto_msg_t *request, int expected, int timeout_ms,
+              int *status, char *reason, size_t reason_size)
 {
-    assert (!backend_on_thread ());     //  it would wait for itself
-    proto_msg_t *reply = backend_call (request, timeout_ms);
-    if (!reply) {
-        *status = errno == EPROTO? 500: 503;
+    proto_msg_t *reply = s_call (request, expected, timeout_ms, status, reason, reason_size);
+    if (!reply && !*status) {
+        *status = 503;
         snprintf (reason, reason_size, "%s",
-                  errno == EPROTO? "the gateway's backend answered with a garbled reply"
-                : errno == ECANCELED? "the gateway is stopping"
-                : errno == EAGAIN? "the gateway's backend is overloaded"
+                  errno == ECANCELED? "the gateway is stopping"
+                : errno == EINVAL? "the gateway could not make its request"
                 : "the gateway's backend did not answer in time");
-        return NULL;
     }
-    if (backend_judge (reply, expected, status, reason, reason_size))
-        return reply;
-    proto_msg_destroy (&reply);
-    return NULL;
+    return reply;
+}
+
+void
+calls_interrupt (void)
+{
+    atomic_store (&s_cancelled, true);
 }

@@ -75,7 +75,6 @@ struct conn {
     int64_t close_deadline_ms;              //  monotonic: past it, shut it even if unsent
     bool lingering;                         //  on the loop's list of closes that wait (loop.c)
     outbuf_t out;                           //  framed, not all written: the socket was full
-    char *join_request;                     //  client requestId (JSON) of a join in flight
     conn_t *ready_next;                     //  on the loop's flush list
     //  The event loop's.
     wsin_t in;                              //  its client frames, read through wslay;
@@ -91,6 +90,7 @@ struct conn {
     int64_t heard_ms;                       //  monotonic: the peer last sent anything (pings)
     int64_t pinged_ms;                      //  when it was pinged, unanswered; 0: not
     conn_t *loop_prev, *loop_next;          //  the loop's list of its conns
+    loop_mail_t adoption;                   //  how civetweb's close handler hands it over
     //  Under sockets.c's index lock (held is also written by the backend
     //  thread under the lock held for reading: it alone does so).
     char room_id [PROTO_ID_MAX + 1];        //  "" when in no room

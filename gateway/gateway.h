@@ -107,60 +107,109 @@ void gateway_metrics_delivered (int64_t ns);
 extern gateway_metrics_t gateway_metrics;
 
 //  ---------------------------------------------------------------------------
-//  Backend (backend.c): the one thread that owns the ZeroMQ sockets
+//  The event loop (loop.c): the one thread that owns every WebSocket and
+//  every ZeroMQ socket
 
-//  Bind the backend's sockets and start its thread. Returns 0, or -1 when
-//  an endpoint cannot be bound or connected (logged).
-int backend_start (void);
-//  Make calls in flight and any later call give up at once (ECANCELED):
-//  the first step of a shutdown, so no worker waits out a timeout.
-void backend_interrupt (void);
-//  Stop the thread and close its sockets.
-void backend_stop (void);
-//  Send request from this thread and wait at most timeout_ms for its
-//  reply. The backend picks the destination by type (stored, or the
-//  shard that owns the room) and answers 503 itself when it cannot send.
-//  Returns the reply for the caller to destroy, or NULL with errno
-//  ETIMEDOUT (no answer), ECANCELED (stopping) or EPROTO (garbled).
-//  request->request_id is overwritten.
-proto_msg_t *backend_call (proto_msg_t *request, int timeout_ms);
-//  backend_call for the clients' handlers: the reply when it is of type
-//  expected; else NULL with the HTTP status and reason to give the client
-//  (an error from roomd or stored keeps its own).
-proto_msg_t *backend_expect (proto_msg_t *request, int expected, int timeout_ms,
-                             int *status, char *reason, size_t reason_size);
-//  Send request and forget it (failures are logged by the backend).
-//  Returns 0, or -1 when it could not even be queued.
-int backend_post (proto_msg_t *request);
-//  What the backend thread's own requests call with their answer: the
-//  reply when it is of the type expected (borrowed: it is destroyed after
-//  the call), else NULL with the HTTP status and reason for the client.
-typedef void backend_then_fn (void *arg, proto_msg_t *reply, int status, const char *reason);
-//  True on the backend thread (which runs the event loop, loop.c).
-bool backend_on_thread (void);
-//  Backend thread only: send request (borrowed) and call then when its
-//  answer comes, or at once when it cannot be sent. then NULL: a post.
-void backend_request (proto_msg_t *request, int expected, backend_then_fn *then, void *then_arg);
-//  Whether reply is of type expected; if not, the status and reason to
-//  give the client (an error from roomd or stored keeps its own).
-bool backend_judge (const proto_msg_t *reply, int expected, int *status, char *reason,
+//  Start its thread, after links_start. Returns 0, or -1 (logged).
+int  loop_start (void);
+//  Close every WebSocket, answer what is in flight, and end the thread.
+void loop_stop (void);
+//  True on the loop's thread.
+bool loop_on_thread (void);
+
+//  Work another thread hands to the loop: run is called on the loop's
+//  thread, once, in the order mailed. The one way into the loop.
+typedef struct loop_mail loop_mail_t;
+struct loop_mail {
+    loop_mail_t *next;
+    void (*run) (loop_mail_t *mail);
+};
+void loop_mail (loop_mail_t *mail);
+
+//  ---------------------------------------------------------------------------
+//  ZeroMQ (links.c; the loop's thread, unless said)
+
+//  Bind the shard ROUTER and connect to stored. Returns 0, or -1 when an
+//  endpoint cannot be used (logged).
+int  links_start (void);
+//  Close them (the loop has stopped).
+void links_stop (void);
+//  The sockets for the loop's epoll set (their ZMQ_FD), at most max.
+int  links_handles (void **handles, int max);
+//  Read one message from a peer of the ROUTER and handle it (hellos,
+//  answers, a peer's requests), but for an event: that is returned in
+//  *event for the loop to deliver and destroy. False: nothing to read.
+bool links_from_peer (proto_msg_t **event);
+//  Read one message from stored and handle it. False: nothing to read.
+bool links_from_stored (void);
+//  Fail what was sent to stored when its link dropped (its monitor).
+void links_watch (void);
+//  Tell stored this run is alive (every GATEWAY_BEAT_MS).
+void links_beat (void);
+//  Any thread: this run's incarnation, copied into out; its length.
+size_t links_incarnation (char *out, size_t size);
+//  Any thread: the reaper's latest metrics report, decoded (NULL if none
+//  came yet), for the caller to destroy; and whether it reported within
+//  REAPER_TIMEOUT_S.
+proto_msg_t *links_reaper_report (void);
+bool links_reaper_up (void);
+
+//  ---------------------------------------------------------------------------
+//  Requests in flight (pending.c; the loop's thread)
+
+//  What a request's answer is given to: the reply when it is of the type
+//  expected (borrowed: it is destroyed after the call), else NULL with
+//  the status and reason for the client (an error from roomd or stored
+//  keeps its own).
+typedef void pending_then_fn (void *arg, proto_msg_t *reply, int status, const char *reason);
+
+void pending_start (void);
+void pending_stop (void);
+//  Send request (borrowed; its request_id is overwritten) to stored or
+//  to its room's shard, and call then when its answer comes, or at once
+//  when it cannot be sent. expected 0: any reply type is success.
+void pending_send (proto_msg_t *request, int expected, pending_then_fn *then, void *then_arg);
+//  Send request and forget it (failures are logged).
+void pending_post (proto_msg_t *request);
+//  Whether reply is of type expected (0: any); if not, the status and
+//  reason to give the client.
+bool pending_judge (const proto_msg_t *reply, int expected, int *status, char *reason,
                     size_t reason_size);
-//  Close the calling thread's DEALER, if it has one (civetweb's
-//  exit_thread callback calls this on every worker thread).
-void backend_thread_exit (void);
-//  The reaper's latest metrics report, decoded (NULL if none came yet);
-//  the caller destroys it.
-proto_msg_t *backend_reaper_report (void);
-//  The live shard ids, sorted, copied into ids (at most max). Returns how many.
-size_t backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max);
-//  The ids of shards refused because another live shard has their id
-//  (shards.c), as backend_shards.
-size_t backend_shard_conflicts (char (*ids) [PROTO_ID_MAX + 1], size_t max);
-//  This run's incarnation (a new one at start, and when stored says the
-//  run was declared dead), copied into out. Returns its length.
-size_t backend_incarnation (char *out, size_t size);
-//  Whether the reaper has reported within REAPER_TIMEOUT_S.
-bool backend_reaper_up (void);
+//  Answer 503 to what waited REQUEST_TIMEOUT_MS; how long until the next
+//  does (-1: none); answer 503 with reason to everything (at stop).
+void pending_expire (void);
+int64_t pending_wait_ms (void);
+void pending_fail_all (const char *reason);
+
+//  ---------------------------------------------------------------------------
+//  The live room shards (shards.c; the loop's thread, unless said)
+
+void shards_reset (void);
+//  Drop the shards silent for SHARD_TIMEOUT_MS.
+void shards_check (void);
+//  Whether a shard came back or went since the last look: this gateway
+//  may have missed events then (sockets_audit).
+bool shards_take_audit (void);
+//  Any thread: the live shard ids, sorted, copied into ids (at most max);
+//  and the ids of shards refused because another live shard has their id.
+//  Each returns how many.
+size_t shards_live (char (*ids) [PROTO_ID_MAX + 1], size_t max);
+size_t shards_conflicts (char (*ids) [PROTO_ID_MAX + 1], size_t max);
+
+//  ---------------------------------------------------------------------------
+//  Calls from the HTTP threads (calls.c)
+
+//  Hand request to the loop and wait at most timeout_ms for its answer:
+//  the reply when it is of type expected (0: any), for the caller to
+//  destroy; else NULL with the HTTP status and reason for the client (an
+//  error from roomd or stored keeps its own; 503 when the backend did not
+//  answer in time or the gateway is stopping). request->request_id is
+//  overwritten. Never on the loop's thread.
+proto_msg_t *backend_call (proto_msg_t *request, int expected, int timeout_ms,
+                           int *status, char *reason, size_t reason_size);
+//  Make calls in flight and any later call give up at once: the first
+//  step of a shutdown, so that no HTTP thread waits out a timeout.
+void calls_interrupt (void);
 
 //  ---------------------------------------------------------------------------
 //  Connections and fan-out (sockets.c; conn.h has the struct, output.c
@@ -212,8 +261,8 @@ void conn_set_address (conn_t *conn, const char *address);
 //  its join is not answered).
 void sockets_room_of (conn_t *conn, char *room_id);
 //  The socket asks to join room_id: from now on it is in the room, and
-//  the room's events are held for it until sockets_join_done (the backend,
-//  on the answer) or sockets_join_abort (the join failed).
+//  the room's events are held for it until sockets_join_done (on the
+//  answer) or sockets_join_abort (the join failed).
 void sockets_join_begin (conn_t *conn, const char *room_id);
 void sockets_join_abort (conn_t *conn, const char *room_id);
 //  Take the socket out of its room; copies the room it left ("" if none).
@@ -223,9 +272,6 @@ void sockets_user_left (const char *room_id, const char *user_id);
 
 //  Queue one frame (compact JSON of frame, which is taken) for conn.
 void sockets_send (conn_t *conn, json_t *frame);
-//  The client request id of the join this socket is making, as JSON
-//  text (NULL: none), so that the backend can echo it on user-joined.
-void sockets_set_join_request (conn_t *conn, const char *request_id_json);
 
 //  Backend thread only: deliver one event to the sockets in its room.
 void sockets_deliver (const proto_msg_t *event);
@@ -236,10 +282,13 @@ void sockets_audit (void);
 //  Backend thread only, each turn of its loop after the writes: start the
 //  reads of missed messages that waited for their sockets' queues to drain.
 void sockets_recoveries_resume (void);
-//  Backend thread only: a socket's join was answered with reply (a
-//  join-reply): queue its user-joined and message-history, then the
-//  events held since sockets_join_begin, and let later events through.
-void sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *reply);
+//  The loop's thread: conn's join of room_id (with since_seq, and the
+//  client's request_id or NULL) was answered with reply: queue its
+//  user-joined and message-history, then the events held since
+//  sockets_join_begin, and let later events through. Called in the
+//  join's then, before any later event from the shard is delivered.
+void sockets_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
+                        const json_t *request_id, const proto_join_reply_t *reply);
 
 //  ---------------------------------------------------------------------------
 //  The event loop (loop.c) that serves every WebSocket on the backend thread

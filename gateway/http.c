@@ -276,7 +276,7 @@ s_call (request_t *self, proto_msg_t *request, int expected, int timeout_ms)
     snprintf (request->trace_id, sizeof request->trace_id, "%s", self->trace);
     int status;
     char reason [PROTO_REASON_MAX];
-    proto_msg_t *reply = backend_expect (request, expected, timeout_ms, &status, reason,
+    proto_msg_t *reply = backend_call (request, expected, timeout_ms, &status, reason,
                                          sizeof reason);
     if (!reply)
         s_error (self, status, "%s", reason);
@@ -540,19 +540,22 @@ s_healthz (request_t *self)
 {
     proto_msg_t request = { .type = PROTO_STORE_STATS };
     snprintf (request.trace_id, sizeof request.trace_id, "%s", self->trace);
-    proto_msg_t *reply = backend_call (&request, HEALTH_TIMEOUT_MS);
-    bool stored_up = reply && reply->type == PROTO_STATS_REPLY;
+    int status;
+    char reason [PROTO_REASON_MAX];
+    proto_msg_t *reply = backend_call (&request, PROTO_STATS_REPLY, HEALTH_TIMEOUT_MS,
+                                       &status, reason, sizeof reason);
+    bool stored_up = reply != NULL;
     proto_msg_destroy (&reply);
     static __thread char shards [SHARDS_SHOWN][PROTO_ID_MAX + 1];
-    size_t shard_count = backend_shards (shards, SHARDS_SHOWN);
+    size_t shard_count = shards_live (shards, SHARDS_SHOWN);
     static __thread char conflicts [SHARDS_SHOWN][PROTO_ID_MAX + 1];
-    size_t conflict_count = backend_shard_conflicts (conflicts, SHARDS_SHOWN);
+    size_t conflict_count = shards_conflicts (conflicts, SHARDS_SHOWN);
     //  Two shards with one id is a fault to fix (one is refused); a dead
     //  reaper is not: chat goes on without it (idle rooms stay open, a
     //  dead gateway's sockets linger), so it is shown, not failed on.
     bool ok = stored_up && shard_count > 0 && conflict_count == 0;
     char incarnation [64];
-    backend_incarnation (incarnation, sizeof incarnation);
+    links_incarnation (incarnation, sizeof incarnation);
 
     json_t *answer = json_object ();
     json_object_set_new (answer, "status", json_string (ok? "ok": "degraded"));
@@ -566,7 +569,7 @@ s_healthz (request_t *self)
     for (size_t i = 0; i < conflict_count; i++)
         json_array_append_new (list, json_string (conflicts [i]));
     json_object_set_new (answer, "shardConflicts", list);
-    json_object_set_new (answer, "reaper", json_string (backend_reaper_up ()? "up": "down"));
+    json_object_set_new (answer, "reaper", json_string (links_reaper_up ()? "up": "down"));
     json_object_set_new (answer, "incarnation", json_string (incarnation));
     json_object_set_new (answer, "connections", json_integer ((json_int_t) sockets_open ()));
     json_object_set_new (answer, "auth", json_string (auth_mode ()));

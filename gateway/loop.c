@@ -64,13 +64,15 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
-#include "backend.h"
+#include <czmq.h>
+#include "gateway.h"
 #include "conn.h"
 #include "clock.h"
 #include "log.h"
@@ -83,12 +85,16 @@
 #define DRAIN_MS        2000            //  a closed socket's input is dropped so long (s_close)
 #define TRIM_AFTER      (1024 * 1024)   //  input bytes freed before the heap is trimmed
 #define ZMQ_SOCKETS_MAX 4
+#define WAKE_MS         100             //  longest sleep: timers, the stop flag
+#define DRAIN_MAX       256             //  messages read from one socket before the others' turn
+#define GATEWAY_BEAT_MS 1000            //  how often stored hears we are alive
+#define FLUSH_EVERY_US  1000            //  longest a frame waits while work keeps coming
 
 static struct {
     int epoll;
-    int mail;                           //  eventfd: conns to adopt
+    int mail;                           //  eventfd: something was mailed
     pthread_mutex_t lock;
-    conn_t *adopted;                    //  (lock) by loop_next
+    loop_mail_t *mail_head, *mail_tail; //  (lock) mailed, not yet run
     conn_t *conns;                      //  the loop's, by loop_next/loop_prev
     conn_t *dirty_head, *dirty_tail;    //  to write, by ready_next
     conn_t **resume;                    //  whose action ended
@@ -102,7 +108,12 @@ static struct {
     bool hurry;
     int64_t next_ping_ms;               //  monotonic: when s_ping looks again
     size_t freed;                       //  input buffer bytes freed since the last trim
+    pthread_t thread;
+    bool started;
+    atomic_bool stopping;               //  the thread should end
 } s_loop = { .epoll = -1, .mail = -1, .lock = PTHREAD_MUTEX_INITIALIZER };
+
+static __thread bool s_on_thread;      //  this is the loop's thread
 
 //  Markers for epoll's data of the descriptors that are not conns.
 static char s_mail_marker, s_zmq_marker;
@@ -164,16 +175,47 @@ loop_preface (conn_t *conn, int bits, const char *data, size_t size)
 }
 
 void
-loop_adopt (conn_t *conn)
+loop_mail (loop_mail_t *mail)
 {
-    atomic_fetch_add (&conn->refs, 1);          //  the loop's
+    mail->next = NULL;
     pthread_mutex_lock (&s_loop.lock);
-    conn->loop_next = s_loop.adopted;
-    s_loop.adopted = conn;
+    if (s_loop.mail_tail)
+        s_loop.mail_tail->next = mail;
+    else
+        s_loop.mail_head = mail;
+    s_loop.mail_tail = mail;
     pthread_mutex_unlock (&s_loop.lock);
     uint64_t one = 1;
     ssize_t rc = write (s_loop.mail, &one, sizeof one);
     (void) rc;                          //  a full eventfd is awake anyway
+}
+
+//  Run what was mailed, in order.
+static void
+s_take_mail (void)
+{
+    uint64_t value;
+    ssize_t rc = read (s_loop.mail, &value, sizeof value);
+    (void) rc;
+    pthread_mutex_lock (&s_loop.lock);
+    loop_mail_t *mail = s_loop.mail_head;
+    s_loop.mail_head = s_loop.mail_tail = NULL;
+    pthread_mutex_unlock (&s_loop.lock);
+    while (mail) {
+        loop_mail_t *next = mail->next;
+        mail->run (mail);
+        mail = next;
+    }
+}
+
+static void s_adopted (loop_mail_t *mail);
+
+void
+loop_adopt (conn_t *conn)
+{
+    atomic_fetch_add (&conn->refs, 1);          //  the loop's
+    conn->adoption.run = s_adopted;
+    loop_mail (&conn->adoption);
 }
 
 static void
@@ -190,40 +232,31 @@ s_interest (conn_t *conn)
     }
 }
 
+//  A conn handed over by civetweb's close handler: the loop's from now on.
 static void
-s_take_adopted (void)
+s_adopted (loop_mail_t *mail)
 {
-    uint64_t value;
-    ssize_t rc = read (s_loop.mail, &value, sizeof value);
-    (void) rc;
-    pthread_mutex_lock (&s_loop.lock);
-    conn_t *conn = s_loop.adopted;
-    s_loop.adopted = NULL;
-    pthread_mutex_unlock (&s_loop.lock);
-    while (conn) {
-        conn_t *next = conn->loop_next;
-        conn->loop_prev = NULL;
-        conn->loop_next = s_loop.conns;
-        if (s_loop.conns)
-            s_loop.conns->loop_prev = conn;
-        s_loop.conns = conn;
-        conn->interest = EPOLLIN;
-        conn->heard_ms = clock_mono_ms ();
-        wsin_init (&conn->in, s_recv, conn);
-        struct epoll_event event = { .events = EPOLLIN, .data.ptr = conn };
-        ws_opened (conn);
-        if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, conn->fd, &event)) {
-            log_error ("epoll_ctl: %s", strerror (errno));
-            conn->interest = 0;
-            s_end (conn);
-        }
-        else
-        if (wsin_has_preface (&conn->in)) {
-            s_handle (conn, 0);         //  frames sent with the upgrade, read by civetweb
-            if (!conn->ended)
-                s_interest (conn);
-        }
-        conn = next;
+    conn_t *conn = (conn_t *) ((char *) mail - offsetof (conn_t, adoption));
+    conn->loop_prev = NULL;
+    conn->loop_next = s_loop.conns;
+    if (s_loop.conns)
+        s_loop.conns->loop_prev = conn;
+    s_loop.conns = conn;
+    conn->interest = EPOLLIN;
+    conn->heard_ms = clock_mono_ms ();
+    wsin_init (&conn->in, s_recv, conn);
+    struct epoll_event event = { .events = EPOLLIN, .data.ptr = conn };
+    ws_opened (conn);
+    if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, conn->fd, &event)) {
+        log_error ("epoll_ctl: %s", strerror (errno));
+        conn->interest = 0;
+        s_end (conn);
+    }
+    else
+    if (wsin_has_preface (&conn->in)) {
+        s_handle (conn, 0);             //  frames sent with the upgrade, read by civetweb
+        if (!conn->ended)
+            s_interest (conn);
     }
 }
 
@@ -438,7 +471,7 @@ loop_done (conn_t *conn)
 void
 loop_wake (conn_t *conn)
 {
-    assert (backend_on_thread ());
+    assert (s_on_thread);
     conn->ready_next = NULL;
     if (s_loop.dirty_tail)
         s_loop.dirty_tail->ready_next = conn;
@@ -450,7 +483,7 @@ loop_wake (conn_t *conn)
 void
 loop_park (conn_t *conn)
 {
-    assert (backend_on_thread ());
+    assert (s_on_thread);
     if (!conn->ended)
         s_interest (conn);
     //  A close frame waits for the socket at most so long (output.c):
@@ -535,46 +568,12 @@ s_ping (void)
 //  ---------------------------------------------------------------------------
 //  The turn
 
-int
-loop_start (void *const *handles, int count)
+//  Wait at most timeout_ms for a client socket, mail or a ZeroMQ socket
+//  (at once when one has a message already), and handle the client
+//  sockets' input. Returns how many client sockets had some.
+static int
+s_wait (int timeout_ms)
 {
-    assert (count <= ZMQ_SOCKETS_MAX);
-    s_loop.epoll = epoll_create1 (EPOLL_CLOEXEC);
-    s_loop.mail = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s_loop.epoll < 0 || s_loop.mail < 0) {
-        log_error ("cannot make the event loop: %s", strerror (errno));
-        return -1;
-    }
-    struct epoll_event event = { .events = EPOLLIN, .data.ptr = &s_mail_marker };
-    if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, s_loop.mail, &event))
-        return -1;
-    for (int i = 0; i < count; i++) {
-        //  ZeroMQ's descriptor only says "look": ZMQ_EVENTS tells.
-        int fd;
-        size_t size = sizeof fd;
-        if (zmq_getsockopt (handles [i], ZMQ_FD, &fd, &size))
-            return -1;
-        event.data.ptr = &s_zmq_marker;
-        if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, fd, &event))
-            return -1;
-        s_loop.zmq [s_loop.zmq_count++] = handles [i];
-    }
-    return 0;
-}
-
-void
-loop_hurry (bool more)
-{
-    s_loop.hurry = more;
-}
-
-int
-loop_wait (int timeout_ms)
-{
-    if (s_loop.lingering_count)
-        s_linger ();
-    if (clock_mono_ms () >= s_loop.next_ping_ms)
-        s_ping ();
     //  ZeroMQ's descriptors are edge-like: a message may wait although
     //  the descriptor is quiet, so ask each socket before sleeping.
     for (int i = 0; i < s_loop.zmq_count && timeout_ms > 0; i++) {
@@ -594,7 +593,7 @@ loop_wait (int timeout_ms)
         if (ptr == &s_zmq_marker)
             count--;                    //  not work in itself: the drain counts it
         if (ptr == &s_mail_marker)
-            s_take_adopted ();
+            s_take_mail ();
         else
         if (ptr != &s_zmq_marker) {
             conn_t *conn = ptr;
@@ -611,10 +610,10 @@ loop_wait (int timeout_ms)
     return count > 0? count: 0;
 }
 
-void
-loop_resume (void)
+//  Conns whose action ended go on with the frames that waited, or close.
+static void
+s_resume (void)
 {
-    //  Conns whose action ended go on with the frames that waited, or close.
     for (size_t i = 0; i < s_loop.resume_count; i++) {
         conn_t *conn = s_loop.resume [i];
         conn->resuming = false;
@@ -633,14 +632,15 @@ loop_resume (void)
     s_loop.resume_count = 0;
 }
 
-bool
-loop_unwritten (void)
+static bool
+s_unwritten (void)
 {
     return s_loop.dirty_head || s_loop.dead_count;
 }
 
-void
-loop_flush (void)
+//  Write what was queued.
+static void
+s_flush (void)
 {
     //  A conn with more queued than one write takes is put back on the
     //  list by output_serve: it is served next turn, after the others.
@@ -657,12 +657,13 @@ loop_flush (void)
     s_loop.dead_count = 0;
 }
 
-void
-loop_close_all (void)
+//  The gateway is stopping: every socket gets a close frame. A conn whose
+//  action waits is ended now and finished when its answer fails (the
+//  stop fails everything in flight); it leaves the list.
+static void
+s_close_all (void)
 {
-    s_take_adopted ();
-    //  A conn whose action waits is ended now and finished when the stop
-    //  fails every pending request (then loop_flush); it leaves the list.
+    s_take_mail ();
     while (s_loop.conns) {
         conn_t *conn = s_loop.conns;
         s_close (conn, WSFRAME_GOING_AWAY, "the gateway is stopping");
@@ -670,9 +671,121 @@ loop_close_all (void)
     }
 }
 
-void
-loop_destroy (void)
+//  The loop: one turn reads what came (client sockets, mail, the ZeroMQ
+//  sockets), lets the sockets whose actions ended go on, writes what was
+//  queued, and looks at the timers.
+static void *
+s_run (void *arg)
 {
+    (void) arg;
+    s_on_thread = true;
+    int64_t next_beat = 0, flushed_us = 0;
+    while (!atomic_load (&s_loop.stopping)) {
+        int64_t now = clock_mono_ms ();
+        if (now >= next_beat) {
+            links_beat ();
+            next_beat = now + GATEWAY_BEAT_MS;
+        }
+        if (s_loop.lingering_count)
+            s_linger ();
+        if (now >= s_loop.next_ping_ms)
+            s_ping ();
+        int64_t wait = WAKE_MS;
+        int64_t until = pending_wait_ms ();
+        if (until >= 0 && until < wait)
+            wait = until;
+        //  Client frames are read and their actions begun in here. With
+        //  frames to write it only looks, so they wait for no sleep.
+        int work = s_wait (s_unwritten ()? 0: (int) wait);
+        //  Peers first: their replies and events finish work already begun.
+        int i, drained = 0;
+        proto_msg_t *event;
+        for (i = 0; i < DRAIN_MAX && links_from_peer (&event); i++)
+            if (event) {
+                sockets_deliver (event);
+                proto_msg_destroy (&event);
+            }
+        drained += i;
+        for (i = 0; i < DRAIN_MAX && links_from_stored (); i++)
+            ;
+        drained += i;
+        links_watch ();
+        s_resume ();
+        //  Write what the sockets were queued once no more work is
+        //  waiting, or at least every FLUSH_EVERY_US while it keeps coming:
+        //  under load a write then carries many frames (a send on loopback
+        //  costs as much as the receiver's whole TCP path, ./nearchat bench
+        //  load fanout, perf), at a millisecond's latency at most.
+        int64_t now_us = clock_mono_ns () / 1000;
+        if (s_unwritten () && (work + drained == 0 || now_us - flushed_us >= FLUSH_EVERY_US)) {
+            s_flush ();
+            flushed_us = now_us;
+        }
+        s_loop.hurry = drained >= DRAIN_MAX;
+        sockets_recoveries_resume ();
+        pending_expire ();
+        shards_check ();
+        if (shards_take_audit ())
+            sockets_audit ();
+    }
+    //  Sockets are closed as civetweb closes its own: each one's leave
+    //  and conn-del are posted, and go out with the calls' last.
+    s_close_all ();
+    pending_fail_all ("the gateway is stopping");
+    s_resume ();                        //  the closes that waited for their actions
+    s_flush ();
+    return NULL;
+}
+
+bool
+loop_on_thread (void)
+{
+    return s_on_thread;
+}
+
+int
+loop_start (void)
+{
+    s_loop.epoll = epoll_create1 (EPOLL_CLOEXEC);
+    s_loop.mail = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (s_loop.epoll < 0 || s_loop.mail < 0) {
+        log_error ("cannot make the event loop: %s", strerror (errno));
+        return -1;
+    }
+    struct epoll_event event = { .events = EPOLLIN, .data.ptr = &s_mail_marker };
+    if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, s_loop.mail, &event))
+        return -1;
+    void *handles [ZMQ_SOCKETS_MAX];
+    int count = links_handles (handles, ZMQ_SOCKETS_MAX);
+    for (int i = 0; i < count; i++) {
+        //  ZeroMQ's descriptor only says "look": ZMQ_EVENTS tells.
+        int fd;
+        size_t size = sizeof fd;
+        if (zmq_getsockopt (handles [i], ZMQ_FD, &fd, &size))
+            return -1;
+        event.data.ptr = &s_zmq_marker;
+        if (epoll_ctl (s_loop.epoll, EPOLL_CTL_ADD, fd, &event))
+            return -1;
+        s_loop.zmq [s_loop.zmq_count++] = handles [i];
+    }
+    shards_reset ();
+    atomic_store (&s_loop.stopping, false);
+    if (pthread_create (&s_loop.thread, NULL, s_run, NULL)) {
+        log_error ("cannot start the event loop's thread");
+        return -1;
+    }
+    s_loop.started = true;
+    return 0;
+}
+
+void
+loop_stop (void)
+{
+    atomic_store (&s_loop.stopping, true);
+    if (s_loop.started) {
+        pthread_join (s_loop.thread, NULL);
+        s_loop.started = false;
+    }
     for (size_t i = 0; i < s_loop.lingering_count; i++) {
         s_loop.lingering [i]->lingering = false;
         conn_unref (s_loop.lingering [i]);

@@ -134,17 +134,6 @@ s_log_message (const struct mg_connection *conn, const char *message)
     return 1;
 }
 
-//  Each worker thread made its DEALER to the backend lazily; it goes with
-//  the thread.
-static void
-s_exit_thread (const struct mg_context *ctx, int thread_type, void *thread_pointer)
-{
-    (void) ctx;
-    (void) thread_type;
-    (void) thread_pointer;
-    backend_thread_exit ();
-}
-
 //  A setting that config.c cannot check alone: exit 2, as it would.
 static void
 s_bad_setting (const char *name, const char *value, const char *why)
@@ -188,6 +177,19 @@ s_websocket_path (void)
         path [--length] = 0;            //  /prod/ is /prod
     if (strcmp (path, "/") != 0)
         gateway_config.websocket_path = path;
+}
+
+//  Stop what started, in the reverse order: the loop (which closes every
+//  WebSocket, posting each one's leave and conn-del, and answers what is
+//  in flight), then the ZeroMQ sockets, which send what is left.
+static void
+s_stop (void)
+{
+    loop_stop ();
+    links_stop ();
+    pending_stop ();
+    body_stop ();
+    sockets_stop ();
 }
 
 int
@@ -244,10 +246,9 @@ main (int argc, char *argv [])
     if (bus_start (BUS_GATEWAY) || bus_own_key (gateway_config.gateway_id))
         return 1;
     limits_start ();
-    if (sockets_start () || body_start () || backend_start ()) {
-        backend_stop ();
-        body_stop ();
-        sockets_stop ();
+    pending_start ();
+    if (sockets_start () || body_start () || links_start () || loop_start ()) {
+        s_stop ();
         bus_close ();                   //  before czmq's own exit handler, which asserts else
         return 1;
     }
@@ -305,16 +306,13 @@ main (int argc, char *argv [])
     struct mg_callbacks callbacks;
     memset (&callbacks, 0, sizeof callbacks);
     callbacks.log_message = s_log_message;
-    callbacks.exit_thread = s_exit_thread;
     callbacks.begin_request = guard_begin_request;
     callbacks.http_error = guard_http_error;
     mg_init_library (0);                //  no TLS: the edge's (gateway/edge/)
     struct mg_context *context = mg_start (&callbacks, NULL, options);
     if (!context) {
         log_error ("cannot serve HTTP on %s", ports);
-        backend_stop ();
-        body_stop ();
-        sockets_stop ();
+        s_stop ();
         mg_exit_library ();
         bus_close ();
         return 1;
@@ -338,12 +336,10 @@ main (int argc, char *argv [])
     //  Calls give up so that civetweb's threads return, then the event
     //  loop closes every WebSocket (each socket's leave and conn-del still
     //  go out) as the backend stops.
-    backend_interrupt ();
+    calls_interrupt ();
     mg_stop (context);
     log_debug ("civetweb stopped");
-    backend_stop ();
-    body_stop ();
-    sockets_stop ();
+    s_stop ();
     mg_exit_library ();
     limits_stop ();
     bus_close ();

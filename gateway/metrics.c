@@ -97,10 +97,10 @@ s_ask (const char *trace, const char *shard_id)
 {
     proto_msg_t request = { .type = PROTO_METRICS, .metrics.shard_id = shard_id };
     snprintf (request.trace_id, sizeof request.trace_id, "%s", trace? trace: "");
-    proto_msg_t *reply = backend_call (&request, ASK_TIMEOUT_MS);
-    if (reply && reply->type != PROTO_METRICS_REPLY)
-        proto_msg_destroy (&reply);
-    return reply;
+    int status;
+    char reason [PROTO_REASON_MAX];
+    return backend_call (&request, PROTO_METRICS_REPLY, ASK_TIMEOUT_MS, &status, reason,
+                         sizeof reason);
 }
 
 //  A label value as the text format wants it: \, " and newline escaped.
@@ -233,7 +233,7 @@ metrics_render (const char *trace, size_t *size)
         sources [source_count++] = (source_t) { &reply->metrics_reply, NULL };
     }
     static __thread char shards [SOURCES_MAX - 3][PROTO_ID_MAX + 1];
-    size_t shard_count = backend_shards (shards, SOURCES_MAX - 3);
+    size_t shard_count = shards_live (shards, SOURCES_MAX - 3);
     for (size_t i = 0; i < shard_count; i++)
         if ((reply = s_ask (trace, shards [i]))) {
             replies [reply_count++] = reply;
@@ -241,8 +241,8 @@ metrics_render (const char *trace, size_t *size)
         }
     //  The last report stays shown, but the reaper is up only while
     //  its reports keep coming (REAPER_TIMEOUT_S).
-    reaper_seen = backend_reaper_up ();
-    if ((reply = backend_reaper_report ())) {
+    reaper_seen = links_reaper_up ();
+    if ((reply = links_reaper_report ())) {
         replies [reply_count++] = reply;
         sources [source_count++] = (source_t) { &reply->metrics_reply, NULL };
     }

@@ -28,14 +28,14 @@
     room id (route.h), so every gateway that has heard the same shards
     picks the same owner.
 
-    The table is the backend thread's alone; other threads read the set
-    through a snapshot under its own lock (backend_shards).
+    The table is the event loop's alone; the HTTP threads read the set
+    through a snapshot under its own lock (shards_live).
     =========================================================================
 */
 
 #include <errno.h>
 #include <string.h>
-#include "backend.h"
+#include "links.h"
 #include "clock.h"
 #include "log.h"
 #include "route.h"
@@ -44,6 +44,7 @@
 
 static shard_t s_shards [SHARDS_MAX];       //  sorted by id
 static size_t s_shard_count;
+static bool s_audit;                        //  a shard came or went: see shards_take_audit
 
 static pthread_mutex_t s_snapshot_lock = PTHREAD_MUTEX_INITIALIZER;
 static char s_snapshot [SHARDS_MAX][PROTO_ID_MAX + 1];
@@ -67,7 +68,7 @@ s_snapshot_update (void)
 }
 
 size_t
-backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max)
+shards_live (char (*ids) [PROTO_ID_MAX + 1], size_t max)
 {
     pthread_mutex_lock (&s_snapshot_lock);
     size_t count = s_snapshot_count < max? s_snapshot_count: max;
@@ -77,7 +78,7 @@ backend_shards (char (*ids) [PROTO_ID_MAX + 1], size_t max)
 }
 
 size_t
-backend_shard_conflicts (char (*ids) [PROTO_ID_MAX + 1], size_t max)
+shards_conflicts (char (*ids) [PROTO_ID_MAX + 1], size_t max)
 {
     pthread_mutex_lock (&s_snapshot_lock);
     size_t count = s_conflict_count < max? s_conflict_count: max;
@@ -103,14 +104,20 @@ s_hex (const ident_t *ident, char *out, size_t size)
     return out;
 }
 
-//  Send an encoded message to a peer. Returns 0, or -1 (errno
-//  EHOSTUNREACH: the peer's link is gone).
+//  Send msg to a peer. Returns 0, or -1 (errno EHOSTUNREACH: the peer's
+//  link is gone).
 static int
-s_send_to (void *router, const ident_t *to, const msgpack_sbuffer *buffer)
+s_send_to (const ident_t *to, const proto_msg_t *msg)
 {
-    const void *parts [] = { to->data, buffer->data };
-    size_t sizes [] = { to->size, buffer->size };
-    return backend_send_parts (router, parts, sizes, 2);
+    static msgpack_sbuffer buffer;      //  (the loop's thread alone)
+    if (!buffer.data)
+        msgpack_sbuffer_init (&buffer);
+    msgpack_sbuffer_clear (&buffer);
+    if (proto_encode (msg, &buffer)) {
+        errno = EINVAL;
+        return -1;
+    }
+    return links_to_peer (to, buffer.data, buffer.size);
 }
 
 static void
@@ -123,11 +130,11 @@ s_shard_remove (size_t index, const char *why)
     s_shard_count--;
     log_info ("room shard %s dropped (%s); %zu live", id, why, s_shard_count);
     s_snapshot_update ();
-    backend_fail_shard (id, "went away", false);
+    pending_fail_shard (id, "went away", false);
     //  It may have died between stored's commit of a message and its
     //  fan-out; the sender, told 503, may never resend, and the room may
     //  say nothing more that would show the gap: ask stored now.
-    sockets_audit ();
+    s_audit = true;
 }
 
 void
@@ -166,7 +173,7 @@ shards_check (void)
 //  shard restarted (its old link is gone), or a second one? The probe is
 //  a welcome to the old link, which it would get at its next hello anyway.
 static bool
-s_old_link_gone (void *router, msgpack_sbuffer *buffer, const shard_t *shard)
+s_old_link_gone (const shard_t *shard)
 {
     const char *ids [SHARDS_MAX];
     for (size_t i = 0; i < s_shard_count; i++)
@@ -174,16 +181,12 @@ s_old_link_gone (void *router, msgpack_sbuffer *buffer, const shard_t *shard)
     proto_msg_t welcome = { .type = PROTO_SHARD_WELCOME, .shard_welcome = {
         .gateway_id = gateway_config.gateway_id, .shards = ids,
         .shard_count = (uint32_t) s_shard_count } };
-    msgpack_sbuffer_clear (buffer);
-    if (proto_encode (&welcome, buffer))
-        return true;
-    return s_send_to (router, &shard->identity, buffer) && errno == EHOSTUNREACH;
+    return s_send_to (&shard->identity, &welcome) && errno == EHOSTUNREACH;
 }
 
 //  Refuse a second peer with the id of a live shard.
 static void
-s_refuse_rival (void *router, msgpack_sbuffer *buffer, shard_t *shard, const ident_t *from,
-                const char *address)
+s_refuse_rival (shard_t *shard, const ident_t *from, const char *address)
 {
     bool first = !shard->rival_seen_ms || !s_same (&shard->rival, from);
     shard->rival = *from;
@@ -202,14 +205,11 @@ s_refuse_rival (void *router, msgpack_sbuffer *buffer, shard_t *shard, const ide
         s_snapshot_update ();
     }
     proto_msg_t error = { .type = PROTO_ERROR, .error = { 409, reason } };
-    msgpack_sbuffer_clear (buffer);
-    if (proto_encode (&error, buffer) == 0)
-        s_send_to (router, from, buffer);
+    s_send_to (from, &error);
 }
 
 void
-shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
-              const char *address, const proto_shard_hello_t *hello)
+shards_hello (const ident_t *from, const char *address, const proto_shard_hello_t *hello)
 {
     size_t index = 0;
     while (index < s_shard_count && strcmp (s_shards [index].id, hello->shard_id) < 0)
@@ -238,8 +238,8 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
     }
     else
     if (!s_same (&shard->identity, from)) {
-        if (!s_old_link_gone (router, buffer, shard)) {
-            s_refuse_rival (router, buffer, shard, from, address);
+        if (!s_old_link_gone (shard)) {
+            s_refuse_rival (shard, from, address);
             return;
         }
         //  The same shard id on a new link, the old one gone: it
@@ -250,15 +250,15 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
         if (shard->rival_seen_ms && s_same (&shard->rival, from))
             shard->rival_seen_ms = 0;   //  the second took the id over
         s_snapshot_update ();
-        backend_fail_shard (shard->id, "restarted", true);
-        backend_resend_parked (shard);
+        pending_fail_shard (shard->id, "restarted", true);
+        pending_resend_parked (shard);
         fresh = true;
     }
     shard->seen_ms = clock_mono_ms ();
     //  Events the shard sent while it was not live here (or on its old
     //  link) may be lost: the last of a burst would show as no gap at all.
     if (fresh)
-        sockets_audit ();
+        s_audit = true;
 
     const char *ids [SHARDS_MAX];
     for (size_t i = 0; i < s_shard_count; i++)
@@ -266,12 +266,15 @@ shards_hello (void *router, msgpack_sbuffer *buffer, const ident_t *from,
     proto_msg_t welcome = { .type = PROTO_SHARD_WELCOME, .shard_welcome = {
         .gateway_id = gateway_config.gateway_id, .shards = ids,
         .shard_count = (uint32_t) s_shard_count, .fresh = fresh } };
-    msgpack_sbuffer_clear (buffer);
-    if (proto_encode (&welcome, buffer) == 0) {
-        const void *parts [] = { from->data, buffer->data };
-        size_t sizes [] = { from->size, buffer->size };
-        backend_send_parts (router, parts, sizes, 2);
-    }
+    s_send_to (from, &welcome);
+}
+
+bool
+shards_take_audit (void)
+{
+    bool audit = s_audit;
+    s_audit = false;
+    return audit;
 }
 
 const shard_t *

@@ -103,7 +103,6 @@ conn_unref (conn_t *conn)
         conn_queue_drop (conn);
         free (conn->queue);
         free (conn->out.data);
-        free (conn->join_request);
         free (conn);
     }
 }
@@ -437,12 +436,6 @@ sockets_send (conn_t *conn, json_t *frame)
     frame_unref (queued);
 }
 
-void
-sockets_set_join_request (conn_t *conn, const char *request_id_json)
-{
-    free (conn->join_request);
-    conn->join_request = request_id_json? strdup (request_id_json): NULL;
-}
 
 //  ---------------------------------------------------------------------------
 //  Fan-out (the backend thread). Delivery order. A socket is given each message seq of its room at most
@@ -690,7 +683,7 @@ s_recover_start (recoveries_t *starts)
         recovery_t *read = starts->reads [i];
         proto_msg_t request = { .type = PROTO_HISTORY, .history = {
             .room_id = read->room_id, .from_seq = read->from_seq, .limit = read->limit } };
-        backend_request (&request, PROTO_HISTORY_REPLY, s_recovered, read);
+        pending_send (&request, PROTO_HISTORY_REPLY, s_recovered, read);
     }
     free (starts->reads);
     starts->reads = NULL;
@@ -747,7 +740,7 @@ sockets_audit (void)
     for (char *room_id = zlistx_first (ids); room_id; room_id = zlistx_next (ids)) {
         proto_msg_t request = { .type = PROTO_HISTORY, .history = {
             .room_id = room_id, .limit = 1 } };
-        backend_request (&request, PROTO_HISTORY_REPLY, s_audited, room_id);
+        pending_send (&request, PROTO_HISTORY_REPLY, s_audited, room_id);
     }
     zlistx_destroy (&ids);
 }
@@ -825,16 +818,16 @@ sockets_deliver (const proto_msg_t *event)
 }
 
 void
-sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *reply)
+sockets_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
+                   const json_t *request_id, const proto_join_reply_t *reply)
 {
-    assert (join->conn_id);
-    //  Rendered before taking the lock; only the request id is added under it.
+    const profile_t *profile = &conn->profile;
     json_t *joined = json_object ();
     json_object_set_new (joined, "type", json_string ("user-joined"));
-    json_object_set_new (joined, "userId", json_string (join->user_id));
-    json_object_set_new (joined, "userName", json_string (join->user_name? join->user_name: ""));
-    json_object_set_new (joined, "userIcon", json_string (join->user_icon? join->user_icon: ""));
-    json_object_set_new (joined, "userColor", json_string (join->user_color? join->user_color: ""));
+    json_object_set_new (joined, "userId", json_string (conn->user_id));
+    json_object_set_new (joined, "userName", json_string (profile->has_name? profile->user_name: ""));
+    json_object_set_new (joined, "userIcon", json_string (profile->has_icon? profile->user_icon: ""));
+    json_object_set_new (joined, "userColor", json_string (profile->has_color? profile->user_color: ""));
     json_object_set_new (joined, "creatorId", json_string (reply->room.creator));
     json_object_set_new (joined, "roomId", json_string (reply->room.id));
     json_object_set_new (joined, "roomInfo", render_room_info (&reply->room));
@@ -844,22 +837,16 @@ sockets_join_done (const proto_room_join_t *join, const proto_join_reply_t *repl
     //  history, up to the room's newest when the join was committed; but a
     //  sinceSeq join whose history could not be read has only what it said.
     uint64_t history_seq = reply->count? reply->messages [reply->count - 1].seq
-                         : more? join->since_seq: reply->room.last_seq;
+                         : more? since_seq: reply->room.last_seq;
     recoveries_t starts = { 0 };
 
     pthread_rwlock_wrlock (&s_index_lock);
-    conn_t *conn = zhashx_lookup (s_conns, join->conn_id);
     //  Not joining that room any more: it closed, left, or the room closed
     //  meanwhile (and the socket heard room-closed).
-    if (conn && (!conn->joining || strcmp (conn->room_id, join->room_id) != 0))
-        conn = NULL;
-    if (conn) {
+    if (conn->state != CONN_CLOSED && conn->joining && strcmp (conn->room_id, room_id) == 0) {
         conn->joining = false;
-        if (conn->join_request) {
-            json_t *request_id = json_loads (conn->join_request, JSON_DECODE_ANY, NULL);
-            if (request_id)
-                json_object_set_new (joined, "requestId", request_id);
-        }
+        if (request_id)
+            json_object_set (joined, "requestId", (json_t *) request_id);
         char *joined_text = render_text (joined);
         if (joined_text && history) {
             frame_t *first = frame_new (joined_text);

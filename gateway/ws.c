@@ -65,6 +65,7 @@ struct action {
     char client_id [PROTO_ID_MAX + 1];
     bool has_client_id;
     bool was_in_room;
+    uint64_t since_seq;
 };
 
 //  ---------------------------------------------------------------------------
@@ -142,7 +143,7 @@ s_call (action_t *self, proto_msg_t *request, int expected, action_then_fn *then
     snprintf (request->trace_id, sizeof request->trace_id, "%s", self->trace);
     self->then = then;
     self->waiting = true;
-    backend_request (request, expected, s_answered, self);
+    pending_send (request, expected, s_answered, self);
 }
 
 //  Read roomId, which every action but ping has.
@@ -194,7 +195,7 @@ s_post_connection (conn_t *conn, const char *room_id, const char *trace)
         .user_name = S_NAME (profile), .user_icon = S_ICON (profile),
         .user_color = S_COLOR (profile), .connected_at_ms = clock_now_ms () } };
     snprintf (put.trace_id, sizeof put.trace_id, "%s", trace? trace: "");
-    backend_post (&put);
+    pending_post (&put);
 }
 
 //  The socket left room_id (it closed, or joined another): the shard
@@ -206,7 +207,7 @@ s_post_leave (conn_t *conn, const char *room_id, const char *trace)
         .room_id = room_id, .user_id = conn_user_id (conn), .conn_id = conn_id (conn),
         .user_name = S_NAME (conn_profile (conn)) } };
     snprintf (leave.trace_id, sizeof leave.trace_id, "%s", trace? trace: "");
-    backend_post (&leave);
+    pending_post (&leave);
 }
 
 //  ---------------------------------------------------------------------------
@@ -215,9 +216,11 @@ s_post_leave (conn_t *conn, const char *room_id, const char *trace)
 static void
 s_joined (action_t *self, proto_msg_t *reply)
 {
-    sockets_set_join_request (self->conn, NULL);
-    if (reply)
+    if (reply) {
+        sockets_join_done (self->conn, self->room_id, self->since_seq, self->request_id,
+                           &reply->join_reply);
         s_post_connection (self->conn, self->room_id, self->trace);
+    }
     else
         sockets_join_abort (self->conn, self->room_id);
 }
@@ -245,19 +248,17 @@ s_join_room (action_t *self)
     }
     //  The profile given here is the socket's from now on.
     *conn_profile (self->conn) = profile;
-    char *request_id = self->request_id? render_text (self->request_id): NULL;
-    sockets_set_join_request (self->conn, request_id);
-    free (request_id);
     proto_msg_t request = { .type = PROTO_ROOM_JOIN, .room_join = {
         .room_id = room_id, .user_id = conn_user_id (self->conn),
         .conn_id = conn_id (self->conn), .gateway_id = gateway_config.gateway_id,
         .user_name = S_NAME (&profile), .user_icon = S_ICON (&profile),
         .user_color = S_COLOR (&profile), .since_seq = (uint64_t) since_seq } };
     //  The socket is in the room from now on, its events held; on success
-    //  the backend queues its user-joined, message-history and what was
+    //  its then queues its user-joined, message-history and what was
     //  held (sockets_join_done).
     sockets_join_begin (self->conn, room_id);
     snprintf (self->room_id, sizeof self->room_id, "%s", room_id);
+    self->since_seq = (uint64_t) since_seq;
     s_call (self, &request, PROTO_JOIN_REPLY, s_joined);
 }
 
@@ -746,11 +747,11 @@ ws_closed (conn_t *conn)
             .room_id = room_id, .user_id = user_id, .conn_id = id,
             .user_name = S_NAME (&profile) } };
         snprintf (leave.trace_id, sizeof leave.trace_id, "%s", trace);
-        backend_post (&leave);
+        pending_post (&leave);
     }
     proto_msg_t del = { .type = PROTO_CONN_DEL, .conn_del = { .conn_id = id } };
     snprintf (del.trace_id, sizeof del.trace_id, "%s", trace);
-    backend_post (&del);
+    pending_post (&del);
     log_write (LOG_LEVEL_DEBUG, trace, "socket %s of user %s closed%s%s", id, user_id,
                *room_id? " in room ": "", room_id);
 }
