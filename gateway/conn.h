@@ -119,12 +119,18 @@ void conn_begin_close (conn_t *conn, int status, const char *reason);
 //  ---------------------------------------------------------------------------
 //  output.c (backend thread)
 
-//  Put conn on the loop's flush list: it has frames queued, or
-//  close_pending. Does nothing while it is there, or its socket is full.
+//  Put conn on the flush list: it has frames queued, or close_pending.
+//  Does nothing while it is there, or its socket is full.
 void output_wake (conn_t *conn);
+//  Take the flush list (the loop serves each conn on it, by ready_next,
+//  and drops the list's reference): a conn woken meanwhile is on the next.
+conn_t *output_ready (void);
+//  Whether the flush list holds a conn.
+bool output_waiting (void);
 //  Write what is queued for conn, or close it as a slow reader: its turn
-//  on the flush list (loop_flush).
-void output_serve (conn_t *conn);
+//  on the flush list. True when it is parked now: the loop is to watch
+//  its socket for room (and a close that waits, for its deadline).
+bool output_serve (conn_t *conn);
 //  The socket of a parked conn drained (the loop saw it writable), or the
 //  conn is closing: off the parked state, back to serving.
 void output_unpark (conn_t *conn);
@@ -137,12 +143,5 @@ void output_destroy (void);
 //  closing conn is looked at again once it has waited this long).
 #define OUTPUT_CLOSE_DRAIN_MS   30000
 
-//  ---------------------------------------------------------------------------
-//  loop.c (backend thread)
-
-//  Conn has frames to write (output_wake) or waits for its socket to
-//  drain (parked): the loop's turn.
-void loop_wake (conn_t *conn);
-void loop_park (conn_t *conn);
 
 #endif

@@ -42,7 +42,7 @@
 #include "proto.h"
 
 //  ---------------------------------------------------------------------------
-//  Settings (main.c)
+//  Settings (settings.c)
 
 typedef struct {
     int64_t http_port;
@@ -77,8 +77,12 @@ typedef struct {
 
 extern gateway_config_t gateway_config;
 
+//  Read the settings (settings.c), start the log, and check what config.c
+//  cannot check alone; exits 2 for a bad setting.
+void settings_load (int argc, char *argv []);
+
 //  ---------------------------------------------------------------------------
-//  Counters for /metrics: atomics, bumped from any thread.
+//  Counters for /metrics (metrics.c): atomics, bumped from any thread.
 
 typedef struct {
     atomic_llong connections_open;
@@ -146,6 +150,9 @@ bool links_from_stored (void);
 void links_watch (void);
 //  Tell stored this run is alive (every GATEWAY_BEAT_MS).
 void links_beat (void);
+//  Whether stored declared this run dead since the last look (the
+//  gateway goes on as a new run): every socket is to be closed then.
+bool links_run_lost (void);
 //  Any thread: this run's incarnation, copied into out; its length.
 size_t links_incarnation (char *out, size_t size);
 //  Any thread: the reaper's latest metrics report, decoded (NULL if none

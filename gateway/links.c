@@ -35,12 +35,10 @@
 #include "monitor.h"
 #include "tap.h"
 #include "bus.h"
-#include "wsframe.h"
 
 #define PEER_HWM            100000      //  per shard link, each way
 #define STORED_HWM          100000
 #define BEAT_ID             (1ULL << 63)    //  a beat's request id: this bit and the run's number
-#define RUN_GONE_REASON     "the gateway lost its rooms; reconnect and join again with sinceSeq"
 
 //  The frames of one message.
 typedef struct {
@@ -61,6 +59,7 @@ static struct {
     char incarnation [IDS_UUID_SIZE];
     uint64_t run;
     bool run_known;
+    bool run_lost;                      //  an earlier run was declared dead (links_run_lost)
 } s_self;
 
 //  A copy of the incarnation for the HTTP threads (/healthz).
@@ -336,10 +335,10 @@ s_beaten (const void *data, size_t size, uint64_t run)
         char old [IDS_UUID_SIZE];
         memcpy (old, s_self.incarnation, sizeof old);
         s_new_run ();
-        size_t closed = sockets_close_all (WSFRAME_RESTART, RUN_GONE_REASON);
-        log_error ("stored refused the beat of this gateway's run %s (%s): closing its %zu "
+        s_self.run_lost = true;
+        log_error ("stored refused the beat of this gateway's run %s (%s): closing its "
                    "sockets (1012) so that their clients join again; now run %s", old,
-                   reply->error.reason, closed, s_self.incarnation);
+                   reply->error.reason, s_self.incarnation);
     }
     else
         log_warn ("stored answered a beat with %s", reply? proto_type_name (reply->type)
@@ -393,6 +392,14 @@ links_beat (void)
     msgpack_sbuffer_clear (&s_self.buffer);
     if (proto_encode (&beat, &s_self.buffer) == 0)
         links_to_stored (s_self.buffer.data, s_self.buffer.size);
+}
+
+bool
+links_run_lost (void)
+{
+    bool lost = s_self.run_lost;
+    s_self.run_lost = false;
+    return lost;
 }
 
 const char *

@@ -89,6 +89,7 @@
 #define DRAIN_MAX       256             //  messages read from one socket before the others' turn
 #define GATEWAY_BEAT_MS 1000            //  how often stored hears we are alive
 #define FLUSH_EVERY_US  1000            //  longest a frame waits while work keeps coming
+#define RUN_GONE_REASON "the gateway lost its rooms; reconnect and join again with sinceSeq"
 
 static struct {
     int epoll;
@@ -96,7 +97,6 @@ static struct {
     pthread_mutex_t lock;
     loop_mail_t *mail_head, *mail_tail; //  (lock) mailed, not yet run
     conn_t *conns;                      //  the loop's, by loop_next/loop_prev
-    conn_t *dirty_head, *dirty_tail;    //  to write, by ready_next
     conn_t **resume;                    //  whose action ended
     size_t resume_count, resume_max;
     conn_t **dead;                      //  closed this turn
@@ -468,22 +468,10 @@ loop_done (conn_t *conn)
     }
 }
 
-void
-loop_wake (conn_t *conn)
+//  Conn's socket is full (output_serve parked it): watch it for room.
+static void
+s_park (conn_t *conn)
 {
-    assert (s_on_thread);
-    conn->ready_next = NULL;
-    if (s_loop.dirty_tail)
-        s_loop.dirty_tail->ready_next = conn;
-    else
-        s_loop.dirty_head = conn;
-    s_loop.dirty_tail = conn;
-}
-
-void
-loop_park (conn_t *conn)
-{
-    assert (s_on_thread);
     if (!conn->ended)
         s_interest (conn);
     //  A close frame waits for the socket at most so long (output.c):
@@ -635,7 +623,7 @@ s_resume (void)
 static bool
 s_unwritten (void)
 {
-    return s_loop.dirty_head || s_loop.dead_count;
+    return output_waiting () || s_loop.dead_count;
 }
 
 //  Write what was queued.
@@ -644,11 +632,11 @@ s_flush (void)
 {
     //  A conn with more queued than one write takes is put back on the
     //  list by output_serve: it is served next turn, after the others.
-    conn_t *conn = s_loop.dirty_head;
-    s_loop.dirty_head = s_loop.dirty_tail = NULL;
+    conn_t *conn = output_ready ();
     while (conn) {
         conn_t *next = conn->ready_next;
-        output_serve (conn);
+        if (output_serve (conn))
+            s_park (conn);
         conn_unref (conn);              //  the list's reference
         conn = next;
     }
@@ -710,6 +698,10 @@ s_run (void *arg)
             ;
         drained += i;
         links_watch ();
+        if (links_run_lost ()) {
+            size_t closed = sockets_close_all (WSFRAME_RESTART, RUN_GONE_REASON);
+            log_warn ("%zu sockets closed (1012) for their clients to join again", closed);
+        }
         s_resume ();
         //  Write what the sockets were queued once no more work is
         //  waiting, or at least every FLUSH_EVERY_US while it keeps coming:

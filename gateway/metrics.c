@@ -25,21 +25,6 @@ typedef struct {
     const char *label;                  //  "shard" for a shard's samples, else NULL
 } source_t;
 
-void
-gateway_metrics_delivered (int64_t ns)
-{
-    gateway_metrics_t *m = &gateway_metrics;
-    double seconds = (double) ns / 1e9;
-    for (size_t i = 0; i < metrics_seconds_bound_count; i++)
-        if (seconds <= metrics_seconds_bounds [i]) {
-            atomic_fetch_add_explicit (&m->delivery_buckets [i], 1, memory_order_relaxed);
-            break;
-        }
-    atomic_fetch_add_explicit (&m->delivery_sum_ns, (unsigned long long) (ns > 0? ns: 0),
-                               memory_order_relaxed);
-    atomic_fetch_add_explicit (&m->delivery_count, 1, memory_order_relaxed);
-}
-
 static void
 s_own (metrics_set_t *set)
 {

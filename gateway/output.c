@@ -162,6 +162,9 @@ s_close_frame (conn_t *conn, int status, const char *reason)
 //  ---------------------------------------------------------------------------
 //  The loop's flush list and its parked conns
 
+//  The conns to write, in the order woken (by ready_next).
+static conn_t *s_ready_head, *s_ready_tail;
+
 void
 output_wake (conn_t *conn)
 {
@@ -169,22 +172,40 @@ output_wake (conn_t *conn)
         return;
     conn->ready = true;
     atomic_fetch_add (&conn->refs, 1);      //  the flush list's
-    loop_wake (conn);
+    conn->ready_next = NULL;
+    if (s_ready_tail)
+        s_ready_tail->ready_next = conn;
+    else
+        s_ready_head = conn;
+    s_ready_tail = conn;
 }
 
-//  Wait for conn's socket to drain.
-static void
-s_park (conn_t *conn)
+conn_t *
+output_ready (void)
 {
-    if (conn->parked) {
-        //  Parked before its close was staged: the loop must learn that a
-        //  close now waits (and for how long).
-        loop_park (conn);
+    conn_t *head = s_ready_head;
+    s_ready_head = s_ready_tail = NULL;
+    return head;
+}
+
+bool
+output_waiting (void)
+{
+    return s_ready_head != NULL;
+}
+
+//  Wait for conn's socket to drain: output_serve says so to the loop,
+//  which watches the socket for room (and a close that waits, for its
+//  deadline). Parked before its close was staged, it is said again: a
+//  close now waits.
+static void
+s_park (conn_t *conn, bool *park)
+{
+    *park = true;
+    if (conn->parked)
         return;
-    }
     conn->parked = true;
     atomic_fetch_add (&conn->refs, 1);      //  the parked state's
-    loop_park (conn);
 }
 
 void
@@ -201,14 +222,15 @@ output_unpark (conn_t *conn)
 //  ---------------------------------------------------------------------------
 //  A conn's turn
 
-void
+bool
 output_serve (conn_t *conn)
 {
     frame_t *frames [FRAMES_MAX];
     size_t count = 0, bytes = 0;
+    bool park = false;
     conn->ready = false;
     if (conn->state == CONN_CLOSED)
-        return;
+        return false;
     bool closing = conn->close_pending;
     conn->close_pending = false;
     //  A parked conn still has bytes out: those go first, alone.
@@ -220,7 +242,7 @@ output_serve (conn_t *conn)
         conn->queue_count--;
     }
     if (!closing && count == 0 && conn->out.size == 0)
-        return;
+        return false;
 
     flush_t result = FLUSH_DONE;
     if (closing)
@@ -263,7 +285,7 @@ output_serve (conn_t *conn)
     if (closing && conn->state == CONN_CLOSING) {
         if (result == FLUSH_BLOCKED && clock_mono_ms () < conn->close_deadline_ms) {
             conn->close_pending = true;         //  the rest when the socket drains
-            s_park (conn);
+            s_park (conn, &park);
         }
         else {
             //  All out (or given up): the end of the stream follows it,
@@ -277,10 +299,11 @@ output_serve (conn_t *conn)
     if (closing)
         conn->out.size = conn->out.sent = 0;
     if (result == FLUSH_BLOCKED && conn->state == CONN_OPEN)
-        s_park (conn);
+        s_park (conn, &park);
     else
     if ((conn->state == CONN_OPEN && conn->queue_count) || conn->close_pending)
         output_wake (conn);
+    return park;
 }
 
 void

@@ -330,14 +330,13 @@ pending_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
 void
 pending_send (proto_msg_t *request, int expected, pending_then_fn *then, void *then_arg)
 {
-    assert (loop_on_thread () && then);
+    assert (then);
     pending_forward (request, ORIGIN_LOOP, NULL, expected, then, then_arg);
 }
 
 void
 pending_post (proto_msg_t *request)
 {
-    assert (loop_on_thread ());
     request->request_id = 0;
     pending_forward (request, ORIGIN_POST, NULL, 0, NULL, NULL);
 }
