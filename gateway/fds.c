@@ -1,9 +1,10 @@
 /*  =========================================================================
-    fds.c - the descriptor of a civetweb connection
+    fds.c - the descriptor of a civetweb connection: found, and taken over
+    for the event loop
 
     civetweb 1.15 does not give out a connection's descriptor, and the
     gateway needs it twice: to take a WebSocket over for the event loop
-    once its handshake is answered (loop_take), and to end the read of an
+    once its handshake is answered (fds_take), and to end the read of an
     HTTP request body that is past its deadline (body.c). The one we want
     is the socket whose peer is the request's remote address and port and
     whose own port is the server's: that names one open socket, and while
@@ -27,6 +28,8 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -36,6 +39,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include "gateway.h"
+#include "log.h"
 
 typedef struct {
     uint64_t *bits;
@@ -164,4 +168,39 @@ fds_forget (int fd)
     pthread_mutex_lock (&s_fds.lock);
     s_bit_set (&s_fds.ours, fd, false);
     pthread_mutex_unlock (&s_fds.lock);
+}
+
+//  ---------------------------------------------------------------------------
+//  Taking a socket over (a civetweb thread, in the ready handler)
+
+int
+fds_take (const struct mg_connection *mg)
+{
+    int theirs = fds_find (mg);
+    if (theirs < 0)
+        return -1;
+    int ours = fcntl (theirs, F_DUPFD_CLOEXEC, 0);
+    int pair [2] = { -1, -1 };
+    if (ours < 0 || socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair)
+    ||  dup2 (pair [0], theirs) < 0) {
+        log_warn ("cannot take a WebSocket over from civetweb: %s", strerror (errno));
+        if (ours >= 0)
+            close (ours);
+        if (pair [0] >= 0) {
+            close (pair [0]);
+            close (pair [1]);
+        }
+        //  Refused (ws_ready writes its close frame): civetweb's read
+        //  loop must end at once, not serve it.
+        shutdown (theirs, SHUT_RD);
+        fds_forget (theirs);
+        return -1;
+    }
+    close (pair [0]);
+    close (pair [1]);
+    fds_forget (theirs);                //  civetweb's number is no client socket now
+    fds_claim (ours);
+    int flags = fcntl (ours, F_GETFL);
+    fcntl (ours, F_SETFL, flags | O_NONBLOCK);
+    return ours;
 }

@@ -246,7 +246,7 @@ bool sockets_admit (void);
 void sockets_unadmit (void);
 
 //  A new open connection, registered in the table: socket fd, taken over
-//  for the event loop (loop_take). The table holds one reference until
+//  for the event loop (fds_take). The table holds one reference until
 //  sockets_close. It holds the place sockets_admit took for its handshake.
 conn_t *sockets_add (int fd, const char *user_id, const profile_t *profile);
 //  The socket closed (the event loop's s_finish): out of the table and its
@@ -300,12 +300,7 @@ void sockets_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
 //  ---------------------------------------------------------------------------
 //  The event loop (loop.c) that serves every WebSocket on the backend thread
 
-//  Take mg's socket over from civetweb (in its ready handler): returns our
-//  descriptor for it, or -1 when it cannot (its descriptor not found, or
-//  none left to duplicate it; then civetweb's read of it has been ended
-//  when it was found): the caller refuses the socket.
-int  loop_take (const struct mg_connection *mg);
-//  Hand conn (added with the descriptor loop_take gave) to the event loop.
+//  Hand conn (added with the descriptor fds_take gave) to the event loop.
 void loop_adopt (conn_t *conn);
 //  A frame civetweb read before the socket was taken (bits: its first
 //  header byte; data: its payload, unmasked), for conn's reader to take
@@ -347,6 +342,11 @@ int  fds_find (const struct mg_connection *mg);
 void fds_forget (int fd);
 //  Fd is a client socket of ours (taken over): looks skip it.
 void fds_claim (int fd);
+//  Take mg's socket over from civetweb (in its ready handler): returns our
+//  descriptor for it, or -1 when it cannot (its descriptor not found, or
+//  none left to duplicate it; then civetweb's read of it has been ended
+//  when it was found): the caller refuses the socket.
+int  fds_take (const struct mg_connection *mg);
 
 //  ---------------------------------------------------------------------------
 //  The deadline on a request body (body.c)

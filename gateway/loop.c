@@ -134,39 +134,7 @@ s_push (conn_t ***list, size_t *count, size_t *max, conn_t *conn)
 }
 
 //  ---------------------------------------------------------------------------
-//  Taking a socket over (a civetweb thread, in the ready handler)
-
-int
-loop_take (const struct mg_connection *mg)
-{
-    int theirs = fds_find (mg);
-    if (theirs < 0)
-        return -1;
-    int ours = fcntl (theirs, F_DUPFD_CLOEXEC, 0);
-    int pair [2] = { -1, -1 };
-    if (ours < 0 || socketpair (AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair)
-    ||  dup2 (pair [0], theirs) < 0) {
-        log_warn ("cannot take a WebSocket over from civetweb: %s", strerror (errno));
-        if (ours >= 0)
-            close (ours);
-        if (pair [0] >= 0) {
-            close (pair [0]);
-            close (pair [1]);
-        }
-        //  Refused (ws_ready writes its close frame): civetweb's read
-        //  loop must end at once, not serve it.
-        shutdown (theirs, SHUT_RD);
-        fds_forget (theirs);
-        return -1;
-    }
-    close (pair [0]);
-    close (pair [1]);
-    fds_forget (theirs);                //  civetweb's number is no client socket now
-    fds_claim (ours);
-    int flags = fcntl (ours, F_GETFL);
-    fcntl (ours, F_SETFL, flags | O_NONBLOCK);
-    return ours;
-}
+//  Adoption (from civetweb's threads)
 
 void
 loop_preface (conn_t *conn, int bits, const char *data, size_t size)
