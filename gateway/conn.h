@@ -8,8 +8,8 @@
 
     Invariants:
       - a conn is made on a civetweb thread (sockets_add, in the ready
-        handler), given what civetweb read of it (loop_preface, in the
-        data handler) and handed to the event loop (loop_adopt, in the
+        handler), given what civetweb read of it (client_preface, in the
+        data handler) and handed to the event loop (client_adopt, in the
         close handler, once civetweb's read of it has ended); from then on
         it is read, written and closed on the backend thread alone, and
         only the table (under sockets.c's index lock) and its reference
@@ -143,5 +143,26 @@ void output_destroy (void);
 //  closing conn is looked at again once it has waited this long).
 #define OUTPUT_CLOSE_DRAIN_MS   30000
 
+
+//  ---------------------------------------------------------------------------
+//  client.c (the loop's thread), for the loop's turn
+
+//  Epoll said events (EPOLLIN, EPOLLOUT, ...) for conn.
+void client_event (conn_t *conn, uint32_t events);
+//  Whether a conn's action ended this turn (client_resume has work).
+bool client_resuming (void);
+//  Conns whose action ended go on with the frames that waited, or close.
+void client_resume (void);
+//  Conn's socket is full (output_serve parked it): watch it for room.
+void client_park (conn_t *conn);
+//  The closes that waited long enough, and the pings: now is monotonic ms.
+void client_timers (int64_t now);
+//  Whether conns closed this turn; drop the loop's references to them
+//  (after the turn's writes).
+bool client_dead (void);
+void client_bury (void);
+//  Close every conn (the gateway is stopping), and free the lists after.
+void client_close_all (void);
+void client_stop (void);
 
 #endif

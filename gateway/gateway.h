@@ -129,6 +129,9 @@ struct loop_mail {
     void (*run) (loop_mail_t *mail);
 };
 void loop_mail (loop_mail_t *mail);
+//  The loop's thread: add, change or remove (op, epoll_ctl's) fd in the
+//  loop's epoll set, with ptr for its events (client.c). 0, or -1.
+int  loop_watch (int op, int fd, uint32_t events, void *ptr);
 
 //  ---------------------------------------------------------------------------
 //  ZeroMQ (links.c; the loop's thread, unless said)
@@ -298,17 +301,17 @@ void sockets_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
                         const json_t *request_id, const proto_join_reply_t *reply);
 
 //  ---------------------------------------------------------------------------
-//  The event loop (loop.c) that serves every WebSocket on the backend thread
+//  A WebSocket on the event loop (client.c)
 
 //  Hand conn (added with the descriptor fds_take gave) to the event loop.
-void loop_adopt (conn_t *conn);
+void client_adopt (conn_t *conn);
 //  A frame civetweb read before the socket was taken (bits: its first
 //  header byte; data: its payload, unmasked), for conn's reader to take
-//  before the socket's bytes. Before loop_adopt, on civetweb's thread.
-void loop_preface (conn_t *conn, int bits, const char *data, size_t size);
-//  Owned conn's action has ended (its reply came and was handled): its
-//  next frames may be handled.
-void loop_done (conn_t *conn);
+//  before the socket's bytes. Before client_adopt, on civetweb's thread.
+void client_preface (conn_t *conn, int bits, const char *data, size_t size);
+//  The loop's thread: conn's action has ended (its reply came and was
+//  handled): its next frames may be handled.
+void client_done (conn_t *conn);
 
 //  ---------------------------------------------------------------------------
 //  Limits (limits.c): what one user or one client address may take. Any thread.

@@ -10,8 +10,8 @@
     plain HTTP error with {"error"}. Once civetweb has answered, the ready
     handler takes the socket over (fds_take) and makes its conn; the data
     handler gives the loop the frames civetweb read with the upgrade
-    request (loop_preface); the close handler, once civetweb's read has
-    ended, hands the conn to the loop (loop_adopt). From then on the
+    request (client_preface); the close handler, once civetweb's read has
+    ended, hands the conn to the loop (client_adopt). From then on the
     socket is the loop's alone (loop.c, ws.c).
     =========================================================================
 */
@@ -181,7 +181,7 @@ ws_data (struct mg_connection *mg, int bits, char *data, size_t size, void *data
     //  (ws_ready): the loop's, in front of what it reads.
     slot_t *slot = mg_get_user_connection_data (mg);
     if (slot && slot->conn) {
-        loop_preface (slot->conn, bits, data, size);
+        client_preface (slot->conn, bits, data, size);
         return 1;                       //  civetweb's read then ends: the socket is ours
     }
     return 0;                           //  a refused socket: close it
@@ -194,7 +194,7 @@ ws_close (const struct mg_connection *mg, void *data)
     slot_t *slot = mg_get_user_connection_data (mg);
     mg_set_user_connection_data (mg, NULL);
     if (slot && slot->conn)
-        loop_adopt (slot->conn);        //  civetweb has handed over all it read
+        client_adopt (slot->conn);        //  civetweb has handed over all it read
     if (slot && !slot->opened) {        //  its handshake never opened it
         sockets_unadmit ();
         limits_socket_give (slot->user_id, slot->address);

@@ -4,7 +4,7 @@
     A client frame is handled on the event loop (loop.c), which reads
     every WebSocket. An action that calls the backend ends in a then, with
     the reply: the request is sent and the loop goes on, the socket's next
-    frames waiting until the reply comes (loop_done), so one socket's
+    frames waiting until the reply comes (client_done), so one socket's
     actions are done in the order they were sent. Every frame a socket
     gets, a reply as much as an event, goes through its queue
     (sockets.c), so that replies and events reach it in the order they
@@ -105,7 +105,7 @@ s_error (action_t *self, int status, const char *fmt, ...)
 static void
 s_end (action_t *self)
 {
-    loop_done (self->conn);
+    client_done (self->conn);
     json_decref (self->frame);
     free (self);
 }
