@@ -135,6 +135,7 @@ static void
 s_adopted (loop_mail_t *mail)
 {
     conn_t *conn = (conn_t *) ((char *) mail - offsetof (conn_t, adoption));
+    sockets_add (conn);
     conn->loop_prev = NULL;
     conn->loop_next = s_self.conns;
     if (s_self.conns)

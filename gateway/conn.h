@@ -1,26 +1,25 @@
 /*  =========================================================================
-    conn.h - a WebSocket connection, as sockets.c, output.c and loop.c
-    share it
+    conn.h - a WebSocket connection, as the loop's files share it
 
-    Private to those files: sockets.c owns the table, the room index and
-    the queues; output.c how queued frames reach the socket; loop.c reads
-    the socket and closes it.
+    Private to sockets.c (the conn, the table, the queues), rooms.c and
+    recovery.c (its room and its delivery order there), output.c (how its
+    queue reaches the socket), client.c (reading it, closing it) and
+    loop.c (the turn).
 
     Invariants:
-      - a conn is made on a civetweb thread (sockets_add, in the ready
+      - a conn is made on a civetweb thread (conn_new, in the ready
         handler), given what civetweb read of it (client_preface, in the
         data handler) and handed to the event loop (client_adopt, in the
         close handler, once civetweb's read of it has ended); from then on
-        it is read, written and closed on the backend thread alone, and
-        only the table (under sockets.c's index lock) and its reference
-        count are seen by another thread. Fields marked (const) are set
-        before the conn is shared and never change;
-      - a conn sits on the loop's flush list at most once (ready) and
-        waits for its socket to drain at most once (parked);
+        it is touched on the loop's thread alone, but for its reference
+        count (atomic). Fields marked (const) are set before the conn is
+        handed over and never change;
+      - a conn sits on the flush list at most once (ready) and waits for
+        its socket to drain at most once (parked);
       - conn->fd is used only while state != CONN_CLOSED: sockets_close
         marks the conn CLOSED before the loop closes its socket, so a write
         or a shutdown never lands on a socket that is no longer ours;
-      - lifetime: one reference for the table (sockets_add .. sockets_close),
+      - lifetime: one reference for the table (conn_new .. sockets_close),
         one for each stay on the flush list, on a list of the loop's and in
         the parked state. conn_unref frees the conn with the last.
     =========================================================================
@@ -29,6 +28,7 @@
 #ifndef NEARCHAT_GATEWAY_CONN_H_INCLUDED
 #define NEARCHAT_GATEWAY_CONN_H_INCLUDED
 
+#include <czmq.h>
 #include "gateway.h"
 #include "ids.h"
 #include "wsin.h"
@@ -60,7 +60,7 @@ typedef struct {
 struct conn {
     char id [IDS_UUID_SIZE];                //  (const)
     char user_id [PROTO_ID_MAX + 1];        //  (const)
-    char address [LIMITS_ADDRESS_MAX];      //  the client's (limits.c), set before the loop has it
+    char address [LIMITS_ADDRESS_MAX];      //  (const) the client's (limits.c)
     int fd;                                 //  its socket, taken over from civetweb (loop.c)
     profile_t profile;
     atomic_int refs;
@@ -91,13 +91,12 @@ struct conn {
     int64_t pinged_ms;                      //  when it was pinged, unanswered; 0: not
     conn_t *loop_prev, *loop_next;          //  the loop's list of its conns
     loop_mail_t adoption;                   //  how civetweb's close handler hands it over
-    //  Under sockets.c's index lock (held is also written by the backend
-    //  thread under the lock held for reading: it alone does so).
+    //  Its room (rooms.c), and its delivery order there (recovery.c).
     char room_id [PROTO_ID_MAX + 1];        //  "" when in no room
     bool joining;                           //  in room_id, its join not yet answered
     struct { frame_t *frame; uint64_t seq; } *held;     //  events while joining
     size_t held_count, held_max;
-    //  Delivery order in room_id (sockets.c): the newest message seq the
+    //  Delivery order in room_id: the newest message seq the
     //  socket was given; while a read of what it missed is under way
     //  (recovering), the newest seq an event announced, and which read it
     //  is (a join's history pages, or a gap's new-messages).
@@ -106,6 +105,10 @@ struct conn {
     uint32_t recovery;                      //  generation: a late answer for an old read is moot
 };
 
+//  Conn adopted by the loop: into the table (client.c).
+void sockets_add (conn_t *conn);
+//  The open conn of that id, or NULL.
+conn_t *sockets_find (const char *conn_id);
 void conn_unref (conn_t *conn);
 //  Queue frame (a reference is taken) for conn, or find it a slow reader.
 void sockets_queue (conn_t *conn, frame_t *frame);
@@ -164,5 +167,29 @@ void client_bury (void);
 //  Close every conn (the gateway is stopping), and free the lists after.
 void client_close_all (void);
 void client_stop (void);
+
+//  ---------------------------------------------------------------------------
+//  rooms.c and recovery.c (the loop's thread)
+
+//  The conns in room_id (count of them; NULL if none); the ids of the
+//  rooms that have conns (a list of strings, for the caller to destroy).
+conn_t **rooms_members (const char *room_id, size_t *count);
+zlistx_t *rooms_list (void);
+
+//  Reads of missed messages to send once a walk over a room is done.
+typedef struct recovery recovery_t;
+typedef struct {
+    recovery_t **reads;
+    size_t count, max;
+} recoveries_t;
+//  Begin a read of what conn missed after conn->seq (into starts).
+void recovery_begin (conn_t *conn, recoveries_t *starts);
+//  A message event of seq for conn: give it, drop it, or find a gap.
+void recovery_offer (conn_t *conn, frame_t *frame, uint64_t seq, recoveries_t *starts);
+//  Send the reads in starts, and empty it.
+void recovery_send (recoveries_t *starts);
+//  The message-history frame of messages (after after_seq only).
+frame_t *recovery_history_frame (const char *room_id, const proto_message_t *messages,
+                                 uint32_t count, uint64_t after_seq, bool more);
 
 #endif

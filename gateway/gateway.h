@@ -198,7 +198,7 @@ void shards_reset (void);
 //  Drop the shards silent for SHARD_TIMEOUT_MS.
 void shards_check (void);
 //  Whether a shard came back or went since the last look: this gateway
-//  may have missed events then (sockets_audit).
+//  may have missed events then (recovery_audit).
 bool shards_take_audit (void);
 //  Any thread: the live shard ids, sorted, copied into ids (at most max);
 //  and the ids of shards refused because another live shard has their id.
@@ -235,70 +235,78 @@ typedef struct {
     bool has_name, has_icon, has_color;
 } profile_t;
 
-int  sockets_start (void);          //  the table; 0 or -1
-void sockets_stop (void);           //  after the backend has stopped: free
+//  The table of sockets (sockets.c). The loop's thread, unless said.
+int  sockets_start (void);          //  0 or -1
+void sockets_stop (void);           //  after the loop has stopped: free
 //  Close every open socket with a close frame of status and reason (a
 //  static string), as a slow reader is closed. Returns how many.
 size_t sockets_close_all (int status, const char *reason);
+//  Any thread: how many sockets are open.
 size_t sockets_open (void);
-//  Take one of MAX_CONNECTIONS places for a handshake (atomically: false
-//  when all are taken). sockets_add's conn then holds it, and
-//  sockets_close gives it back; a handshake that never opens gives it
-//  back with sockets_unadmit.
+//  Any thread: take one of MAX_CONNECTIONS places for a handshake
+//  (atomically: false when all are taken). conn_new's conn then holds it,
+//  and sockets_close gives it back; a handshake that never opens gives
+//  it back with sockets_unadmit.
 bool sockets_admit (void);
 void sockets_unadmit (void);
-
-//  A new open connection, registered in the table: socket fd, taken over
-//  for the event loop (fds_take). The table holds one reference until
-//  sockets_close. It holds the place sockets_admit took for its handshake.
-conn_t *sockets_add (int fd, const char *user_id, const profile_t *profile);
-//  The socket closed (the event loop's s_finish): out of the table and its
-//  room, no more writes to its socket once this returns. Copies the room
-//  it was in to room_id ("" if none). Drops the table's reference
-//  (*conn_p = NULL).
-void sockets_close (conn_t **conn_p, char *room_id);
-
-const char *conn_id (const conn_t *conn);
-const char *conn_user_id (const conn_t *conn);
-//  The socket's profile (the backend thread's, as the conn is).
-profile_t *conn_profile (conn_t *conn);
-//  The client address it was admitted from (limits.c), set once, before
-//  the conn is handed to the event loop.
-const char *conn_address (const conn_t *conn);
-void conn_set_address (conn_t *conn, const char *address);
-
-//  The room the socket is in, copied to room_id ("" if none, or while
-//  its join is not answered).
-void sockets_room_of (conn_t *conn, char *room_id);
-//  The socket asks to join room_id: from now on it is in the room, and
-//  the room's events are held for it until sockets_join_done (on the
-//  answer) or sockets_join_abort (the join failed).
-void sockets_join_begin (conn_t *conn, const char *room_id);
-void sockets_join_abort (conn_t *conn, const char *room_id);
-//  Take the socket out of its room; copies the room it left ("" if none).
-void sockets_leave_room (conn_t *conn, char *room_id);
-//  Take every socket of user_id out of room_id (the user left the room).
-void sockets_user_left (const char *room_id, const char *user_id);
-
+//  civetweb's thread, in the ready handler: a new conn for socket fd
+//  (taken over: fds_take) of user_id, with its profile defaults and the
+//  client address it was admitted from. It holds the place sockets_admit
+//  took, and one reference for the table, which it is in once the loop
+//  has adopted it (client_adopt).
+conn_t *conn_new (int fd, const char *user_id, const profile_t *profile, const char *address);
+//  The socket closed (client.c, once out of its room: rooms_leave): out
+//  of the table, no more writes to its socket once this returns. Drops
+//  the table's reference (*conn_p = NULL).
+void sockets_close (conn_t **conn_p);
 //  Queue one frame (compact JSON of frame, which is taken) for conn.
 void sockets_send (conn_t *conn, json_t *frame);
 
-//  Backend thread only: deliver one event to the sockets in its room.
-void sockets_deliver (const proto_msg_t *event);
-//  Backend thread only: this gateway may have missed events (a shard came
-//  back, or its link did): ask stored for each room's newest seq, and read
-//  for each socket what it missed.
-void sockets_audit (void);
-//  Backend thread only, each turn of its loop after the writes: start the
-//  reads of missed messages that waited for their sockets' queues to drain.
-void sockets_recoveries_resume (void);
-//  The loop's thread: conn's join of room_id (with since_seq, and the
-//  client's request_id or NULL) was answered with reply: queue its
-//  user-joined and message-history, then the events held since
-//  sockets_join_begin, and let later events through. Called in the
-//  join's then, before any later event from the shard is delivered.
-void sockets_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
-                        const json_t *request_id, const proto_join_reply_t *reply);
+const char *conn_id (const conn_t *conn);
+const char *conn_user_id (const conn_t *conn);
+//  The socket's profile (the loop's thread's, as the conn is).
+profile_t *conn_profile (conn_t *conn);
+//  The client address it was admitted from (limits.c).
+const char *conn_address (const conn_t *conn);
+
+//  ---------------------------------------------------------------------------
+//  Which sockets are in which room (rooms.c; the loop's thread)
+
+void rooms_start (void);
+void rooms_stop (void);
+//  The room the socket is in, copied to room_id ("" if none, or while
+//  its join is not answered).
+void rooms_of (conn_t *conn, char *room_id);
+//  The socket asks to join room_id: from now on it is in the room, and
+//  the room's events are held for it until rooms_join_done (on the
+//  answer) or rooms_join_abort (the join failed).
+void rooms_join_begin (conn_t *conn, const char *room_id);
+void rooms_join_abort (conn_t *conn, const char *room_id);
+//  Conn's join of room_id (with since_seq, and the client's request_id or
+//  NULL) was answered with reply: queue its user-joined and
+//  message-history, then the events held since rooms_join_begin, and let
+//  later events through. Called in the join's then, before any later
+//  event from the shard is delivered.
+void rooms_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
+                      const json_t *request_id, const proto_join_reply_t *reply);
+//  Take the socket out of its room; copies the room it left ("" if none).
+void rooms_leave (conn_t *conn, char *room_id);
+//  Take every socket of user_id out of room_id (the user left the room).
+void rooms_user_left (const char *room_id, const char *user_id);
+//  Deliver one event to the sockets in its room.
+void rooms_deliver (const proto_msg_t *event);
+
+//  ---------------------------------------------------------------------------
+//  What sockets missed (recovery.c; the loop's thread)
+
+//  This gateway may have missed events (a shard came back, or its link
+//  did): ask stored for each room's newest seq, and read for each socket
+//  what it missed.
+void recovery_audit (void);
+//  Each turn after the writes: start the reads of missed messages that
+//  waited for their sockets' queues to drain.
+void recovery_resume (void);
+void recovery_stop (void);
 
 //  ---------------------------------------------------------------------------
 //  A WebSocket on the event loop (client.c)

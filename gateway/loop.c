@@ -197,7 +197,7 @@ s_run (void *arg)
         proto_msg_t *event;
         for (i = 0; i < DRAIN_MAX && links_from_peer (&event); i++)
             if (event) {
-                sockets_deliver (event);
+                rooms_deliver (event);
                 proto_msg_destroy (&event);
             }
         drained += i;
@@ -221,11 +221,11 @@ s_run (void *arg)
             flushed_us = now_us;
         }
         s_loop.hurry = drained >= DRAIN_MAX;
-        sockets_recoveries_resume ();
+        recovery_resume ();
         pending_expire ();
         shards_check ();
         if (shards_take_audit ())
-            sockets_audit ();
+            recovery_audit ();
     }
     //  Sockets are closed as civetweb closes its own: each one's leave
     //  and conn-del are posted, and go out with the calls' last.

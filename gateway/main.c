@@ -57,6 +57,8 @@ s_stop (void)
     links_stop ();
     pending_stop ();
     body_stop ();
+    recovery_stop ();
+    rooms_stop ();
     sockets_stop ();
 }
 
@@ -101,6 +103,7 @@ main (int argc, char *argv [])
         return 1;
     limits_start ();
     pending_start ();
+    rooms_start ();
     if (sockets_start () || body_start () || links_start () || loop_start ()) {
         s_stop ();
         bus_close ();                   //  before czmq's own exit handler, which asserts else

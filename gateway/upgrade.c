@@ -155,8 +155,7 @@ ws_ready (struct mg_connection *mg, void *data)
         //  civetweb may have read frames sent with the upgrade request:
         //  its read loop hands them to ws_data before it ends (ws_close),
         //  and the loop takes the conn with them, in front of the socket.
-        slot->conn = sockets_add (fd, slot->user_id, &profile);
-        conn_set_address (slot->conn, slot->address);
+        slot->conn = conn_new (fd, slot->user_id, &profile, slot->address);
         return;
     }
     //  Every WebSocket is the loop's: one it cannot take is refused, never

@@ -206,12 +206,12 @@ static void
 s_joined (action_t *self, proto_msg_t *reply)
 {
     if (reply) {
-        sockets_join_done (self->conn, self->room_id, self->since_seq, self->request_id,
+        rooms_join_done (self->conn, self->room_id, self->since_seq, self->request_id,
                            &reply->join_reply);
         s_post_connection (self->conn, self->room_id, self->trace);
     }
     else
-        sockets_join_abort (self->conn, self->room_id);
+        rooms_join_abort (self->conn, self->room_id);
 }
 
 static void
@@ -229,9 +229,9 @@ s_join_room (action_t *self)
     }
     //  A socket is in one room at most: joining another leaves the first.
     char current [PROTO_ID_MAX + 1];
-    sockets_room_of (self->conn, current);
+    rooms_of (self->conn, current);
     if (*current && strcmp (current, room_id) != 0) {
-        sockets_leave_room (self->conn, current);
+        rooms_leave (self->conn, current);
         s_post_leave (self->conn, current, self->trace);
         s_post_connection (self->conn, NULL, self->trace);
     }
@@ -244,8 +244,8 @@ s_join_room (action_t *self)
         .user_color = S_COLOR (&profile), .since_seq = (uint64_t) since_seq } };
     //  The socket is in the room from now on, its events held; on success
     //  its then queues its user-joined, message-history and what was
-    //  held (sockets_join_done).
-    sockets_join_begin (self->conn, room_id);
+    //  held (rooms_join_done).
+    rooms_join_begin (self->conn, room_id);
     snprintf (self->room_id, sizeof self->room_id, "%s", room_id);
     self->since_seq = (uint64_t) since_seq;
     s_call (self, &request, PROTO_JOIN_REPLY, s_joined);
@@ -330,7 +330,7 @@ s_send_message (action_t *self)
         has_client_id = rc == 0;
     }
     char current [PROTO_ID_MAX + 1];
-    sockets_room_of (self->conn, current);
+    rooms_of (self->conn, current);
     if (strcmp (current, room_id) != 0) {
         s_error (self, 403, "join room %s before sending to it", room_id);
         return;
@@ -362,7 +362,7 @@ s_user_typing (action_t *self)
     if (!s_within_rate (self) || !s_room_id (self, room_id) || !s_profile (self, &profile))
         return;
     char current [PROTO_ID_MAX + 1];
-    sockets_room_of (self->conn, current);
+    rooms_of (self->conn, current);
     if (strcmp (current, room_id) != 0) {
         s_error (self, 403, "join room %s before typing in it", room_id);
         return;
@@ -429,7 +429,7 @@ s_close_room (action_t *self)
     //  Members hear room-closed as an event (which also takes them out of
     //  the room, so look before); a closer outside the room would not.
     char current [PROTO_ID_MAX + 1];
-    sockets_room_of (self->conn, current);
+    rooms_of (self->conn, current);
     proto_msg_t request = { .type = PROTO_ROOM_CLOSE, .room_close = {
         .room_id = room_id, .user_id = conn_user_id (self->conn) } };
     snprintf (self->room_id, sizeof self->room_id, "%s", room_id);
@@ -446,8 +446,8 @@ s_leave_room (action_t *self)
     //  The user leaves, so none of their sockets here is in the room any
     //  more; taken out first, so they do not hear of their own leaving.
     char current [PROTO_ID_MAX + 1];
-    sockets_room_of (self->conn, current);
-    sockets_user_left (room_id, conn_user_id (self->conn));
+    rooms_of (self->conn, current);
+    rooms_user_left (room_id, conn_user_id (self->conn));
     if (strcmp (current, room_id) == 0)
         s_post_connection (self->conn, NULL, self->trace);
     proto_msg_t request = { .type = PROTO_ROOM_LEAVE, .room_leave = {
@@ -571,7 +571,8 @@ ws_closed (conn_t *conn)
     snprintf (id, sizeof id, "%s", conn_id (conn));
     snprintf (user_id, sizeof user_id, "%s", conn_user_id (conn));
     snprintf (address, sizeof address, "%s", conn_address (conn));
-    sockets_close (&conn, room_id);
+    rooms_leave (conn, room_id);
+    sockets_close (&conn);
     limits_socket_give (user_id, address);
     char trace [IDS_TRACE_SIZE];
     ids_trace (trace);
