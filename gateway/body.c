@@ -1,5 +1,6 @@
 /*  =========================================================================
-    body.c - the deadline on reading an HTTP request body
+    body.c - an HTTP request's body: read within its deadline, and taken
+    as a JSON object
 
     civetweb 1.15 bounds each read of a body (request_timeout_ms), not the
     whole: mg_read waits until it has all it was asked for, and goes on
@@ -29,6 +30,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <sys/socket.h>
@@ -188,4 +190,51 @@ body_read (struct mg_connection *mg, char *buffer, size_t max)
         return -1;
     }
     return (long) size;
+}
+
+json_t *
+body_json (struct mg_connection *mg, int *status, char *why, size_t why_size)
+{
+    const struct mg_request_info *info = mg_get_request_info (mg);
+    *status = 413;
+    snprintf (why, why_size, "the body may be at most %d bytes", BODY_MAX);
+    if (info->content_length > BODY_MAX)
+        return NULL;
+    char *buffer = malloc (BODY_MAX + 1);
+    if (!buffer) {
+        *status = 500;
+        snprintf (why, why_size, "out of memory");
+        return NULL;
+    }
+    //  Within HTTP_BODY_TIMEOUT_MS, however slowly it comes.
+    long got = body_read (mg, buffer, BODY_MAX);
+    size_t size = got > 0? (size_t) got: 0;
+    json_t *body = NULL;
+    json_error_t error;
+    *status = 400;
+    if (got < 0) {
+        *status = 408;
+        snprintf (why, why_size, "the body must all come within %lld ms",
+                  (long long) gateway_config.http_body_timeout_ms);
+    }
+    else
+    if (size > BODY_MAX)
+        *status = 413;                  //  (why says so already)
+    else
+    if (size == 0)
+        snprintf (why, why_size, "a JSON object is required as the body");
+    else
+    if (!input_depth_ok (buffer, size, INPUT_DEPTH_MAX))
+        snprintf (why, why_size, "the body may nest at most %d levels deep", INPUT_DEPTH_MAX);
+    else
+    if (!(body = json_loadb (buffer, size, 0, &error)))
+        snprintf (why, why_size, "the body is not JSON: %s", error.text);
+    else
+    if (!json_is_object (body)) {
+        snprintf (why, why_size, "the body must be a JSON object");
+        json_decref (body);
+        body = NULL;
+    }
+    free (buffer);
+    return body;
 }

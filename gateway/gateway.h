@@ -369,6 +369,11 @@ void body_stop (void);
 //  call. Returns the bytes read, or -1 when the deadline passed first:
 //  the connection is then closed after the answer (408).
 long body_read (struct mg_connection *mg, char *buffer, size_t max);
+//  Mg's request body (at most BODY_MAX bytes, read by body_read) as a
+//  JSON object (nesting at most INPUT_DEPTH_MAX), for the caller to
+//  decref; or NULL with the HTTP status (400, 408, 413) and why.
+json_t *body_json (struct mg_connection *mg, int *status, char *why, size_t why_size);
+#define BODY_MAX    (64 * 1024)
 
 //  ---------------------------------------------------------------------------
 //  Identity (auth.c): AUTH=none trusts the user id a client gives; AUTH=jwt
@@ -408,6 +413,13 @@ bool auth_may_read (const proto_room_t *room, const char *user_id);
 //  stored's and every live shard's (asked now) and the reaper's last
 //  report. Returns a malloc'd text and its size, or NULL.
 char *metrics_render (const char *trace, size_t *size);
+
+//  ---------------------------------------------------------------------------
+//  Health (health.c)
+
+//  The answer to GET /healthz on mg (HTTP threads), and its status in
+//  *status (200, or 503 when the gateway cannot serve).
+json_t *health_render (struct mg_connection *mg, const char *trace, int *status);
 
 //  ---------------------------------------------------------------------------
 //  JSON (json.c): the public shapes, and checks of client input

@@ -7,9 +7,11 @@
     JSON with Access-Control-Allow-Origin: *, errors are {"error": "..."};
     /metrics alone answers Prometheus text.
 
-    A route runs on the civetweb worker thread that read the request and
-    calls the backend synchronously: stored for creation, search and
-    history, the room's shard for everything that touches a live room.
+    A route runs on the civetweb thread that read the request; a call to
+    the backend (stored for creation, search and history, the room's shard
+    for everything that touches a live room) is handed to the event loop,
+    which owns every ZeroMQ socket, and the route waits for its answer
+    (calls.c).
     =========================================================================
 */
 
@@ -18,16 +20,12 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 #include "gateway.h"
 #include "clock.h"
 #include "ids.h"
 #include "log.h"
 
-#define BODY_MAX            (64 * 1024)
 #define HISTORY_MAX         PROTO_LIST_MAX
-#define HEALTH_TIMEOUT_MS   1000
-#define SHARDS_SHOWN        256
 
 //  One request being served.
 typedef struct {
@@ -131,42 +129,11 @@ s_not_allowed (request_t *self, const char *allow)
 static json_t *
 s_body (request_t *self)
 {
-    if (self->info->content_length > BODY_MAX) {
-        s_error (self, 413, "the body may be at most %d bytes", BODY_MAX);
-        return NULL;
-    }
-    char *buffer = malloc (BODY_MAX + 1);
-    if (!buffer) {
-        s_error (self, 500, "out of memory");
-        return NULL;
-    }
-    //  Within HTTP_BODY_TIMEOUT_MS, however slowly it comes (body.c).
-    long got = body_read (self->mg, buffer, BODY_MAX);
-    size_t size = got > 0? (size_t) got: 0;
-    json_t *body = NULL;
-    json_error_t error;
-    if (got < 0)
-        s_error (self, 408, "the body must all come within %lld ms",
-                 (long long) gateway_config.http_body_timeout_ms);
-    else
-    if (size > BODY_MAX)
-        s_error (self, 413, "the body may be at most %d bytes", BODY_MAX);
-    else
-    if (size == 0)
-        s_error (self, 400, "a JSON object is required as the body");
-    else
-    if (!input_depth_ok (buffer, size, INPUT_DEPTH_MAX))
-        s_error (self, 400, "the body may nest at most %d levels deep", INPUT_DEPTH_MAX);
-    else
-    if (!(body = json_loadb (buffer, size, 0, &error)))
-        s_error (self, 400, "the body is not JSON: %s", error.text);
-    else
-    if (!json_is_object (body)) {
-        s_error (self, 400, "the body must be a JSON object");
-        json_decref (body);
-        body = NULL;
-    }
-    free (buffer);
+    int status;
+    char why [PROTO_REASON_MAX];
+    json_t *body = body_json (self->mg, &status, why, sizeof why);
+    if (!body)
+        s_error (self, status, "%s", why);
     return body;
 }
 
@@ -538,65 +505,9 @@ s_messages (request_t *self, const char *room_id)
 static int
 s_healthz (request_t *self)
 {
-    proto_msg_t request = { .type = PROTO_STORE_STATS };
-    snprintf (request.trace_id, sizeof request.trace_id, "%s", self->trace);
-    int status;
-    char reason [PROTO_REASON_MAX];
-    proto_msg_t *reply = backend_call (&request, PROTO_STATS_REPLY, HEALTH_TIMEOUT_MS,
-                                       &status, reason, sizeof reason);
-    bool stored_up = reply != NULL;
-    proto_msg_destroy (&reply);
-    static __thread char shards [SHARDS_SHOWN][PROTO_ID_MAX + 1];
-    size_t shard_count = shards_live (shards, SHARDS_SHOWN);
-    static __thread char conflicts [SHARDS_SHOWN][PROTO_ID_MAX + 1];
-    size_t conflict_count = shards_conflicts (conflicts, SHARDS_SHOWN);
-    //  Two shards with one id is a fault to fix (one is refused); a dead
-    //  reaper is not: chat goes on without it (idle rooms stay open, a
-    //  dead gateway's sockets linger), so it is shown, not failed on.
-    bool ok = stored_up && shard_count > 0 && conflict_count == 0;
-    char incarnation [64];
-    links_incarnation (incarnation, sizeof incarnation);
-
-    json_t *answer = json_object ();
-    json_object_set_new (answer, "status", json_string (ok? "ok": "degraded"));
-    json_object_set_new (answer, "gatewayId", json_string (gateway_config.gateway_id));
-    json_object_set_new (answer, "stored", json_string (stored_up? "up": "down"));
-    json_t *list = json_array ();
-    for (size_t i = 0; i < shard_count; i++)
-        json_array_append_new (list, json_string (shards [i]));
-    json_object_set_new (answer, "shards", list);
-    list = json_array ();
-    for (size_t i = 0; i < conflict_count; i++)
-        json_array_append_new (list, json_string (conflicts [i]));
-    json_object_set_new (answer, "shardConflicts", list);
-    json_object_set_new (answer, "reaper", json_string (links_reaper_up ()? "up": "down"));
-    json_object_set_new (answer, "incarnation", json_string (incarnation));
-    json_object_set_new (answer, "connections", json_integer ((json_int_t) sockets_open ()));
-    json_object_set_new (answer, "auth", json_string (auth_mode ()));
-    json_t *endpoint = NULL;
-    if (strcmp (gateway_config.websocket_endpoint, "auto") != 0)
-        endpoint = json_string (gateway_config.websocket_endpoint);
-    else {
-        //  Where this client reached us is where its WebSocket can go, over
-        //  TLS if it came over TLS: to the edge, which ended TLS and says
-        //  so as proxies do (X-Forwarded-Proto); the gateway holds none.
-        //  The Host is the client's to write: it is used only when it is a
-        //  hostname[:port] (guard_host_ok), never written back otherwise;
-        //  then the address and port it reached us on stand in.
-        const char *host = mg_get_header (self->mg, "Host");
-        const char *forwarded = mg_get_header (self->mg, "X-Forwarded-Proto");
-        bool secure = forwarded && strcasecmp (forwarded, "https") == 0;
-        const char *bind = gateway_config.http_bind;
-        bool wildcard = strcmp (bind, "0.0.0.0") == 0 || strcmp (bind, "::") == 0 || !*bind;
-        char here [80], url [300];
-        snprintf (here, sizeof here, strchr (bind, ':')? "[%s]:%d": "%s:%d",
-                  wildcard? "127.0.0.1": bind, self->info->server_port);
-        snprintf (url, sizeof url, "%s://%s/ws", secure? "wss": "ws",
-                  guard_host_ok (host)? host: here);
-        endpoint = json_string (url);
-    }
-    json_object_set_new (answer, "websocketEndpoint", endpoint? endpoint: json_null ());
-    return s_answer (self, ok? 200: 503, answer);
+    int status = 500;
+    json_t *answer = health_render (self->mg, self->trace, &status);
+    return s_answer (self, status, answer);
 }
 
 static int
