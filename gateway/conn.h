@@ -120,7 +120,7 @@ void conn_queue_drop (conn_t *conn);
 void conn_begin_close (conn_t *conn, int status, const char *reason);
 
 //  ---------------------------------------------------------------------------
-//  output.c (backend thread)
+//  output.c (the loop's thread)
 
 //  Put conn on the flush list: it has frames queued, or close_pending.
 //  Does nothing while it is there, or its socket is full.

@@ -9,21 +9,16 @@
     The gateway holds no TLS: HTTPS and WSS end at the edge in front of it
     (HAProxy, gateway/edge/), which forwards plain HTTP and WebSocket here.
 
-    Threads, and what each may touch:
-      - the backend thread (backend.c) runs the event loop (loop.c): it
-        owns every ZeroMQ socket that leaves the process (the shard
-        ROUTER, the stored DEALER) and the inproc ROUTER the workers talk
-        to, and every WebSocket once its handshake is done: it reads their
-        frames and runs their actions (ws.c; an action that calls the
-        backend continues when its reply comes), fans events out to the
-        sockets' queues and writes those queues at the end of a turn
-        (output.c), never waiting for a socket.
-      - civetweb worker threads: HTTP requests (http.c), which call the
-        backend synchronously through a DEALER of the thread's own
-        (backend_call), and WebSocket handshakes (ws.c), each handing its
-        socket to the event loop.
-      - the body deadline's thread (body.c): ends the read of an HTTP
-        request body that is past HTTP_BODY_TIMEOUT_MS.
+    Threads, and what each may touch (main.c has the whole map):
+      - the event loop (loop.c) owns every ZeroMQ socket (links.c) and
+        every WebSocket once civetweb has handed it over (client.c); it
+        alone touches the socket table, the room index, the requests in
+        flight and the shard set;
+      - civetweb's threads serve HTTP (http.c), whose backend calls are
+        mailed to the loop (calls.c), and WebSocket handshakes (upgrade.c),
+        each ending in a handover to the loop (client_adopt);
+      - the body deadline's thread (body.c) ends the read of an HTTP
+        request body that is past HTTP_BODY_TIMEOUT_MS;
       - the main thread: settings, start, wait for a signal, stop.
 
     Settings are written once, in main, before any other thread starts,

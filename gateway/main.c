@@ -1,15 +1,43 @@
 /*  =========================================================================
     gateway - nearchat's public HTTP and WebSocket API
 
-    Wires the parts together: settings, the socket table (sockets.c), the
-    deadline on request bodies (body.c), the ZeroMQ backend thread and its
-    event loop, which serves every WebSocket (backend.c, loop.c), then
-    civetweb with the HTTP routes (http.c) and the WebSocket handshakes
-    (ws.c). The gateway holds no TLS: TLS_CERT and TLS_KEY configure the
-    edge in front of it (gateway/edge/). It runs until SIGINT or SIGTERM
-    and then stops in the reverse order: calls in flight give up, civetweb
-    stops, the event loop closes every socket (each close is posted to
-    stored and the shards) and the backend sends what is left.
+    Where every socket lives, and which thread touches it:
+
+      thread              sockets                         files
+      ------------------  ------------------------------  ---------------------
+      the event loop      every WebSocket, once adopted;  loop.c (the turn),
+      (one)               the shard ROUTER; the stored    client.c, ws.c,
+                          DEALER; the mail eventfd        rooms.c, recovery.c,
+                                                          sockets.c, output.c,
+                                                          links.c, pending.c,
+                                                          shards.c
+      civetweb's          the listener; each HTTP         http.c, health.c,
+      (HTTP_THREADS)      request's socket, and a         body.c, guard.c,
+                          WebSocket's until its           upgrade.c, fds.c,
+                          handshake is answered and       calls.c (a call is
+                          it is taken over (fds_take)     mailed to the loop)
+      the body deadline   none: it shuts the reading      body.c
+                          side of a late HTTP body's
+                          socket (shutdown, no I/O)
+      main                none: settings, start, wait     main.c, settings.c
+                          for a signal, stop
+
+    A WebSocket: civetweb answers its upgrade (upgrade.c), its descriptor
+    is taken over and mailed to the loop (client_adopt), which reads it,
+    runs its actions (ws.c) and sends them to stored or the room's shard
+    (pending.c, links.c), and writes it (output.c). An HTTP request:
+    civetweb's thread runs the route (http.c) and mails any backend call
+    to the loop, waiting on a reply slot of its own (calls.c). No lock
+    guards a socket: other threads reach the loop only by mail (loop.c).
+    The counters (counters.c) are atomics; the shard set, the run and the
+    reaper's report are read by HTTP threads through small locked copies.
+
+    The gateway holds no TLS: TLS_CERT and TLS_KEY configure the edge in
+    front of it (gateway/edge/). It runs until SIGINT or SIGTERM and then
+    stops in the reverse order: calls in flight give up, civetweb stops,
+    the loop closes every socket (each close is posted to stored and the
+    shards) and answers what is in flight, and the ZeroMQ sockets send
+    what is left.
 
     Exit status: 0 after a clean stop, 1 when a port or endpoint cannot be
     used, 2 for a bad setting (config.c).
@@ -81,9 +109,9 @@ main (int argc, char *argv [])
     zsys_handler_set (NULL);
     zsys_set_logstream (NULL);
     //  civetweb's threads serve HTTP requests and WebSocket handshakes;
-    //  no WebSocket stays on one (the event loop takes each over, loop.c),
-    //  so their number does not grow with MAX_CONNECTIONS. Each thread
-    //  that calls the backend has a DEALER.
+    //  no WebSocket stays on one (the event loop takes each over), so
+    //  their number does not grow with MAX_CONNECTIONS. Every ZeroMQ
+    //  socket is the loop's (links.c).
     int64_t civetweb_threads = HTTP_THREADS;
     zsys_set_max_sockets ((size_t) (civetweb_threads + 64));
     zsys_init ();

@@ -2,7 +2,7 @@
     output.c - how the event loop writes its sockets' queues
 
     Every WebSocket is the event loop's (loop.c), so every write is made
-    on the backend thread, at the end of a turn (loop_flush): output_serve
+    on the loop's thread, at the end of a turn (loop.c, s_flush): output_serve
     frames everything queued for one conn as WebSocket frames (wslay's
     frame API, its send callback appending to the buffer) into one
     buffer and writes it with one send, so small frames coalesce into few
@@ -65,7 +65,7 @@ s_out_add (outbuf_t *out, const void *data, size_t size)
 
 //  wslay_frame_send writes a frame through its send callback, header and
 //  payload: here, into the buffer being staged, so that frames are still
-//  gathered into one write. The context is the backend thread's; the
+//  gathered into one write. The context is the loop thread's; the
 //  callback takes everything, so a frame is always whole when it returns.
 static wslay_frame_context_ptr s_wslay;
 static outbuf_t *s_staging_into;

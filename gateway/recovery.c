@@ -71,7 +71,7 @@ s_queue_takes (conn_t *conn, uint32_t *limit)
 }
 
 //  Begin a read of what conn missed after conn->seq (the fields are the
-//  backend thread's).
+//  loop thread's).
 void
 recovery_begin (conn_t *conn, recoveries_t *starts)
 {

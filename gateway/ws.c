@@ -110,7 +110,7 @@ s_end (action_t *self)
     free (self);
 }
 
-//  The backend thread's answer to a socket's call.
+//  The answer to a socket's call (the loop's thread).
 static void
 s_answered (void *arg, proto_msg_t *reply, int status, const char *reason)
 {
