@@ -79,15 +79,7 @@ s_watch (void *arg)
         if (!next)
             pthread_cond_wait (&s_body.wake, &s_body.lock);
         else {
-            struct timespec until;
-            clock_gettime (CLOCK_MONOTONIC, &until);
-            int64_t wait_ms = next - now;
-            until.tv_sec += wait_ms / 1000;
-            until.tv_nsec += (wait_ms % 1000) * 1000000;
-            if (until.tv_nsec >= 1000000000) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000;
-            }
+            struct timespec until = clock_after (CLOCK_MONOTONIC, next - now);
             pthread_cond_timedwait (&s_body.wake, &s_body.lock, &until);
         }
     }

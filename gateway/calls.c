@@ -132,14 +132,7 @@ s_call (proto_msg_t *request, int expected, int timeout_ms, int *status, char *r
             break;
         if (wait > WAKE_MS)
             wait = WAKE_MS;
-        struct timespec until;
-        clock_gettime (CLOCK_REALTIME, &until);
-        until.tv_sec += wait / 1000;
-        until.tv_nsec += (wait % 1000) * 1000000;
-        if (until.tv_nsec >= 1000000000) {
-            until.tv_sec++;
-            until.tv_nsec -= 1000000000;
-        }
+        struct timespec until = clock_after (CLOCK_REALTIME, wait);
         pthread_cond_timedwait (&call->answer, &s_lock, &until);
     }
     bool answered = call->answered;

@@ -31,6 +31,20 @@ clock_mono_ns (void)
     return (int64_t) now.tv_sec * 1000000000 + now.tv_nsec;
 }
 
+struct timespec
+clock_after (clockid_t clock, int64_t ms)
+{
+    struct timespec at;
+    clock_gettime (clock, &at);
+    at.tv_sec += ms / 1000;
+    at.tv_nsec += (ms % 1000) * 1000000;
+    if (at.tv_nsec >= 1000000000) {
+        at.tv_sec++;
+        at.tv_nsec -= 1000000000;
+    }
+    return at;
+}
+
 char *
 clock_iso8601 (int64_t ms, char *out)
 {
@@ -152,6 +166,11 @@ clock_test (bool verbose)
         assert (clock_iso8601_parse (clock_iso8601 (value, text), &ms) == 0);
         assert (ms == value);
     }
+    struct timespec now, later = clock_after (CLOCK_MONOTONIC, 1999);
+    clock_gettime (CLOCK_MONOTONIC, &now);
+    assert (later.tv_nsec >= 0 && later.tv_nsec < 1000000000);
+    int64_t ahead_ms = (later.tv_sec - now.tv_sec) * 1000 + (later.tv_nsec - now.tv_nsec) / 1000000;
+    assert (ahead_ms >= 1990 && ahead_ms <= 1999);
     int64_t before = clock_mono_ns ();
     assert (clock_mono_ns () >= before);
     assert (clock_now_ms () > 1700000000000LL);

@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -31,6 +32,12 @@ int64_t
 //  Monotonic clock, ns since an arbitrary start (for latency figures).
 int64_t
     clock_mono_ns (void);
+
+//  The instant ms from now on clock (CLOCK_REALTIME, or CLOCK_MONOTONIC
+//  for a condition made with that clock), as pthread_cond_timedwait takes
+//  its deadline.
+struct timespec
+    clock_after (clockid_t clock, int64_t ms);
 
 //  Format ms since the epoch as ISO 8601 UTC with milliseconds,
 //  "YYYY-MM-DDTHH:MM:SS.mmmZ", into out (CLOCK_ISO8601_SIZE bytes).

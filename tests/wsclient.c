@@ -213,14 +213,7 @@ s_wait (ws_client_t *self, int64_t deadline)
     int64_t left = deadline - clock_mono_ms ();
     if (left <= 0)
         return false;
-    struct timespec until;
-    clock_gettime (CLOCK_REALTIME, &until);
-    until.tv_sec += left / 1000;
-    until.tv_nsec += (left % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    struct timespec until = clock_after (CLOCK_REALTIME, left);
     pthread_cond_timedwait (&self->cond, &self->mutex, &until);
     return true;
 }
