@@ -268,7 +268,7 @@ s_test_conversation (void)
     msg = s_expect (PROTO_ROOM_REPLY, id);
     proto_msg_destroy (&msg);
     //  One of carol's two sockets leaves: carol stays.
-    leave.room_leave = (proto_room_leave_t) { room, "carol", "c-carol", NULL };
+    leave.room_leave = (proto_room_leave_t) { room, "carol", "c-carol", NULL, false };
     id = s_send (&leave);
     msg = s_expect (PROTO_ROOM_REPLY, id);
     CHECK (msg && !msg->room_reply.changed && msg->room_reply.room.participant_count == 2);
