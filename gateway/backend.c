@@ -331,11 +331,12 @@ s_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
         return;
     }
     request->request_id = pending->id;
-    //  A socket's record names the run that holds it; workers do not know
-    //  it (it changes when a run is declared dead), this thread does.
-    if (request->type == PROTO_CONN_PUT
-    &&  strcmp (request->conn_put.connection.gateway_id, gateway_config.gateway_id) == 0)
-        request->conn_put.connection.incarnation = s_self.incarnation;
+    //  A socket's record names the run that holds it (conn-put, and a
+    //  join's, which its shard writes); workers do not know it (it changes
+    //  when a run is declared dead), this thread does.
+    const char **incarnation = proto_incarnation_of (request, gateway_config.gateway_id);
+    if (incarnation)
+        *incarnation = s_self.incarnation;
     if (s_encode (request)) {
         //  It decoded, so it encodes: this would be a bug in proto.
         log_write (LOG_LEVEL_ERROR, request->trace_id, "a %s does not encode again",
