@@ -109,7 +109,7 @@ typedef enum {
     PROTO_TTL_SWEEP         = 34,   //  stored: delete expired messages now
     PROTO_SWEEP_REPLY       = 35,
 
-    PROTO_CONN_PUT          = 40,   //  stored: create or replace a connection -> ok
+    PROTO_CONN_PUT          = 40,   //  stored: create or replace a connection (keeps its room) -> ok
     PROTO_CONN_DEL          = 41,   //  stored: delete a connection -> ok, or 404
     PROTO_CONN_LIST         = 42,   //  stored: connections by gateway, user or room
     PROTO_CONN_LIST_REPLY   = 43,
@@ -195,7 +195,8 @@ typedef struct {
     const char *gateway_id;         //  required
     const char *incarnation;        //  optional: the gateway's run that holds it (see gateway-beat)
     const char *user_id;            //  required
-    const char *room_id;            //  optional: the room the socket is in
+    const char *room_id;            //  optional: the room the socket is in (its shard
+                                    //  writes it: room-update; a gateway's conn-put has none)
     const char *user_name;          //  optional
     const char *user_icon;          //  optional
     const char *user_color;         //  optional
