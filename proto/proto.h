@@ -109,7 +109,7 @@ typedef enum {
     PROTO_TTL_SWEEP         = 34,   //  stored: delete expired messages now
     PROTO_SWEEP_REPLY       = 35,
 
-    PROTO_CONN_PUT          = 40,   //  stored: create or replace a connection (keeps its room) -> ok
+    PROTO_CONN_PUT          = 40,   //  stored: create or replace a connection (no room: keeps its) -> ok
     PROTO_CONN_DEL          = 41,   //  stored: delete a connection -> ok, or 404
     PROTO_CONN_LIST         = 42,   //  stored: connections by gateway, user or room
     PROTO_CONN_LIST_REPLY   = 43,
