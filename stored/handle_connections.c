@@ -108,23 +108,25 @@ connections_delete (handler_ctx_t *ctx, const proto_connection_t *old, const cha
 int
 connections_leave_room (handler_ctx_t *ctx, const char *room_id, const char *user_id)
 {
-    //  The room's entries first, then the changes: a cursor does not walk
-    //  entries that move under it. A room holds a few hundred sockets.
+    //  By the user's index, which holds a few sockets (a room may hold
+    //  thousands); the records first, then the changes: a cursor does not
+    //  walk entries that move under it.
     db_key_t prefix;
-    db_key_lstr (db_key_begin (&prefix), room_id);
+    db_key_lstr (db_key_begin (&prefix), user_id);
     MDB_cursor *cursor;
-    int rc = mdb_cursor_open (ctx->txn, ctx->db->connections_by_room, &cursor);
+    int rc = mdb_cursor_open (ctx->txn, ctx->db->connections_by_user, &cursor);
     if (rc)
         return rc;
-    size_t count = 0, max = 16;
+    size_t count = 0, max = 8;
     proto_connection_t *leaving = msgpack_zone_malloc (ctx->zone, max * sizeof *leaving);
     assert (leaving);
     MDB_val k = db_val (&prefix), v;
     for (rc = mdb_cursor_get (cursor, &k, &v, MDB_SET_RANGE); rc == 0;
          rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
-        if (k.mv_size <= prefix.size || memcmp (k.mv_data, prefix.bytes, prefix.size) != 0
-        ||  k.mv_size - prefix.size > PROTO_ID_MAX)
+        if (k.mv_size <= prefix.size || memcmp (k.mv_data, prefix.bytes, prefix.size) != 0)
             break;
+        if (k.mv_size - prefix.size > PROTO_ID_MAX)
+            continue;
         char conn_id [PROTO_ID_MAX + 1];
         memcpy (conn_id, (char *) k.mv_data + prefix.size, k.mv_size - prefix.size);
         conn_id [k.mv_size - prefix.size] = 0;
@@ -136,7 +138,7 @@ connections_leave_room (handler_ctx_t *ctx, const char *room_id, const char *use
             max *= 2;
         }
         if (db_connection_get (ctx->db, ctx->txn, conn_id, ctx->zone, &leaving [count]) == 0
-        &&  strcmp (leaving [count].user_id, user_id) == 0)
+        &&  leaving [count].room_id && strcmp (leaving [count].room_id, room_id) == 0)
             count++;
     }
     mdb_cursor_close (cursor);
