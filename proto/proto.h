@@ -391,9 +391,9 @@ typedef struct {
 } proto_sweep_reply_t;
 
 //  A gateway's record of a socket it opened, in no room yet. A put without
-//  a room keeps the room of an existing record: rooms are roomd's to
-//  write (room-update), and a gateway's put at open and the shard's write
-//  at join travel different links, so they may cross.
+//  a room that finds a record in a room changes only its connected_at_ms:
+//  rooms are roomd's to write (room-update), and a gateway's put at open
+//  and the shard's write at join travel different links, so they may cross.
 typedef struct {
     proto_connection_t connection;
 } proto_conn_put_t;

@@ -13,8 +13,8 @@
     deletes it at close; the room's shard writes the room into it, in the
     room-update of the join, and takes it out (or deletes the record, for
     a socket that closed) in the leave's (proto.h, room-update). The two
-    travel different links and may cross, so a put without a room keeps
-    the room of the record it replaces.
+    travel different links and may cross, so a put without a room that
+    lands on a record with one changes only its connectedAt.
 
     Gateways beat per run (proto.h, gateway-beat). A run that stops beating,
     or that a new run of its gateway id replaced, left its connections
@@ -176,9 +176,13 @@ handle_conn_put (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *re
     if (rc && rc != MDB_NOTFOUND && rc != EPROTO)
         return rc;
     //  A put without a room (a gateway's, at open) that crossed the shard's
-    //  write of the join leaves the room as the shard wrote it.
-    if (rc == 0 && !connection.room_id)
-        connection.room_id = old.room_id;
+    //  write of the join leaves that record as the shard wrote it (the
+    //  join's profile is the newer), but for when the socket opened.
+    if (rc == 0 && !connection.room_id && old.room_id) {
+        int64_t connected_at_ms = connection.connected_at_ms;
+        connection = old;
+        connection.connected_at_ms = connected_at_ms;
+    }
     rc = connections_replace (ctx, rc == 0? &old: NULL, &connection);
     if (rc)
         return rc;

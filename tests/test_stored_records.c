@@ -142,9 +142,11 @@ s_test_join_and_leave (void)
     //  The gateway's put at open, landing after the join: the room stays.
     proto_connection_t opened = s_connection ("c-ann", "ann", NULL);
     opened.connected_at_ms = 1000;
+    opened.user_name = "Query";                 //  the socket's default, older than the join's
     CHECK (s_put (opened));
     CHECK (s_record ("ann", "c-ann", &record) && record.room_id
-           && !strcmp (record.room_id, room) && record.connected_at_ms == 1000);
+           && !strcmp (record.room_id, room) && record.connected_at_ms == 1000
+           && !strcmp (record.user_name, "Name"));
     //  Joining again (a participant already: no room change) writes the
     //  record all the same, and keeps when its socket opened.
     CHECK (s_answered ((proto_room_update_t) { .room_id = room, .add_participant = "ann",
