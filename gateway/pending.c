@@ -287,11 +287,12 @@ pending_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
     if (s_route (request, &pending))
         return;
     request->request_id = pending->id;
-    //  A socket's record names the run that holds it; only this thread
-    //  knows it (it changes when a run is declared dead).
-    if (request->type == PROTO_CONN_PUT
-    &&  strcmp (request->conn_put.connection.gateway_id, gateway_config.gateway_id) == 0)
-        request->conn_put.connection.incarnation = links_run ();
+    //  A socket's record names the run that holds it (conn-put, and a
+    //  join's, which its shard writes); only this thread knows it (it
+    //  changes when a run is declared dead).
+    const char **incarnation = proto_incarnation_of (request, gateway_config.gateway_id);
+    if (incarnation)
+        *incarnation = links_run ();
     if (s_encode (request)) {
         //  It decoded or was made here, so it encodes: this would be a bug.
         log_write (LOG_LEVEL_ERROR, request->trace_id, "a %s does not encode",

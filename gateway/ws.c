@@ -173,22 +173,26 @@ s_profile (action_t *self, profile_t *profile)
 #define S_ICON(profile)  ((profile)->has_icon? (profile)->user_icon: NULL)
 #define S_COLOR(profile) ((profile)->has_color? (profile)->user_color: NULL)
 
-//  Tell stored which room (if any) the socket is in now.
+//  Tell stored of a socket that opened, in no room. Its room is its room
+//  shard's to write, in the join's and the leave's own room-updates: a
+//  shard that loads the room rebuilds its members from these records, so
+//  they change in the same transaction as the room (proto.h, room-update).
 static void
-s_post_connection (conn_t *conn, const char *room_id, const char *trace)
+s_post_connection (conn_t *conn, const char *trace)
 {
     const profile_t *profile = conn_profile (conn);
     proto_msg_t put = { .type = PROTO_CONN_PUT, .conn_put.connection = {
         .conn_id = conn_id (conn), .gateway_id = gateway_config.gateway_id,
-        .user_id = conn_user_id (conn), .room_id = room_id && *room_id? room_id: NULL,
+        .user_id = conn_user_id (conn),
         .user_name = S_NAME (profile), .user_icon = S_ICON (profile),
         .user_color = S_COLOR (profile), .connected_at_ms = clock_now_ms () } };
     snprintf (put.trace_id, sizeof put.trace_id, "%s", trace? trace: "");
     pending_post (&put);
 }
 
-//  The socket left room_id (it closed, or joined another): the shard
-//  takes it out, and the user too if it was their last socket there.
+//  The socket left room_id for another: the shard takes it out, and the
+//  user too if it was their last socket there, and clears the room of its
+//  record unless the join of the next room came first.
 static void
 s_post_leave (conn_t *conn, const char *room_id, const char *trace)
 {
@@ -205,11 +209,9 @@ s_post_leave (conn_t *conn, const char *room_id, const char *trace)
 static void
 s_joined (action_t *self, proto_msg_t *reply)
 {
-    if (reply) {
+    if (reply)
         rooms_join_done (self->conn, self->room_id, self->since_seq, self->request_id,
-                           &reply->join_reply);
-        s_post_connection (self->conn, self->room_id, self->trace);
-    }
+                         &reply->join_reply);
     else
         rooms_join_abort (self->conn, self->room_id);
 }
@@ -233,7 +235,6 @@ s_join_room (action_t *self)
     if (*current && strcmp (current, room_id) != 0) {
         rooms_leave (self->conn, current);
         s_post_leave (self->conn, current, self->trace);
-        s_post_connection (self->conn, NULL, self->trace);
     }
     //  The profile given here is the socket's from now on.
     *conn_profile (self->conn) = profile;
@@ -445,11 +446,8 @@ s_leave_room (action_t *self)
         return;
     //  The user leaves, so none of their sockets here is in the room any
     //  more; taken out first, so they do not hear of their own leaving.
-    char current [PROTO_ID_MAX + 1];
-    rooms_of (self->conn, current);
+    //  (The shard takes their records out of the room with them.)
     rooms_user_left (room_id, conn_user_id (self->conn));
-    if (strcmp (current, room_id) == 0)
-        s_post_connection (self->conn, NULL, self->trace);
     proto_msg_t request = { .type = PROTO_ROOM_LEAVE, .room_leave = {
         .room_id = room_id, .user_id = conn_user_id (self->conn),
         .user_name = S_NAME (conn_profile (self->conn)) } };
@@ -556,7 +554,7 @@ ws_opened (conn_t *conn)
 {
     char trace [IDS_TRACE_SIZE];
     ids_trace (trace);
-    s_post_connection (conn, NULL, trace);
+    s_post_connection (conn, trace);
     log_write (LOG_LEVEL_DEBUG, trace, "socket %s of user %s opened", conn_id (conn),
                conn_user_id (conn));
 }
@@ -576,10 +574,13 @@ ws_closed (conn_t *conn)
     limits_socket_give (user_id, address);
     char trace [IDS_TRACE_SIZE];
     ids_trace (trace);
+    //  The shard deletes the record as it takes the socket out (after its
+    //  join, should that still be on its way); the conn-del covers a socket
+    //  in no room.
     if (*room_id) {
         proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
             .room_id = room_id, .user_id = user_id, .conn_id = id,
-            .user_name = S_NAME (&profile) } };
+            .user_name = S_NAME (&profile), .closed = true } };
         snprintf (leave.trace_id, sizeof leave.trace_id, "%s", trace);
         pending_post (&leave);
     }

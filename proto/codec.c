@@ -44,6 +44,7 @@ typedef enum {
     K_STATUS,       //  proto_room_status_t as "active" / "closed"
     K_ID_LIST,      //  const char ** and a uint32_t count: distinct ids
     K_RECORD,       //  a nested struct, by value
+    K_RECORD_REF,   //  a pointer to a nested struct; NULL when absent
     K_RECORD_LIST   //  a pointer to nested structs and a uint32_t count
 } kind_t;
 
@@ -75,6 +76,8 @@ struct layout {
     { key, kind, required, offsetof (type, member), 0, min, max, NULL }
 #define RECORD(type, member, key, layout) \
     { key, K_RECORD, true, offsetof (type, member), 0, 0, 0, &layout }
+#define RECORD_REF(type, member, key, layout) \
+    { key, K_RECORD_REF, false, offsetof (type, member), 0, 0, 0, &layout }
 #define LIST(type, member, count, key, kind, max, layout) \
     { key, kind, false, offsetof (type, member), offsetof (type, count), 0, max, layout }
 #define LAYOUT(name, type, fields, check) \
@@ -173,6 +176,9 @@ static const field_t s_room_update_fields [] = {
     FIELD (proto_room_update_t, touch_ms, "touch", K_TIME, OPT, 0, 0),
     FIELD (proto_room_update_t, if_epoch, "ifEpoch", K_U64, OPT, 0, 0),
     FIELD (proto_room_update_t, claim, "claim", K_BOOL, OPT, 0, 0),
+    RECORD_REF (proto_room_update_t, connection, "connection", s_connection),
+    FIELD (proto_room_update_t, leave_conn_id, "leaveConnId", K_ID, OPT, 0, 0),
+    FIELD (proto_room_update_t, closed, "closed", K_BOOL, OPT, 0, 0),
 };
 static const field_t s_room_reply_fields [] = {
     RECORD (proto_room_reply_t, room, "room", s_room),
@@ -310,6 +316,7 @@ static const field_t s_room_join_fields [] = {
     FIELD (proto_room_join_t, user_icon, "userIcon", K_PROFILE, OPT, 0, 0),
     FIELD (proto_room_join_t, user_color, "userColor", K_PROFILE, OPT, 0, 0),
     FIELD (proto_room_join_t, since_seq, "sinceSeq", K_U64, OPT, 0, 0),
+    FIELD (proto_room_join_t, incarnation, "incarnation", K_ID, OPT, 0, 0),
 };
 static const field_t s_join_reply_fields [] = {
     RECORD (proto_join_reply_t, room, "room", s_room),
@@ -322,6 +329,7 @@ static const field_t s_room_leave_fields [] = {
     FIELD (proto_room_leave_t, user_id, "userId", K_ID, REQ, 0, 0),
     FIELD (proto_room_leave_t, conn_id, "connId", K_ID, OPT, 0, 0),
     FIELD (proto_room_leave_t, user_name, "userName", K_PROFILE, OPT, 0, 0),
+    FIELD (proto_room_leave_t, closed, "closed", K_BOOL, OPT, 0, 0),
 };
 static const field_t s_typing_fields [] = {
     FIELD (proto_typing_t, room_id, "roomId", K_ID, REQ, 0, 0),
@@ -355,7 +363,33 @@ static const char *
 s_room_join_check (const void *value)
 {
     const proto_room_join_t *join = value;
-    return join->conn_id && !join->gateway_id? "a socket's join needs its gatewayId": NULL;
+    if (join->conn_id && !join->gateway_id)
+        return "a socket's join needs its gatewayId";
+    return join->incarnation && !join->conn_id? "incarnation goes only with connId": NULL;
+}
+
+static const char *
+s_room_leave_check (const void *value)
+{
+    const proto_room_leave_t *leave = value;
+    return leave->closed && !leave->conn_id? "closed goes only with connId": NULL;
+}
+
+//  The connection record a room update writes is one in that room: roomd
+//  writes a socket's record in its join's transaction (proto.h).
+static const char *
+s_room_update_check (const void *value)
+{
+    const proto_room_update_t *update = value;
+    if (update->connection && (!update->connection->room_id
+                               || strcmp (update->connection->room_id, update->room_id) != 0))
+        return "the connection written must be in the room updated";
+    if (update->closed && !update->leave_conn_id)
+        return "closed goes only with leaveConnId";
+    if (update->connection && update->leave_conn_id
+    &&  strcmp (update->connection->conn_id, update->leave_conn_id) == 0)
+        return "one connection cannot both join and leave";
+    return NULL;
 }
 
 //  A metric must be one Prometheus can take as it is: a name of its
@@ -411,7 +445,8 @@ static const struct {
     [PROTO_ROOM_GET]        = { "room-get", LAYOUT ("body", proto_room_get_t,
                                                     s_room_get_fields, NULL), PROTO_ROOM_REPLY },
     [PROTO_ROOM_UPDATE]     = { "room-update", LAYOUT ("body", proto_room_update_t,
-                                                       s_room_update_fields, NULL), PROTO_ROOM_REPLY },
+                                                       s_room_update_fields, s_room_update_check),
+                                PROTO_ROOM_REPLY },
     [PROTO_ROOM_REPLY]      = { "room-reply", LAYOUT ("body", proto_room_reply_t,
                                                       s_room_reply_fields, NULL), 0 },
     [PROTO_ROOMS_IDLE]      = { "rooms-idle", LAYOUT ("body", proto_rooms_idle_t,
@@ -458,7 +493,8 @@ static const struct {
     [PROTO_JOIN_REPLY]      = { "join-reply", LAYOUT ("body", proto_join_reply_t,
                                                       s_join_reply_fields, NULL), 0 },
     [PROTO_ROOM_LEAVE]      = { "room-leave", LAYOUT ("body", proto_room_leave_t,
-                                                      s_room_leave_fields, NULL), PROTO_ROOM_REPLY },
+                                                      s_room_leave_fields, s_room_leave_check),
+                                PROTO_ROOM_REPLY },
     [PROTO_ROOM_SEND]       = { "room-send", LAYOUT ("body", proto_carried_message_t,
                                                      s_carried_message_fields, NULL), PROTO_APPEND_REPLY },
     [PROTO_ROOM_TYPING]     = { "room-typing", LAYOUT ("body", proto_typing_t,
@@ -598,10 +634,13 @@ s_check_field (const field_t *field, const void *base, const char *path,
             }
             return 0;
         }
-        case K_RECORD: {
+        case K_RECORD: case K_RECORD_REF: {
+            const void *record = field->kind == K_RECORD? at: *(const void *const *) at;
+            if (!record)
+                return field->required? s_fail (why, why_size, path, field->key, "is required"): 0;
             char inner [64];
             snprintf (inner, sizeof inner, "%s.%s", path, field->key);
-            return s_check_layout (field->layout, at, inner, why, why_size);
+            return s_check_layout (field->layout, record, inner, why, why_size);
         }
         case K_RECORD_LIST: {
             const char *entries = *(const char *const *) at;
@@ -654,6 +693,7 @@ s_is_absent (const field_t *field, const void *base)
         case K_ROOM_TYPE: case K_STATUS: return *(const int *) at == 0;
         case K_ID_LIST: case K_RECORD_LIST:
             return *(const uint32_t *) ((const char *) base + field->count_offset) == 0;
+        case K_RECORD_REF: return *(const void *const *) at == NULL;
         default:          return false;
     }
 }
@@ -706,6 +746,9 @@ s_pack_field (msgpack_packer *pk, const field_t *field, const void *base)
         }
         case K_RECORD:
             s_pack_layout (pk, field->layout, at);
+            break;
+        case K_RECORD_REF:
+            s_pack_layout (pk, field->layout, *(const void *const *) at);
             break;
         case K_RECORD_LIST: {
             const char *entries = *(const char *const *) at;
@@ -1021,6 +1064,17 @@ s_unpack_field (const field_t *field, const msgpack_object *object, void *base,
             snprintf (inner, sizeof inner, "%s.%s", path, field->key);
             return s_unpack_layout (field->layout, object, at, zone, inner, why, why_size);
         }
+        case K_RECORD_REF: {
+            void *record = msgpack_zone_malloc (zone, field->layout->size);
+            if (!record)
+                return s_fail (why, why_size, path, field->key, "out of memory");
+            char inner [64];
+            snprintf (inner, sizeof inner, "%s.%s", path, field->key);
+            if (s_unpack_layout (field->layout, object, record, zone, inner, why, why_size))
+                return -1;
+            *(void **) at = record;
+            return 0;
+        }
     }
     return -1;
 }
@@ -1238,6 +1292,19 @@ proto_room_of (const proto_msg_t *msg)
     }
 }
 
+const char **
+proto_incarnation_of (proto_msg_t *msg, const char *gateway_id)
+{
+    assert (msg && gateway_id);
+    if (msg->type == PROTO_CONN_PUT && msg->conn_put.connection.gateway_id
+    &&  strcmp (msg->conn_put.connection.gateway_id, gateway_id) == 0)
+        return &msg->conn_put.connection.incarnation;
+    if (msg->type == PROTO_ROOM_JOIN && msg->room_join.conn_id && msg->room_join.gateway_id
+    &&  strcmp (msg->room_join.gateway_id, gateway_id) == 0)
+        return &msg->room_join.incarnation;
+    return NULL;
+}
+
 const char *
 proto_room_type_name (proto_room_type_t room_type)
 {
@@ -1318,6 +1385,14 @@ proto_test (bool verbose)
                          .event_message.message.room_id = "room-2" };
     assert (strcmp (proto_room_of (&sent), "room-2") == 0);
     assert (proto_room_of (&msg) == NULL);          //  the room-put above
+    //  A socket's join and a conn-put of this gateway's name its run.
+    proto_msg_t join = { .type = PROTO_ROOM_JOIN, .room_join = {
+        .room_id = "room-1", .user_id = "alice", .conn_id = "c-1", .gateway_id = "gw-1" } };
+    assert (proto_incarnation_of (&join, "gw-1") == &join.room_join.incarnation);
+    assert (proto_incarnation_of (&join, "gw-2") == NULL);
+    join.room_join.conn_id = NULL;
+    assert (proto_incarnation_of (&join, "gw-1") == NULL);
+    assert (proto_incarnation_of (&typing, "gw-1") == NULL);
     //  Five bytes that declare a huge array are refused before allocation.
     assert (proto_decode ("\xdd\xff\xff\xff\xff", 5, why, sizeof why) == NULL);
 }

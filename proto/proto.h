@@ -109,7 +109,7 @@ typedef enum {
     PROTO_TTL_SWEEP         = 34,   //  stored: delete expired messages now
     PROTO_SWEEP_REPLY       = 35,
 
-    PROTO_CONN_PUT          = 40,   //  stored: create or replace a connection -> ok
+    PROTO_CONN_PUT          = 40,   //  stored: create or replace a connection (no room: keeps its) -> ok
     PROTO_CONN_DEL          = 41,   //  stored: delete a connection -> ok, or 404
     PROTO_CONN_LIST         = 42,   //  stored: connections by gateway, user or room
     PROTO_CONN_LIST_REPLY   = 43,
@@ -195,7 +195,8 @@ typedef struct {
     const char *gateway_id;         //  required
     const char *incarnation;        //  optional: the gateway's run that holds it (see gateway-beat)
     const char *user_id;            //  required
-    const char *room_id;            //  optional: the room the socket is in
+    const char *room_id;            //  optional: the room the socket is in (its shard
+                                    //  writes it: room-update; a gateway's conn-put has none)
     const char *user_name;          //  optional
     const char *user_icon;          //  optional
     const char *user_color;         //  optional
@@ -276,6 +277,15 @@ typedef struct {
 //  A conditional change of one room, applied atomically: every condition is
 //  checked first (409 with a reason if one fails, 404 if no such room), then
 //  every change. The reply carries the room as it is afterwards.
+//
+//  Connection records that say a socket is in a room are the room's
+//  shard's to write, here, in the transaction of the change they go with
+//  (a join's, a leave's), under the same conditions: a refused update
+//  writes none. So a shard that loads the room (claim, then conn-list by
+//  room) sees every socket whose join was committed, and no other. A
+//  record is in a room only while its user is a participant of it:
+//  remove_participant also takes every record of that user out of the
+//  room. `changed` in the reply is about the room record alone.
 typedef struct {
     const char *room_id;                //  required
     proto_room_status_t if_status;      //  condition: status is this
@@ -287,6 +297,14 @@ typedef struct {
     int64_t touch_ms;                   //  change: last_activity_ms = max(last_activity_ms, this)
     uint64_t if_epoch;                  //  condition: epoch is this (else 421)
     bool claim;                         //  change: epoch + 1 (a shard takes the room over)
+    const proto_connection_t *connection;   //  change: write this socket's record (a join);
+                                        //  its room must be room_id; an existing record's
+                                        //  connected_at_ms is kept
+    const char *leave_conn_id;          //  change: this socket left the room: with closed its
+                                        //  record goes; else its room is cleared if it is
+                                        //  still room_id (a socket that moved on to another
+                                        //  room keeps that one, whichever write comes last)
+    bool closed;                        //  with leave_conn_id: the socket closed
 } proto_room_update_t;
 
 typedef struct {
@@ -372,6 +390,10 @@ typedef struct {
     bool more;                      //  expired messages remain
 } proto_sweep_reply_t;
 
+//  A gateway's record of a socket it opened, in no room yet. A put without
+//  a room that finds a record in a room changes only its connected_at_ms:
+//  rooms are roomd's to write (room-update), and a gateway's put at open
+//  and the shard's write at join travel different links, so they may cross.
 typedef struct {
     proto_connection_t connection;
 } proto_conn_put_t;
@@ -473,8 +495,10 @@ typedef struct {
 //  403 (not allowed), 404 (no such room, or closed), 503 (stored is down).
 
 //  Join a room. With conn_id, a socket joins too: it receives the room's
-//  events from then on and its join reply carries the history it missed.
-//  Without, a user becomes a participant only (POST /rooms/join).
+//  events from then on and its join reply carries the history it missed,
+//  and the shard writes the socket's connection record (in the room, with
+//  this gateway, run and profile) in the join's room-update. Without, a
+//  user becomes a participant only (POST /rooms/join).
 typedef struct {
     const char *room_id;            //  required
     const char *user_id;            //  required
@@ -484,6 +508,8 @@ typedef struct {
     const char *user_icon;
     const char *user_color;
     uint64_t since_seq;             //  history after this seq; 0: the most recent
+    const char *incarnation;        //  optional, with conn_id: the gateway's run (its
+                                    //  backend fills it in: proto_incarnation_of)
 } proto_room_join_t;
 
 //  A socket's join reply carries the history it is owed: the newest
@@ -504,11 +530,14 @@ typedef struct {
 //  conn_id one socket left the room (it closed, or joined another room):
 //  the user stops being a participant only if that was their last socket
 //  in the room. Either way the others hear user-left when the user goes.
+//  The shard changes the socket's record in stored as it goes (room-update
+//  leave_conn_id), after any join of it that came first.
 typedef struct {
     const char *room_id;            //  required
     const char *user_id;            //  required
     const char *conn_id;            //  optional
     const char *user_name;          //  optional, for user-left
+    bool closed;                    //  with conn_id: the socket closed (not: it moved on)
 } proto_room_leave_t;
 
 //  A participant types: the others hear it, at most once a throttle period.
@@ -685,6 +714,12 @@ int
 //  but they go to stored whatever the room. Points into msg.
 const char *
     proto_room_of (const proto_msg_t *msg);
+
+//  Where msg names the run of gateway_id that holds a socket: a conn-put's
+//  record of that gateway's, a socket's room-join through it. The gateway's
+//  backend fills it in (it alone knows its current run). NULL for others.
+const char **
+    proto_incarnation_of (proto_msg_t *msg, const char *gateway_id);
 
 //  Names of the enumerations as they travel ("public", "active", ...);
 //  NULL for 0 or unknown values.

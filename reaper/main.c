@@ -178,7 +178,8 @@ s_clear_connection (const proto_connection_t *connection)
     if (connection->room_id) {
         proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
             .room_id = connection->room_id, .user_id = connection->user_id,
-            .conn_id = connection->conn_id, .user_name = connection->user_name } };
+            .conn_id = connection->conn_id, .user_name = connection->user_name,
+            .closed = true } };         //  its shard deletes the record as it goes
         proto_msg_t *left = s_through_gateway (&leave);
         if (!left)
             return false;               //  the room's shard is away: next pass

@@ -14,6 +14,15 @@
         sees nothing twice;
       - new messages fan out in the order stored answers their appends,
         which is the order of their seq.
+
+    A socket's connection record in stored (what a shard that loads the
+    room rebuilds its members from) is written here: the room into it in
+    the join's room-update, out of it (or the record deleted, for a socket
+    that closed) in the leave's. Calls to stored go on one link and are
+    committed in the order sent, so a leave that came after a join (one
+    gateway's link, in order) is written after it, even while the join's
+    answer is still on its way: no record outlives a close that raced its
+    join, and no member outlives it here either (s_leave_updated).
     =========================================================================
 */
 
@@ -219,11 +228,22 @@ s_join (roomd_t *self, room_t *room, op_t *op)
     proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
         .room_id = room->id, .if_status = PROTO_STATUS_ACTIVE, .if_epoch = room->record.epoch,
         .add_participant = join->user_id, .touch_ms = clock_now_ms () } };
+    //  A socket's record, in the room, in the same transaction (see the
+    //  file's header). stored keeps the connectedAt of the gateway's put.
+    proto_connection_t connection = {
+        .conn_id = join->conn_id, .gateway_id = join->gateway_id,
+        .incarnation = join->incarnation, .user_id = join->user_id, .room_id = room->id,
+        .user_name = join->user_name, .user_icon = join->user_icon,
+        .user_color = join->user_color, .connected_at_ms = clock_now_ms () };
+    if (join->conn_id)
+        call.room_update.connection = &connection;
     store_call (self, op, &call, s_join_updated);
 }
 
 //  ---------------------------------------------------------------------------
 //  leave
+
+static void s_leave_call (roomd_t *self, room_t *room, op_t *op, bool user_goes);
 
 static void
 s_leave_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
@@ -235,37 +255,66 @@ s_leave_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
     const proto_room_leave_t *leave = &op->request->room_leave;
     const proto_room_t *record = &reply->room_reply.room;
     s_room_changed (self, op, record);
+    //  A join that was in flight when the leave came was committed before
+    //  it and has added its socket since: out again.
+    room_t *room = rooms_find (self, op->room_id);
+    bool ready = room && room->state == ROOM_READY;
+    if (ready && leave->conn_id)
+        room_remove_member (room, leave->conn_id);
+    else
+    if (ready)
+        room_remove_user (room, leave->user_id);
     if (reply->room_reply.changed) {
         proto_msg_t event = { .type = PROTO_EVENT_LEFT, .event_left = {
             .room = *record, .user_id = leave->user_id, .user_name = leave->user_name } };
         memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
         fanout_to_gateways (self, &event);
     }
+    //  That join made its user a participant, which the copy did not know
+    //  when the leave was weighed: with the last socket gone, so is the user.
+    if (ready && leave->conn_id && !op->leave_again && !room_user_online (room, leave->user_id)
+    &&  room_is_participant (room, leave->user_id)) {
+        op->leave_again = true;
+        s_leave_call (self, room, op, true);
+        return;
+    }
     s_reply_room (self, &op, record, reply->room_reply.changed);
+}
+
+//  The room-update of a leave: the user goes, or the socket's record
+//  changes, or both (the second time round, the socket's change is made).
+static void
+s_leave_call (roomd_t *self, room_t *room, op_t *op, bool user_goes)
+{
+    const proto_room_leave_t *leave = &op->request->room_leave;
+    proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
+        .room_id = room->id, .if_epoch = room->record.epoch,
+        .remove_participant = user_goes? leave->user_id: NULL } };
+    if (!op->leave_again) {
+        call.room_update.leave_conn_id = leave->conn_id;
+        call.room_update.closed = leave->closed;
+    }
+    store_call (self, op, &call, s_leave_updated);
 }
 
 static void
 s_leave (roomd_t *self, room_t *room, op_t *op)
 {
     const proto_room_leave_t *leave = &op->request->room_leave;
-    if (leave->conn_id) {
-        //  One socket went; the user stays while another of theirs is here.
+    //  One socket went: the user stays while another of theirs is here.
+    if (leave->conn_id)
         room_remove_member (room, leave->conn_id);
-        if (room_user_online (room, leave->user_id)) {
-            s_reply_room (self, &op, &room->record, false);
-            return;
-        }
-    }
     else
         room_remove_user (room, leave->user_id);
-    if (!room_is_participant (room, leave->user_id)) {
+    bool user_goes = room_is_participant (room, leave->user_id)
+                  && !(leave->conn_id && room_user_online (room, leave->user_id));
+    //  A socket's record changes even when its user stays (see the file's
+    //  header); a user who is no participant has nothing to change.
+    if (!user_goes && !leave->conn_id) {
         s_reply_room (self, &op, &room->record, false);
         return;
     }
-    proto_msg_t call = { .type = PROTO_ROOM_UPDATE, .room_update = {
-        .room_id = room->id, .if_epoch = room->record.epoch,
-        .remove_participant = leave->user_id } };
-    store_call (self, op, &call, s_leave_updated);
+    s_leave_call (self, room, op, user_goes);
 }
 
 //  ---------------------------------------------------------------------------

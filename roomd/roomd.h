@@ -109,6 +109,7 @@ struct op {
     proto_room_t result_room;           //  a room to carry between steps
     msgpack_zone *zone;                 //  holds result_room's strings
     bool retried;                       //  served again after its room moved (421)
+    bool leave_again;                   //  a leave's second update: its user goes too
     char refusal [96];                  //  a 403 waiting for stored to confirm it
     //  A resend of a stored message: its acknowledgement, while the stored
     //  message is read back to be fanned out (handle_rooms.c, s_resent).

@@ -3,9 +3,18 @@
     or room; the gateways' heartbeats; and stored's own statistics
 
     Each connection record has an entry in byGateway and byUser, and in
-    byRoom while it is in a room; put and delete mend all three. byGateway
-    is by gateway id and then incarnation, so one run's connections are
-    listed apart from another's of the same GATEWAY_ID.
+    byRoom while it is in a room; every writer (connections_replace and
+    connections_delete, here for conn-put and conn-del and for room-update
+    in handle_rooms.c) mends all three. byGateway is by gateway id and then
+    incarnation, so one run's connections are listed apart from another's
+    of the same GATEWAY_ID.
+
+    Who writes what: a gateway puts a socket's record at open (no room) and
+    deletes it at close; the room's shard writes the room into it, in the
+    room-update of the join, and takes it out (or deletes the record, for
+    a socket that closed) in the leave's (proto.h, room-update). The two
+    travel different links and may cross, so a put without a room that
+    lands on a record with one changes only its connectedAt.
 
     Gateways beat per run (proto.h, gateway-beat). A run that stops beating,
     or that a new run of its gateway id replaced, left its connections
@@ -43,6 +52,13 @@ s_connection_indexes (db_t *db, const proto_connection_t *connection,
     return count;
 }
 
+//  The key of one run in the gateways database.
+static db_key_t *
+s_run_key (db_key_t *key, const char *gateway_id, const char *incarnation)
+{
+    return db_key_str (db_key_lstr (db_key_begin (key), gateway_id), incarnation);
+}
+
 //  Add (or, with remove, delete) a connection's index entries.
 static int
 s_index (db_t *db, MDB_txn *txn, const proto_connection_t *connection, bool remove)
@@ -61,27 +77,113 @@ s_index (db_t *db, MDB_txn *txn, const proto_connection_t *connection, bool remo
 }
 
 int
-handle_conn_put (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+connections_replace (handler_ctx_t *ctx, const proto_connection_t *old,
+                     const proto_connection_t *connection)
 {
-    const proto_connection_t *connection = &request->conn_put.connection;
-    proto_connection_t old;
-    int rc = db_connection_get (ctx->db, ctx->txn, connection->conn_id, ctx->zone, &old);
-    if (rc == 0)
-        rc = s_index (ctx->db, ctx->txn, &old, true);
-    else
-    if (rc == MDB_NOTFOUND || rc == EPROTO)
-        rc = 0;
+    int rc = old? s_index (ctx->db, ctx->txn, old, true): 0;
     if (rc)
         return rc;
     msgpack_sbuffer_clear (ctx->scratch);
-    if (proto_connection_pack (ctx->scratch, connection))
-        return reply_error (ctx, reply, 400, "connection does not encode");
+    rc = proto_connection_pack (ctx->scratch, connection);
+    assert (rc == 0);           //  it decoded, or was made of what decoded
     db_key_t key;
     MDB_val k = db_val (db_key_str (db_key_begin (&key), connection->conn_id));
     MDB_val v = { ctx->scratch->size, ctx->scratch->data };
     rc = mdb_put (ctx->txn, ctx->db->connections, &k, &v, 0);
-    if (rc == 0)
-        rc = s_index (ctx->db, ctx->txn, connection, false);
+    return rc? rc: s_index (ctx->db, ctx->txn, connection, false);
+}
+
+int
+connections_delete (handler_ctx_t *ctx, const proto_connection_t *old, const char *conn_id)
+{
+    //  Unreadable (no old): its index entries stay orphaned, the record goes.
+    int rc = old? s_index (ctx->db, ctx->txn, old, true): 0;
+    if (rc)
+        return rc;
+    db_key_t key;
+    MDB_val k = db_val (db_key_str (db_key_begin (&key), conn_id));
+    return mdb_del (ctx->txn, ctx->db->connections, &k, NULL);
+}
+
+int
+connections_leave_room (handler_ctx_t *ctx, const char *room_id, const char *user_id)
+{
+    //  By the user's index, which holds a few sockets (a room may hold
+    //  thousands); the records first, then the changes: a cursor does not
+    //  walk entries that move under it.
+    db_key_t prefix;
+    db_key_lstr (db_key_begin (&prefix), user_id);
+    MDB_cursor *cursor;
+    int rc = mdb_cursor_open (ctx->txn, ctx->db->connections_by_user, &cursor);
+    if (rc)
+        return rc;
+    size_t count = 0, max = 8;
+    proto_connection_t *leaving = msgpack_zone_malloc (ctx->zone, max * sizeof *leaving);
+    assert (leaving);
+    MDB_val k = db_val (&prefix), v;
+    for (rc = mdb_cursor_get (cursor, &k, &v, MDB_SET_RANGE); rc == 0;
+         rc = mdb_cursor_get (cursor, &k, &v, MDB_NEXT)) {
+        if (k.mv_size <= prefix.size || memcmp (k.mv_data, prefix.bytes, prefix.size) != 0)
+            break;
+        if (k.mv_size - prefix.size > PROTO_ID_MAX)
+            continue;
+        char conn_id [PROTO_ID_MAX + 1];
+        memcpy (conn_id, (char *) k.mv_data + prefix.size, k.mv_size - prefix.size);
+        conn_id [k.mv_size - prefix.size] = 0;
+        if (count == max) {
+            proto_connection_t *grown = msgpack_zone_malloc (ctx->zone, 2 * max * sizeof *grown);
+            assert (grown);
+            memcpy (grown, leaving, count * sizeof *grown);
+            leaving = grown;
+            max *= 2;
+        }
+        if (db_connection_get (ctx->db, ctx->txn, conn_id, ctx->zone, &leaving [count]) == 0
+        &&  leaving [count].room_id && strcmp (leaving [count].room_id, room_id) == 0)
+            count++;
+    }
+    mdb_cursor_close (cursor);
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    rc = 0;
+    for (size_t i = 0; i < count && rc == 0; i++) {
+        proto_connection_t out = leaving [i];
+        out.room_id = NULL;
+        rc = connections_replace (ctx, &leaving [i], &out);
+    }
+    return rc;
+}
+
+int
+connections_run_dead (handler_ctx_t *ctx, const proto_connection_t *connection, bool *dead)
+{
+    *dead = false;
+    if (!connection->incarnation)
+        return 0;
+    db_key_t key;
+    MDB_val k = db_val (s_run_key (&key, connection->gateway_id, connection->incarnation)), v;
+    int rc = mdb_get (ctx->txn, ctx->db->gateways, &k, &v);
+    if (rc == MDB_NOTFOUND)
+        return 0;
+    *dead = rc == 0 && v.mv_size == 8 && db_read_u64 (v.mv_data) == 0;
+    return rc;
+}
+
+int
+handle_conn_put (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
+{
+    proto_connection_t connection = request->conn_put.connection, old;
+    int rc = db_connection_get (ctx->db, ctx->txn, connection.conn_id, ctx->zone, &old);
+    if (rc && rc != MDB_NOTFOUND && rc != EPROTO)
+        return rc;
+    //  A put without a room (a gateway's, at open) that crossed the shard's
+    //  write of the join leaves that record as the shard wrote it (the
+    //  join's profile is the newer), but for when the socket opened.
+    if (rc == 0 && !connection.room_id && old.room_id) {
+        int64_t connected_at_ms = connection.connected_at_ms;
+        connection = old;
+        connection.connected_at_ms = connected_at_ms;
+    }
+    rc = connections_replace (ctx, rc == 0? &old: NULL, &connection);
     if (rc)
         return rc;
     reply->type = PROTO_OK;
@@ -96,16 +198,9 @@ handle_conn_del (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *re
     int rc = db_connection_get (ctx->db, ctx->txn, conn_id, ctx->zone, &old);
     if (rc == MDB_NOTFOUND)
         return reply_error (ctx, reply, 404, "no connection %s", conn_id);
-    if (rc == 0)
-        rc = s_index (ctx->db, ctx->txn, &old, true);
-    else
-    if (rc == EPROTO)
-        rc = 0;                 //  unreadable: its index entries stay orphaned, the record goes
-    if (rc)
+    if (rc && rc != EPROTO)
         return rc;
-    db_key_t key;
-    MDB_val k = db_val (db_key_str (db_key_begin (&key), conn_id));
-    rc = mdb_del (ctx->txn, ctx->db->connections, &k, NULL);
+    rc = connections_delete (ctx, rc == 0? &old: NULL, conn_id);
     if (rc)
         return rc;
     reply->type = PROTO_OK;
@@ -162,13 +257,6 @@ handle_conn_list (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *r
     reply->conn_list_reply.connections = connections;
     reply->conn_list_reply.count = count;
     return 0;
-}
-
-//  The key of one run in the gateways database.
-static db_key_t *
-s_run_key (db_key_t *key, const char *gateway_id, const char *incarnation)
-{
-    return db_key_str (db_key_lstr (db_key_begin (key), gateway_id), incarnation);
 }
 
 //  Read a gateways key back into gateway id and incarnation (zone copies).

@@ -5,6 +5,11 @@
     A room's record and its index entries change together: an ACTIVE room is
     in byCell (for search) and byActivity (for the reaper); a CLOSED one is in
     neither. Every writer below keeps that so.
+
+    A room update also writes the connection records that go with it (a
+    socket's join, leave or close: proto.h, room-update), in the same
+    transaction and under the same conditions, through handle_connections.c's
+    writers: a shard that loads the room lists its sockets as of that commit.
     =========================================================================
 */
 
@@ -78,6 +83,50 @@ s_participant_index (const proto_room_t *room, const char *user_id)
     return -1;
 }
 
+//  The connection records of a room update, once its conditions held
+//  (proto.h, room-update): the socket that left, then the records of a
+//  participant who left, then the socket that joined.
+static int
+s_update_connections (handler_ctx_t *ctx, const proto_room_update_t *update, bool user_left)
+{
+    int rc = 0;
+    proto_connection_t old;
+    if (update->leave_conn_id) {
+        rc = db_connection_get (ctx->db, ctx->txn, update->leave_conn_id, ctx->zone, &old);
+        if (rc == MDB_NOTFOUND)
+            rc = 0;             //  its gateway deleted it first, or the reaper did
+        else
+        if (rc == EPROTO && update->closed)
+            rc = connections_delete (ctx, NULL, update->leave_conn_id);
+        else
+        if (rc == EPROTO)
+            rc = 0;             //  unreadable: its gateway's conn-del takes it
+        else
+        if (rc == 0 && update->closed)
+            rc = connections_delete (ctx, &old, update->leave_conn_id);
+        else
+        //  A socket that moved on keeps the room it moved to, should its
+        //  join there have been written first (another shard's link).
+        if (rc == 0 && old.room_id && strcmp (old.room_id, update->room_id) == 0) {
+            proto_connection_t out = old;
+            out.room_id = NULL;
+            rc = connections_replace (ctx, &old, &out);
+        }
+    }
+    if (rc == 0 && user_left)
+        rc = connections_leave_room (ctx, update->room_id, update->remove_participant);
+    if (rc == 0 && update->connection) {
+        rc = db_connection_get (ctx->db, ctx->txn, update->connection->conn_id, ctx->zone, &old);
+        if (rc && rc != MDB_NOTFOUND && rc != EPROTO)
+            return rc;
+        proto_connection_t joined = *update->connection;
+        if (rc == 0)            //  since its socket opened, whoever wrote it first
+            joined.connected_at_ms = old.connected_at_ms;
+        rc = connections_replace (ctx, rc == 0? &old: NULL, &joined);
+    }
+    return rc;
+}
+
 int
 handle_room_update (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
 {
@@ -103,6 +152,12 @@ handle_room_update (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
               && s_participant_index (&room, update->add_participant) < 0;
     if (joins && room.participant_count >= room.max_participants)
         return reply_error (ctx, reply, 400, "Room is full");
+    bool dead = false;
+    if (update->connection && (rc = connections_run_dead (ctx, update->connection, &dead)))
+        return rc;
+    if (dead)       //  its records are being cleared: one written now would stay behind
+        return reply_error (ctx, reply, 410, "run %s of gateway %s was declared dead",
+                            update->connection->incarnation, update->connection->gateway_id);
 
     proto_room_t old = room;
     bool changed = false;
@@ -139,18 +194,18 @@ handle_room_update (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t 
         room.epoch++;
         changed = true;
     }
-    if (!changed)
-        return s_reply_room (reply, &room, false);
 
     //  The index entries depend on status, position and activity; remove the
     //  old ones and add the new ones rather than track which moved.
-    if (old.status == PROTO_STATUS_ACTIVE)
+    if (changed && old.status == PROTO_STATUS_ACTIVE)
         rc = db_room_unindex (ctx->db, ctx->txn, &old);
-    if (rc == 0)
+    if (changed && rc == 0)
         rc = db_room_put (ctx->db, ctx->txn, &room, ctx->scratch);
-    if (rc == 0 && room.status == PROTO_STATUS_ACTIVE)
+    if (changed && rc == 0 && room.status == PROTO_STATUS_ACTIVE)
         rc = db_room_index (ctx->db, ctx->txn, &room);
-    return rc? rc: s_reply_room (reply, &room, true);
+    if (rc == 0)
+        rc = s_update_connections (ctx, update, leaver >= 0);
+    return rc? rc: s_reply_room (reply, &room, changed);
 }
 
 //  A room's size encoded, as a reply carries it: for PROTO_REPLY_BYTES_MAX.

@@ -179,6 +179,20 @@ handler_fn handle_gateway_beat, handle_gateways_silent;
 handler_fn handle_store_stats;
 handler_fn handle_metrics;
 
+//  Connection records, for every handler that writes them (handle_connections.c);
+//  each mends the record's index entries in the same transaction. old is the
+//  record as db_connection_get read it, or NULL when there was none that reads.
+//  Return 0 or an LMDB error.
+int connections_replace (handler_ctx_t *ctx, const proto_connection_t *old,
+                         const proto_connection_t *connection);
+int connections_delete (handler_ctx_t *ctx, const proto_connection_t *old, const char *conn_id);
+//  Take every record of user_id out of room_id (their room cleared).
+int connections_leave_room (handler_ctx_t *ctx, const char *room_id, const char *user_id);
+//  *dead: the run connection names (gateway id, incarnation) was declared
+//  dead, and its records are being cleared (gateway-beat). A record without
+//  an incarnation, or of a run unknown here, is not.
+int connections_run_dead (handler_ctx_t *ctx, const proto_connection_t *connection, bool *dead);
+
 //  Make reply an error with status and a formatted reason (in ctx->zone).
 int reply_error (handler_ctx_t *ctx, proto_msg_t *reply, uint16_t status, const char *fmt, ...)
     __attribute__ ((format (printf, 4, 5)));

@@ -115,13 +115,16 @@ samples_message (int type, bool full, proto_msg_t *msg)
         case PROTO_ROOM_GET:
             msg->room_get.room_id = "room-1";
             return true;
-        case PROTO_ROOM_UPDATE:
+        case PROTO_ROOM_UPDATE: {
+            static proto_connection_t joining;
+            joining = s_connection (true);
             msg->room_update.room_id = "room-1";
             if (full)
                 msg->room_update = (proto_room_update_t) {
                     "room-1", PROTO_STATUS_ACTIVE, "alice", 1700000000000, "bob", "carol",
-                    PROTO_STATUS_CLOSED, 1700000009999, 7, true };
+                    PROTO_STATUS_CLOSED, 1700000009999, 7, true, &joining, "c-2", true };
             return true;
+        }
         case PROTO_ROOM_REPLY:
             msg->room_reply = (proto_room_reply_t) { s_room (full), full };
             return true;
@@ -209,7 +212,7 @@ samples_message (int type, bool full, proto_msg_t *msg)
             msg->room_join = (proto_room_join_t) { .room_id = "room-1", .user_id = "bob" };
             if (full)
                 msg->room_join = (proto_room_join_t) { "room-1", "bob", "c-1", "gw-1", "Bob",
-                                                       "icon", "#00ff00", 41 };
+                                                       "icon", "#00ff00", 41, "run-1" };
             return true;
         case PROTO_JOIN_REPLY:
             msg->join_reply.room = s_room (full);
@@ -221,7 +224,7 @@ samples_message (int type, bool full, proto_msg_t *msg)
             return true;
         case PROTO_ROOM_LEAVE:
             msg->room_leave = (proto_room_leave_t) { "room-1", "bob", full? "c-1": NULL,
-                                                     full? "Bob": NULL };
+                                                     full? "Bob": NULL, full };
             return true;
         case PROTO_ROOM_SEND: case PROTO_EVENT_MESSAGE:
             msg->room_send.message = s_message (full, 0);

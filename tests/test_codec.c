@@ -327,6 +327,32 @@ s_test_encoder_refusals (void)
     samples_message (PROTO_HISTORY_REPLY, true, &msg);
     msg.history_reply.count = PROTO_LIST_MAX + 1;
     CHECK (proto_encode (&msg, &s_buf) == -1);
+    //  A room update writes a record of its own room only, and a leave's
+    //  closed goes with the socket that left.
+    proto_connection_t elsewhere = samples_connection (true);
+    elsewhere.room_id = "room-2";
+    samples_message (PROTO_ROOM_UPDATE, true, &msg);
+    msg.room_update.connection = &elsewhere;
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    elsewhere.room_id = NULL;
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    elsewhere = samples_connection (true);
+    elsewhere.conn_id = NULL;                               //  a record without its id
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    samples_message (PROTO_ROOM_UPDATE, true, &msg);
+    msg.room_update.leave_conn_id = msg.room_update.connection->conn_id;
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    samples_message (PROTO_ROOM_UPDATE, true, &msg);
+    msg.room_update.leave_conn_id = NULL;                   //  closed, but what?
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    msg.room_update.closed = false;
+    CHECK (proto_encode (&msg, &s_buf) == 0);
+    samples_message (PROTO_ROOM_LEAVE, false, &msg);
+    msg.room_leave.closed = true;
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    samples_message (PROTO_ROOM_JOIN, false, &msg);
+    msg.room_join.incarnation = "run-1";                    //  a run, but no socket
+    CHECK (proto_encode (&msg, &s_buf) == -1);
 
     //  Lists within their counts that make more than a frame: 600 messages
     //  of PROTO_TEXT_MAX bytes. Refused, and nothing is left in the buffer.

@@ -4,8 +4,9 @@
 
     What only this level can see: the order of events and replies on the
     link (an event before the reply it belongs to), that a resend is not
-    delivered twice, that a join without a socket (HTTP) sends no event, the typing throttle, and a shard killed with -9 that
-    comes back and reloads its rooms from stored.
+    delivered twice, that a join without a socket (HTTP) sends no event, the typing throttle, a shard killed with -9 that
+    comes back and reloads its rooms (and their sockets, from the records
+    it wrote) from stored, and a close that races its join.
     =========================================================================
 */
 
@@ -268,7 +269,7 @@ s_test_conversation (void)
     msg = s_expect (PROTO_ROOM_REPLY, id);
     proto_msg_destroy (&msg);
     //  One of carol's two sockets leaves: carol stays.
-    leave.room_leave = (proto_room_leave_t) { room, "carol", "c-carol", NULL };
+    leave.room_leave = (proto_room_leave_t) { room, "carol", "c-carol", NULL, false };
     id = s_send (&leave);
     msg = s_expect (PROTO_ROOM_REPLY, id);
     CHECK (msg && !msg->room_reply.changed && msg->room_reply.room.participant_count == 2);
@@ -371,12 +372,7 @@ s_test_restart (void)
     proto_msg_destroy (&msg);
     msg = s_expect (PROTO_JOIN_REPLY, id);
     proto_msg_destroy (&msg);
-    //  As the gateway does after a join: the socket's record names the room.
-    proto_msg_t put = { .type = PROTO_CONN_PUT, .conn_put.connection = {
-        .conn_id = "c-erin", .gateway_id = "gw-test", .user_id = "erin", .room_id = room,
-        .connected_at_ms = clock_now_ms () } };
-    msg = harness_call (s_store, &put);
-    proto_msg_destroy (&msg);
+    //  The socket's record, in the room, is the shard's (the join's write).
     request = s_message (room, "erin", "e-1", "before");
     id = s_send (&request);
     msg = s_expect (PROTO_EVENT_MESSAGE, 0);
@@ -400,6 +396,52 @@ s_test_restart (void)
     CHECK (msg && msg->event_message.message.seq == 2);
     proto_msg_destroy (&msg);
     msg = s_expect (PROTO_APPEND_REPLY, id);
+    proto_msg_destroy (&msg);
+}
+
+//  Sockets that close while their join is on its way: the gateway sends
+//  the leave on the same link right after the join, and its conn-del to
+//  stored, which may land first (here it does). The shard writes the leave
+//  after the join: no record, no member and no participant remain.
+static void
+s_test_close_races (void)
+{
+    enum { ROUNDS = 50 };
+    printf ("%d sockets closed while their join is on its way: nothing of them stays\n", ROUNDS);
+    const char *room = s_create_room ("hal");
+    int left_behind = 0;
+    for (int round = 0; round < ROUNDS; round++) {
+        char conn [32];
+        snprintf (conn, sizeof conn, "c-ivy-%d", round);
+        proto_msg_t del = { .type = PROTO_CONN_DEL, .conn_del.conn_id = conn };
+        proto_msg_t *msg = harness_call (s_store, &del);     //  404: nothing yet
+        proto_msg_destroy (&msg);
+        proto_msg_t join = s_join (room, "ivy", conn, 0);
+        proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
+            room, "ivy", conn, "Ivy", true } };
+        uint64_t joined = s_send (&join), left = s_send (&leave);
+        int answered = 0;
+        for (int i = 0; i < 8 && answered < 2 && (msg = s_next (5000)); i++) {
+            answered += msg->request_id == joined || msg->request_id == left;
+            proto_msg_destroy (&msg);
+        }
+        CHECK (answered == 2);
+        //  Once both are answered, ivy is gone, all of her.
+        proto_msg_t info = { .type = PROTO_ROOM_INFO, .room_info.room_id = room };
+        uint64_t asked = s_send (&info);
+        msg = s_expect (PROTO_INFO_REPLY, asked);
+        left_behind += !msg || msg->info_reply.online_count
+                    || msg->info_reply.room.participant_count != 1;
+        proto_msg_destroy (&msg);
+    }
+    CHECK (left_behind == 0);
+    proto_msg_t list = { .type = PROTO_CONN_LIST, .conn_list.room_id = room };
+    proto_msg_t *msg = harness_call (s_store, &list);
+    CHECK (msg && msg->type == PROTO_CONN_LIST_REPLY && msg->conn_list_reply.count == 0);
+    proto_msg_destroy (&msg);
+    list.conn_list = (proto_conn_list_t) { .user_id = "ivy" };     //  deleted, not just out
+    msg = harness_call (s_store, &list);
+    CHECK (msg && msg->type == PROTO_CONN_LIST_REPLY && msg->conn_list_reply.count == 0);
     proto_msg_destroy (&msg);
 }
 
@@ -530,6 +572,7 @@ main (void)
     s_test_http_join ();
     s_test_errors ();
     s_test_restart ();
+    s_test_close_races ();
     s_test_ownership ();
 
     zframe_destroy (&s_shard);

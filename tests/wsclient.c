@@ -849,6 +849,17 @@ ws_raw_close (ws_raw_t **self_p)
     }
 }
 
+void
+ws_raw_reset (ws_raw_t **self_p)
+{
+    assert (self_p);
+    if (*self_p) {
+        struct linger reset = { .l_onoff = 1, .l_linger = 0 };
+        setsockopt ((*self_p)->fd, SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+    }
+    ws_raw_close (self_p);
+}
+
 //  ---------------------------------------------------------------------------
 //  HTTP
 

@@ -209,6 +209,11 @@ size_t
 void
     ws_raw_close (ws_raw_t **self_p);
 
+//  As ws_raw_close, but the connection is reset (RST, SO_LINGER 0): the
+//  server hears of it at once, even while it is not reading the socket.
+void
+    ws_raw_reset (ws_raw_t **self_p);
+
 //  ---------------------------------------------------------------------------
 //  HTTP
 
