@@ -169,11 +169,17 @@ s_join_history (roomd_t *self, op_t *op, proto_msg_t *reply)
 static void
 s_join_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
 {
+    const proto_room_join_t *join = &op->request->room_join;
+    room_t *room = rooms_find (self, op->room_id);
     if (!reply || reply->type != PROTO_ROOM_REPLY) {
+        //  The socket it made a member is none (a leave may have taken it
+        //  out already; the room may have gone with a move).
+        if (op->join_added && room && room->state == ROOM_READY)
+            room_remove_member (room, join->conn_id);
+        op->join_added = false;
         s_fail_from_store (self, &op, reply, true);
         return;
     }
-    const proto_room_join_t *join = &op->request->room_join;
     const proto_room_t *record = &reply->room_reply.room;
     s_room_changed (self, op, record);
     //  A join over HTTP (no socket) makes a participant and tells no one,
@@ -187,9 +193,9 @@ s_join_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
         return;
     }
     //  Every member hears of a socket that joins, the joiner from its own
-    //  gateway (sockets_join_done, in order with its history).
-    room_t *room = rooms_find (self, op->room_id);
-    if (room && room_add_member (room, join->conn_id, join->gateway_id, join->user_id)) {
+    //  gateway (rooms_join_done, in order with its history): unless the
+    //  socket was a member already, or a leave of it came meanwhile.
+    if (op->join_added && room && room_has_member (room, join->conn_id)) {
         proto_msg_t event = { .type = PROTO_EVENT_JOINED, .event_joined = {
             .room = *record, .user_id = join->user_id, .user_name = join->user_name,
             .user_icon = join->user_icon, .user_color = join->user_color,
@@ -237,6 +243,13 @@ s_join (roomd_t *self, room_t *room, op_t *op)
         .user_color = join->user_color, .connected_at_ms = clock_now_ms () };
     if (join->conn_id)
         call.room_update.connection = &connection;
+    //  The socket is a member from now on, not from the commit: a leave of
+    //  another socket of its user that comes meanwhile must see the user
+    //  is still here, or it would take them out of the participants while
+    //  this join puts their socket in the room (a send from it was refused
+    //  403 then, tests/test_stress.c). A join that fails takes it out.
+    op->join_added = join->conn_id
+                  && room_add_member (room, join->conn_id, join->gateway_id, join->user_id);
     store_call (self, op, &call, s_join_updated);
 }
 

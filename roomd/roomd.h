@@ -110,6 +110,7 @@ struct op {
     msgpack_zone *zone;                 //  holds result_room's strings
     bool retried;                       //  served again after its room moved (421)
     bool leave_again;                   //  a leave's second update: its user goes too
+    bool join_added;                    //  a socket's join made it a member (s_join)
     char refusal [96];                  //  a 403 waiting for stored to confirm it
     //  A resend of a stored message: its acknowledgement, while the stored
     //  message is read back to be fanned out (handle_rooms.c, s_resent).
@@ -189,6 +190,8 @@ bool room_add_member (room_t *room, const char *conn_id, const char *gateway_id,
 bool room_remove_member (room_t *room, const char *conn_id);
 void room_remove_user (room_t *room, const char *user_id);
 bool room_user_online (const room_t *room, const char *user_id);
+//  Whether the socket conn_id is a member.
+bool room_has_member (const room_t *room, const char *conn_id);
 //  Distinct user ids with a socket in the room, into ids (at most max).
 uint32_t room_online (const room_t *room, const char **ids, uint32_t max);
 //  True if user may emit a typing event now (and remember that they did).

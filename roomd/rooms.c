@@ -183,6 +183,15 @@ room_remove_user (room_t *room, const char *user_id)
 }
 
 bool
+room_has_member (const room_t *room, const char *conn_id)
+{
+    for (size_t i = 0; i < room->member_count; i++)
+        if (strcmp (room->members [i].conn_id, conn_id) == 0)
+            return true;
+    return false;
+}
+
+bool
 room_user_online (const room_t *room, const char *user_id)
 {
     for (size_t i = 0; i < room->member_count; i++)
