@@ -281,8 +281,10 @@ void rooms_join_abort (conn_t *conn, const char *room_id);
 //  NULL) was answered with reply: queue its user-joined and
 //  message-history, then the events held since rooms_join_begin, and let
 //  later events through. Called in the join's then, before any later
-//  event from the shard is delivered.
-void rooms_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
+//  event from the shard is delivered. False when the socket is no longer
+//  joining the room (it closed, the room closed, or its user left the
+//  room from another socket meanwhile): nothing was queued.
+bool rooms_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
                       const json_t *request_id, const proto_join_reply_t *reply);
 //  Take the socket out of its room; copies the room it left ("" if none).
 void rooms_leave (conn_t *conn, char *room_id);

@@ -242,9 +242,9 @@ rooms_deliver (const proto_msg_t *event)
                proto_type_name (event->type), room_id, count);
 }
 
-void
+bool
 rooms_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
-                   const json_t *request_id, const proto_join_reply_t *reply)
+                 const json_t *request_id, const proto_join_reply_t *reply)
 {
     const profile_t *profile = &conn->profile;
     json_t *joined = json_object ();
@@ -265,9 +265,11 @@ rooms_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
                          : more? since_seq: reply->room.last_seq;
     recoveries_t starts = { 0 };
 
-    //  Not joining that room any more: it closed, left, or the room closed
-    //  meanwhile (and the socket heard room-closed).
-    if (conn->state != CONN_CLOSED && conn->joining && strcmp (conn->room_id, room_id) == 0) {
+    //  Not joining that room any more: it closed, its user left the room
+    //  from another socket, or the room closed meanwhile.
+    bool joined_now = conn->state != CONN_CLOSED && conn->joining
+                   && strcmp (conn->room_id, room_id) == 0;
+    if (joined_now) {
         conn->joining = false;
         if (request_id)
             json_object_set (joined, "requestId", (json_t *) request_id);
@@ -298,4 +300,5 @@ rooms_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
     json_decref (joined);
     frame_unref (history);
     recovery_send (&starts);
+    return joined_now;
 }

@@ -209,11 +209,14 @@ s_post_leave (conn_t *conn, const char *room_id, const char *trace)
 static void
 s_joined (action_t *self, proto_msg_t *reply)
 {
-    if (reply)
-        rooms_join_done (self->conn, self->room_id, self->since_seq, self->request_id,
-                         &reply->join_reply);
-    else
+    if (!reply)
         rooms_join_abort (self->conn, self->room_id);
+    else
+    if (!rooms_join_done (self->conn, self->room_id, self->since_seq, self->request_id,
+                          &reply->join_reply))
+        //  The client waits for an answer to its join: this is it.
+        s_error (self, 409, "this socket no longer joins room %s: the room closed, or its "
+                 "user left it from another socket meanwhile", self->room_id);
 }
 
 static void

@@ -18,6 +18,8 @@
 */
 
 #include <signal.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 #include "api.h"
@@ -214,6 +216,81 @@ s_test_close_after_join (void)
     CHECK (!s_online (room, "dan"));
 }
 
+//  How many lines of the gateway's log hold text.
+static int
+s_logged (const char *text)
+{
+    FILE *log = fopen (s_system.gateways [0].log_path, "r");
+    int count = 0;
+    char line [4096];
+    while (log && fgets (line, sizeof line, log))
+        count += strstr (line, text) != NULL;
+    if (log)
+        fclose (log);
+    return count;
+}
+
+//  Until the gateway's log holds more than count lines with text (10 s at most).
+static bool
+s_wait_logged (const char *text, int count)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (s_logged (text) > count)
+            return true;
+        usleep (10 * 1000);
+    }
+    return false;
+}
+
+//  A user's second socket joins while their first leaves the room (a
+//  user's leave takes every socket of theirs out): the second's join is
+//  answered, with an error, not left without an answer; and a socket of
+//  the user that joins after is in the room and may send.
+static void
+s_test_left_while_joining (void)
+{
+    printf ("a user leaves from one socket while another joins: the join is answered\n");
+    const char *room = api_create_room (s_port, "fay", 46.0, 6.0, NULL, 0);
+    REQUIRE (room);
+    ws_client_t *first = api_connect (s_port, "fay", "Fay");
+    ws_client_t *second = api_connect (s_port, "fay", "Fay");
+    REQUIRE (first && second);
+    json_decref (api_join (first, room, "fay", -1));
+    //  With the shard paused, the second's join waits for it there, and
+    //  the first's leave-room follows it to the same shard.
+    pid_t paused = s_system.shards [harness_shard_owner (&s_system, room)].pid;
+    REQUIRE (kill (paused, SIGSTOP) == 0);
+    //  (The gateway logs each request it sends at debug level.)
+    int joins = s_logged ("\"room-join -> "), leaves = s_logged ("\"room-leave -> ");
+    ws_send (second, "{s:s, s:s, s:s}", "action", "join-room", "roomId", room,
+             "requestId", "j2");
+    CHECK (s_wait_logged ("\"room-join -> ", joins));     //  sent before the leave is read
+    ws_send (first, "{s:s, s:s}", "action", "leave-room", "roomId", room);
+    CHECK (s_wait_logged ("\"room-leave -> ", leaves));
+    REQUIRE (kill (paused, SIGCONT) == 0);
+    json_t *answer = NULL;
+    for (int i = 0; i < 20 && !answer; i++) {
+        json_t *frame = ws_next (second, 5000);
+        if (!frame)
+            break;
+        const char *type = j_str (frame, "type");
+        if (type && (!strcmp (type, "error") || !strcmp (type, "user-joined"))
+        &&  j_str (frame, "requestId") && !strcmp (j_str (frame, "requestId"), "j2"))
+            answer = frame;
+        else
+            json_decref (frame);
+    }
+    CHECK (answer != NULL);
+    //  The leave came after the join, so the join is undone: an error says so.
+    CHECK (answer && j_is (answer, "type", "error") && j_num (answer, "status") == 409);
+    json_decref (answer);
+    //  Joined again, the user is a participant and the socket can send.
+    json_decref (api_join (second, room, "fay", -1));
+    CHECK (api_say (second, room, "after-leave", "still here") > 0);
+    ws_close (&first);
+    ws_close (&second);
+}
+
 int
 main (void)
 {
@@ -226,6 +303,7 @@ main (void)
     s_test_join_writes ();
     s_test_moves ();
     s_test_close_after_join ();
+    s_test_left_while_joining ();
     proto_client_destroy (&s_stored);
     return harness_finish ();
 }
