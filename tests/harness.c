@@ -161,18 +161,24 @@ harness_free_port (void)
     exit (1);
 }
 
-bool
-harness_logged (const char *path, const char *text)
+int
+harness_logged_lines (const char *path, const char *text)
 {
     FILE *log = fopen (path, "r");
     if (!log)
-        return false;
+        return 0;
     char line [4096];
-    bool found = false;
-    while (!found && fgets (line, sizeof line, log))
-        found = strstr (line, text) != NULL;
+    int count = 0;
+    while (fgets (line, sizeof line, log))
+        count += strstr (line, text) != NULL;
     fclose (log);
-    return found;
+    return count;
+}
+
+bool
+harness_logged (const char *path, const char *text)
+{
+    return harness_logged_lines (path, text) > 0;
 }
 
 void

@@ -41,8 +41,10 @@ int harness_finish (void);
 //  A free TCP port on 127.0.0.1 (bound, read, released).
 int harness_free_port (void);
 
-//  Whether the file at path (a daemon's log) has a line holding text.
+//  Whether the file at path (a daemon's log) has a line holding text; how
+//  many lines do.
 bool harness_logged (const char *path, const char *text);
+int  harness_logged_lines (const char *path, const char *text);
 
 //  A daemon the test started.
 typedef struct {

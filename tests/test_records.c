@@ -220,14 +220,7 @@ s_test_close_after_join (void)
 static int
 s_logged (const char *text)
 {
-    FILE *log = fopen (s_system.gateways [0].log_path, "r");
-    int count = 0;
-    char line [4096];
-    while (log && fgets (line, sizeof line, log))
-        count += strstr (line, text) != NULL;
-    if (log)
-        fclose (log);
-    return count;
+    return harness_logged_lines (s_system.gateways [0].log_path, text);
 }
 
 //  Until the gateway's log holds more than count lines with text (10 s at most).
