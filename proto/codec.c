@@ -1400,8 +1400,11 @@ proto_test (bool verbose)
 //  ---------------------------------------------------------------------------
 //  JSON for people
 
+#define JSON_KEY_MAX    64          //  bytes of a key that is no string, as text
+
 //  Any msgpack value as JSON: maps keyed by strings (other keys are
-//  written as their JSON text), bin and ext as "<N bytes>".
+//  written as their JSON text, cut to JSON_KEY_MAX), bin and ext as
+//  "<N bytes>".
 static json_t *
 s_json_of (const msgpack_object *object)
 {
@@ -1432,8 +1435,14 @@ s_json_of (const msgpack_object *object)
                 &&  utf8_valid (kv->key.via.str.ptr, kv->key.via.str.size))
                     json_object_setn_new (map, kv->key.via.str.ptr, kv->key.via.str.size, value);
                 else {
+                    //  Cut to JSON_KEY_MAX: a key's text is escaped again
+                    //  in every map around it, so keys that are maps keyed
+                    //  by maps doubled at each level (30 levels asked for
+                    //  2 GiB: fuzz_decode). ASCII, so a cut splits no UTF-8.
                     json_t *key = s_json_of (&kv->key);
-                    char *text = json_dumps (key, JSON_ENCODE_ANY | JSON_COMPACT);
+                    char *text = json_dumps (key, JSON_ENCODE_ANY | JSON_COMPACT | JSON_ENSURE_ASCII);
+                    if (text && strlen (text) > JSON_KEY_MAX)
+                        strcpy (text + JSON_KEY_MAX - 3, "...");
                     json_object_set_new_nocheck (map, text? text: "?", value);
                     free (text);
                     json_decref (key);

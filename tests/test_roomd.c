@@ -260,7 +260,8 @@ s_test_conversation (void)
     proto_msg_destroy (&msg);
 
     //  Bob's only socket leaves: bob leaves.
-    proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = { room, "bob", "c-bob", "Bob" } };
+    proto_msg_t leave = { .type = PROTO_ROOM_LEAVE, .room_leave = {
+        .room_id = room, .user_id = "bob", .conn_id = "c-bob", .user_name = "Bob" } };
     id = s_send (&leave);
     msg = s_expect (PROTO_EVENT_LEFT, 0);
     CHECK (msg && strcmp (msg->event_left.user_id, "bob") == 0
