@@ -93,8 +93,9 @@ s_run (loop_mail_t *mail)
     proto_msg_destroy (&request);
 }
 
-//  Make the call: 0 with its answer in reply or a status of the loop's,
-//  or -1 with errno ETIMEDOUT, ECANCELED or EINVAL.
+//  Make the call: its answer, decoded; or NULL with the loop's own status
+//  and reason (503, 404, ...), or with *status 0 and errno ETIMEDOUT,
+//  ECANCELED or EINVAL when no answer came.
 static proto_msg_t *
 s_call (proto_msg_t *request, int expected, int timeout_ms, int *status, char *reason,
         size_t reason_size)
