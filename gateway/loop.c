@@ -18,7 +18,7 @@
          every FLUSH_EVERY_US while it keeps coming;
       6. expires what waited too long for an answer, drops silent shards,
          and asks stored what a socket may have missed when a shard came
-         or went (sockets_audit).
+         or went (recovery_audit).
 
     Other threads reach the loop only by mail (loop_mail): a locked list
     and an eventfd. civetweb's close handler mails a socket it handed over
