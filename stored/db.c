@@ -338,3 +338,15 @@ db_room_unindex (db_t *db, MDB_txn *txn, const proto_room_t *room)
     rc = mdb_del (txn, db->rooms_by_activity, &k, NULL);
     return rc == MDB_NOTFOUND? 0: rc;
 }
+
+void *
+db_zone_grow (msgpack_zone *zone, void *items, size_t count, size_t *max, size_t size)
+{
+    if (count < *max)
+        return items;
+    void *grown = msgpack_zone_malloc (zone, 2 * *max * size);
+    assert (grown);
+    memcpy (grown, items, count * size);
+    *max *= 2;
+    return grown;
+}

@@ -130,13 +130,7 @@ connections_leave_room (handler_ctx_t *ctx, const char *room_id, const char *use
         char conn_id [PROTO_ID_MAX + 1];
         memcpy (conn_id, (char *) k.mv_data + prefix.size, k.mv_size - prefix.size);
         conn_id [k.mv_size - prefix.size] = 0;
-        if (count == max) {
-            proto_connection_t *grown = msgpack_zone_malloc (ctx->zone, 2 * max * sizeof *grown);
-            assert (grown);
-            memcpy (grown, leaving, count * sizeof *grown);
-            leaving = grown;
-            max *= 2;
-        }
+        leaving = db_zone_grow (ctx->zone, leaving, count, &max, sizeof *leaving);
         if (db_connection_get (ctx->db, ctx->txn, conn_id, ctx->zone, &leaving [count]) == 0
         &&  leaving [count].room_id && strcmp (leaving [count].room_id, room_id) == 0)
             count++;

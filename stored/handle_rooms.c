@@ -232,7 +232,8 @@ int
 handle_rooms_idle (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *reply)
 {
     uint32_t limit = request->rooms_idle.limit? request->rooms_idle.limit: ROOMS_IDLE_LIMIT;
-    uint32_t capacity = limit + 16, count = 0;
+    size_t capacity = limit + 16;
+    uint32_t count = 0;
     proto_room_t *rooms = msgpack_zone_malloc (ctx->zone, capacity * sizeof *rooms);
     assert (rooms);
     MDB_cursor *cursor;
@@ -257,13 +258,7 @@ handle_rooms_idle (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         size_t length = k.mv_size - 8 > PROTO_ID_MAX? PROTO_ID_MAX: k.mv_size - 8;
         memcpy (room_id, (char *) k.mv_data + 8, length);
         room_id [length] = 0;
-        if (count == capacity) {
-            proto_room_t *grown = msgpack_zone_malloc (ctx->zone, 2 * capacity * sizeof *rooms);
-            assert (grown);
-            memcpy (grown, rooms, count * sizeof *rooms);
-            rooms = grown;
-            capacity *= 2;
-        }
+        rooms = db_zone_grow (ctx->zone, rooms, count, &capacity, sizeof *rooms);
         if (db_room_get (ctx->db, ctx->txn, room_id, ctx->zone, &rooms [count]) == 0
         &&  rooms [count].last_activity_ms < request->rooms_idle.before_ms)
             count++;

@@ -123,6 +123,10 @@ int db_room_get (db_t *db, MDB_txn *txn, const char *room_id, msgpack_zone *zone
 int db_room_put (db_t *db, MDB_txn *txn, const proto_room_t *room, msgpack_sbuffer *buf);
 int db_message_get (db_t *db, MDB_txn *txn, const char *room_id, uint64_t seq,
                     msgpack_zone *zone, proto_message_t *message);
+//  An array of count items of size bytes in zone, with room for *max:
+//  itself while there is room, else a copy twice as large (*max doubled).
+//  Zones free as a whole, so the old one goes with the zone.
+void *db_zone_grow (msgpack_zone *zone, void *items, size_t count, size_t *max, size_t size);
 int db_connection_get (db_t *db, MDB_txn *txn, const char *conn_id, msgpack_zone *zone,
                        proto_connection_t *connection);
 
