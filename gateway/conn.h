@@ -76,6 +76,7 @@ struct conn {
     bool lingering;                         //  on the loop's list of closes that wait (loop.c)
     outbuf_t out;                           //  framed, not all written: the socket was full
     conn_t *ready_next;                     //  on the loop's flush list
+    int64_t ready_ns;                       //  monotonic: when it went on it
     //  The event loop's.
     wsin_t in;                              //  its client frames, read through wslay;
                                             //  its preface is set before the loop has it
@@ -125,11 +126,17 @@ void conn_begin_close (conn_t *conn, int status, const char *reason);
 //  Put conn on the flush list: it has frames queued, or close_pending.
 //  Does nothing while it is there, or its socket is full.
 void output_wake (conn_t *conn);
-//  Take the flush list (the loop serves each conn on it, by ready_next,
-//  and drops the list's reference): a conn woken meanwhile is on the next.
-conn_t *output_ready (void);
+//  Take the head of the flush list (the loop serves each conn on it, by
+//  ready_next, and drops the list's reference): the conns that went on it
+//  at or before due_ns (monotonic), and every conn whose close waits. The
+//  list is in the order conns went on it, so the rest are younger; a conn
+//  woken meanwhile goes after them.
+conn_t *output_ready (int64_t due_ns);
 //  Whether the flush list holds a conn.
 bool output_waiting (void);
+//  When its first conn went on the flush list (monotonic ns), or -1 if
+//  none is there.
+int64_t output_first_ns (void);
 //  Write what is queued for conn, or close it as a slow reader: its turn
 //  on the flush list. True when it is parked now: the loop is to watch
 //  its socket for room (and a close that waits, for its deadline).

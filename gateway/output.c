@@ -173,6 +173,8 @@ output_wake (conn_t *conn)
     conn->ready = true;
     atomic_fetch_add (&conn->refs, 1);      //  the flush list's
     conn->ready_next = NULL;
+    //  A close is due at once: it is not held back to gather frames.
+    conn->ready_ns = conn->close_pending? 0: clock_mono_ns ();
     if (s_ready_tail)
         s_ready_tail->ready_next = conn;
     else
@@ -181,11 +183,26 @@ output_wake (conn_t *conn)
 }
 
 conn_t *
-output_ready (void)
+output_ready (int64_t due_ns)
 {
-    conn_t *head = s_ready_head;
-    s_ready_head = s_ready_tail = NULL;
+    conn_t *head = s_ready_head, *last = NULL, *conn = head;
+    while (conn && conn->ready_ns <= due_ns) {
+        last = conn;
+        conn = conn->ready_next;
+    }
+    if (!last)
+        return NULL;
+    s_ready_head = conn;
+    if (!conn)
+        s_ready_tail = NULL;
+    last->ready_next = NULL;
     return head;
+}
+
+int64_t
+output_first_ns (void)
+{
+    return s_ready_head? s_ready_head->ready_ns: -1;
 }
 
 bool

@@ -5,8 +5,33 @@
 */
 
 #include <assert.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "utf8.h"
+
+//  Every string is checked at every process it crosses (a message's text
+//  five times on its way to a socket), and almost every byte is ASCII, so
+//  both checks take eight bytes at a time while they are plain: a word
+//  test (the bit tricks of "Bit Twiddling Hacks", hasless and haszero)
+//  says whether any of its bytes needs the byte-by-byte rules.
+#define ONES    0x0101010101010101ULL
+#define HIGHS   0x8080808080808080ULL
+
+static inline uint64_t
+s_word (const unsigned char *at)
+{
+    uint64_t word;
+    memcpy (&word, at, sizeof word);
+    return word;
+}
+
+//  Some byte of word is below n (n at most 128), or is 128 or above.
+static inline bool
+s_has_below_or_high (uint64_t word, uint64_t n)
+{
+    return ((word - ONES * n) | word) & HIGHS;
+}
 
 bool
 utf8_valid (const char *s, size_t len)
@@ -14,6 +39,11 @@ utf8_valid (const char *s, size_t len)
     const unsigned char *byte = (const unsigned char *) s;
     size_t i = 0;
     while (i < len) {
+        //  Eight plain bytes (1..127) at a time.
+        while (len - i >= 8 && !s_has_below_or_high (s_word (byte + i), 1))
+            i += 8;
+        if (i == len)
+            break;
         unsigned char lead = byte [i];
         if (lead == 0)
             return false;
@@ -61,8 +91,19 @@ utf8_valid (const char *s, size_t len)
 bool
 utf8_has_control (const char *s, size_t len, bool allow_whitespace)
 {
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char) s [i];
+    const unsigned char *byte = (const unsigned char *) s;
+    size_t i = 0;
+    //  Words with no byte below 0x20 and no DEL (a byte of 128 or above
+    //  is neither, but the word test cannot tell it from one: such a word
+    //  is looked at byte by byte).
+    while (len - i >= 8) {
+        uint64_t word = s_word (byte + i);
+        if (s_has_below_or_high (word, 0x20) || s_has_below_or_high (word ^ (ONES * 0x7F), 1))
+            break;
+        i += 8;
+    }
+    for (; i < len; i++) {
+        unsigned char c = byte [i];
         if (c < 0x20 || c == 0x7F) {
             if (allow_whitespace && (c == '\t' || c == '\n' || c == '\r'))
                 continue;
@@ -116,6 +157,38 @@ utf8_test (bool verbose)
     assert (!utf8_has_control ("tab\there\r\n", 10, true));
     assert (utf8_has_control ("bell\a", 5, true));
     assert (utf8_has_control ("del\x7f", 4, true));
+    assert (utf8_has_control ("a longer line of text\x7f", 22, true));
+    assert (!utf8_has_control ("a longer line of text, caf\xc3\xa9", 28, false));
+    assert (utf8_has_control ("a longer line of text, caf\xc3\xa9\x01", 29, true));
+    //  The word-at-a-time paths agree with a byte-by-byte reading, on
+    //  random strings that mix plain text with every kind of byte.
+    srandom (66);
+    for (int round = 0; round < 20000; round++) {
+        unsigned char text [40];
+        size_t length = (size_t) (random () % 40);
+        for (size_t i = 0; i < length; i++) {
+            long kind = random () % 16;
+            text [i] = kind < 12? (unsigned char) (0x20 + random () % 95)
+                     : kind < 15? (unsigned char) (random () % 256)
+                     : (unsigned char) "\t\n\x7f\x01\xc3\xa9\xe2\x82\xac" [random () % 9];
+        }
+        bool control = false, control_ws = false;
+        for (size_t i = 0; i < length; i++)
+            if (text [i] < 0x20 || text [i] == 0x7F) {
+                control = true;
+                if (text [i] != '\t' && text [i] != '\n' && text [i] != '\r')
+                    control_ws = true;
+            }
+        assert (utf8_has_control ((char *) text, length, false) == control);
+        assert (utf8_has_control ((char *) text, length, true) == control_ws);
+        //  utf8_valid against itself a byte at a time: each prefix of a
+        //  valid string that ends on a boundary is valid.
+        bool valid = utf8_valid ((char *) text, length);
+        if (valid)
+            for (size_t cut = 0; cut <= length; cut++)
+                if (cut == length || (text [cut] & 0xC0) != 0x80)
+                    assert (utf8_valid ((char *) text, cut));
+    }
     #undef VALID
     #undef INVALID
 }
