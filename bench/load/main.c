@@ -91,8 +91,18 @@ static struct {
     double rate, seconds, hold;
     int size;
     bool tls;
+    //  --ports: the WebSockets go to these in turn (several gateways of
+    //  one system); HTTP goes to the first. None: all to port.
+    int ports [8], port_count;
 } s_opt = { "fanout", "nearchat", NULL, NULL, NULL, NULL, 8080, 100, 10, 1000, 50, 32, 100000,
-            5, 10, 5, 100, false };
+            5, 10, 5, 100, false, { 0 }, 0 };
+
+//  The port socket index connects to.
+static int
+s_port_of (int index)
+{
+    return s_opt.port_count? s_opt.ports [index % s_opt.port_count]: s_opt.port;
+}
 
 static conn_t *s_conns;
 static int s_conn_count;
@@ -285,7 +295,7 @@ s_open (conn_t *conn, int index)
         close (fd);
         return -1;
     }
-    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) s_opt.port) };
+    struct sockaddr_in to = { .sin_family = AF_INET, .sin_port = htons ((uint16_t) s_port_of (index)) };
     inet_pton (AF_INET, "127.0.0.1", &to.sin_addr);
     if (connect (fd, (struct sockaddr *) &to, sizeof to) && errno != EINPROGRESS) {
         close (fd);
@@ -502,7 +512,7 @@ s_upgrade (conn_t *conn)
             return;
         }
     }
-    int length = wsproto_request (request, sizeof request, "127.0.0.1", s_opt.port, path,
+    int length = wsproto_request (request, sizeof request, "127.0.0.1", s_port_of (conn->index), path,
                                   conn->key);
     s_set_state (conn, C_UPGRADING);
     s_queue (conn, request, (size_t) length);
@@ -953,6 +963,7 @@ s_usage (FILE *out)
         "       nearchat-load http        [--clients 32] [--rooms-total 100000] [--seconds 10]\n"
         "       nearchat-load handshakes  [--clients 32] [--seconds 10]\n"
         "       common: [--port 8080] [--json PATH] [--label NAME] [--sources 50]\n"
+        "               [--ports P1,P2..] (WebSockets spread over several gateways, HTTP to P1)\n"
         "               [--tls] (wss:// and https://, certificates not checked, no resumption)\n"
         "               [--jwt-secret SECRET] (an HS256 token for each user, sub = its id)\n"
         "       fanout also: [--cdf PATH] (quantile and latency lines, for a plot)\n");
@@ -979,6 +990,18 @@ main (int argc, char *argv [])
         }
         i++;
         if (!strcmp (name, "--port"))          s_opt.port = atoi (value);
+        else if (!strcmp (name, "--ports")) {
+            char *list = strdup (value), *save = NULL;
+            for (char *port = strtok_r (list, ",", &save); port; port = strtok_r (NULL, ",", &save))
+                if (s_opt.port_count < 8)
+                    s_opt.ports [s_opt.port_count++] = atoi (port);
+            free (list);
+            if (s_opt.port_count)
+                s_opt.port = s_opt.ports [0];
+            for (int k = 0; k < s_opt.port_count; k++)
+                if (s_opt.ports [k] < 1 || s_opt.ports [k] > 65535)
+                    s_opt.port = 0;         //  refused below
+        }
         else if (!strcmp (name, "--rooms"))    s_opt.rooms = atoi (value);
         else if (!strcmp (name, "--members"))  s_opt.members = atoi (value);
         else if (!strcmp (name, "--sockets"))  s_opt.sockets = atoi (value);
