@@ -25,12 +25,15 @@
     socket's bytes (client_preface), and the conn is adopted only once
     civetweb's read has ended, so no byte is lost or reordered.
 
-    One action at a time a socket: while its action waits for its reply
-    (busy), its later frames wait in its input buffer, so a socket's
-    actions are done in the order sent, and the socket is not read (out of
-    epoll's read set) until the action ends, so that one socket cannot
-    pile up work or memory. A socket whose peer went while it was busy is
-    closed when the action ends.
+    A socket's actions are done in the order sent. While one waits for
+    its reply (busy), the later frames wait in the input buffer, and the
+    socket is not read (out of epoll's read set) until it ends, so that one
+    socket cannot pile up work or memory. send-messages are the exception
+    (ws_alone): up to SENDS_MAX of a socket's go to the shard one after
+    the other without waiting for their answers, which come back in the
+    order sent; an action of another kind that follows them is parsed and
+    waits (deferred) until they are all answered. A socket whose peer went
+    while an action of its waited is closed when the last one ends.
 
     Bounds (DESIGN.md's limits): a message is at most PAYLOAD_MAX (64 KiB,
     fragments reassembled; a longer one is refused by its header, close
@@ -70,6 +73,7 @@
 #define PAYLOAD_MAX     (64 * 1024)     //  a longer message closes the socket (1009)
 #define DRAIN_MS        2000            //  a closed socket's input is dropped so long (s_close)
 #define TRIM_AFTER      (1024 * 1024)   //  input bytes freed before the heap is trimmed
+#define SENDS_MAX       16              //  a socket's send-messages in flight at once
 
 static struct {
     conn_t *conns;                      //  the loop's, by loop_next/loop_prev
@@ -117,12 +121,27 @@ client_adopt (conn_t *conn)
     loop_mail (&conn->adoption);
 }
 
+//  An action of the socket's waits for its answer: the conn stays.
+static bool
+s_held (const conn_t *conn)
+{
+    return conn->busy || conn->sends || conn->deferred;
+}
+
+//  The socket's next frame cannot be handled before an answer comes.
+static bool
+s_blocked (const conn_t *conn)
+{
+    return conn->busy || conn->deferred || conn->sends >= SENDS_MAX;
+}
+
 static void
 s_interest (conn_t *conn)
 {
-    //  Input is read unless an action of the socket's waits (busy);
-    //  output is waited for while the socket is full (parked).
-    uint32_t events = (conn->busy? 0: EPOLLIN) | (conn->parked? EPOLLOUT: 0);
+    //  Input is read unless the socket's next frame must wait for an
+    //  answer (s_blocked); output is waited for while the socket is full
+    //  (parked).
+    uint32_t events = (s_blocked (conn)? 0: EPOLLIN) | (conn->parked? EPOLLOUT: 0);
     if (events != conn->interest) {
         if (loop_watch (EPOLL_CTL_MOD, conn->fd, events, conn))
             log_error ("epoll_ctl: %s", strerror (errno));
@@ -180,7 +199,7 @@ s_unlink (conn_t *conn)
 static void
 s_finish (conn_t *conn)
 {
-    assert (conn->ended && !conn->busy && conn->fd >= 0);
+    assert (conn->ended && !s_held (conn) && conn->fd >= 0);
     ws_closed (conn);                   //  out of the table: no more writes
     close (conn->fd);
     conn->fd = -1;
@@ -201,7 +220,11 @@ s_end (conn_t *conn)
     s_self.freed += wsin_footprint (&conn->in);
     wsin_free (&conn->in);
     output_unpark (conn);
-    if (!conn->busy)
+    if (conn->deferred) {               //  never run: nobody is left to answer
+        ws_drop (conn->deferred);
+        conn->deferred = NULL;
+    }
+    if (!s_held (conn))
         s_finish (conn);
 }
 
@@ -231,7 +254,7 @@ s_close (conn_t *conn, int status, const char *reason)
         sent = rc == (ssize_t) frame.size;
         free (frame.data);
     }
-    if (!sent || conn->busy) {
+    if (!sent || s_held (conn)) {
         s_end (conn);
         return;
     }
@@ -295,6 +318,17 @@ s_handle (conn_t *conn, size_t budget)
     conn->budget = budget;
     conn->processing = true;
     while (!conn->busy && !conn->ended && !conn->draining) {
+        if (conn->deferred) {
+            if (conn->sends)
+                break;                  //  until the sends before it are answered
+            action_t *action = conn->deferred;
+            conn->deferred = NULL;
+            conn->busy = true;
+            ws_run (action);
+            continue;
+        }
+        if (conn->sends >= SENDS_MAX)
+            break;
         wsin_msg_t msg;
         wsin_result_t result = wsin_next (&conn->in, PAYLOAD_MAX, &msg);
         if (result == WSIN_MORE)
@@ -316,8 +350,19 @@ s_handle (conn_t *conn, size_t budget)
             s_close (conn, msg.status, "");
         else
         if (msg.opcode != WSFRAME_PONG) {
-            conn->busy = true;          //  loop_done clears it, maybe before ws_frame returns
-            ws_frame (conn, msg.opcode, true, (const char *) msg.data, msg.size);
+            action_t *action = ws_parse (conn, msg.opcode, true, (const char *) msg.data, msg.size);
+            if (!action)
+                continue;               //  refused, and answered
+            //  A change of the shard set may move the room, and a send
+            //  that went to the old shard is re-sent to the new one (421)
+            //  behind those that went there directly: after one, a send
+            //  waits too.
+            if (conn->sends && (ws_alone (action) || conn->sends_generation != shards_generation ())) {
+                conn->deferred = action;
+                break;
+            }
+            conn->busy = true;          //  client_done clears it, maybe before ws_run returns
+            ws_run (action);
         }
     }
     conn->processing = false;
@@ -326,7 +371,7 @@ s_handle (conn_t *conn, size_t budget)
         s_end (conn);                   //  its end came with our close: nothing to drain
     if (conn->ended || conn->draining)
         return;
-    if (conn->hung_up && !conn->busy)
+    if (conn->hung_up && !s_blocked (conn))
         s_end (conn);                   //  every whole message before the end was handled
     else
         s_self.freed += wsin_idle (&conn->in);  //  an idle socket keeps no buffer
@@ -336,9 +381,9 @@ s_handle (conn_t *conn, size_t budget)
 static void
 s_read (conn_t *conn, bool hung_up)
 {
-    //  A busy conn is not read (out of the read set): it is looked at only
-    //  when epoll says its peer hung up.
-    if (conn->busy) {
+    //  A blocked conn is not read (out of the read set): it is looked at
+    //  only when epoll says its peer hung up.
+    if (s_blocked (conn)) {
         if (hung_up)
             s_end (conn);
         return;
@@ -355,15 +400,39 @@ s_read (conn_t *conn, bool hung_up)
 //  ---------------------------------------------------------------------------
 //  For ws.c and the loop
 
-void
-client_done (conn_t *conn)
+static void
+s_resume_later (conn_t *conn)
 {
-    conn->busy = false;
     if (!conn->processing && !conn->resuming) {
         conn->resuming = true;
         atomic_fetch_add (&conn->refs, 1);
         s_push (&s_self.resume, &s_self.resume_count, &s_self.resume_max, conn);
     }
+}
+
+void
+client_done (conn_t *conn)
+{
+    conn->busy = false;
+    s_resume_later (conn);
+}
+
+void
+client_send_begun (conn_t *conn)
+{
+    if (conn->sends++ == 0)
+        conn->sends_generation = shards_generation ();
+    conn->busy = false;                 //  (it is in s_handle: the next frame is read there)
+}
+
+void
+client_send_done (conn_t *conn)
+{
+    assert (conn->sends > 0);
+    conn->sends--;
+    //  Only a socket that this answer unblocks needs a turn.
+    if (conn->ended || conn->deferred || conn->sends == SENDS_MAX - 1)
+        s_resume_later (conn);
 }
 
 void
@@ -427,7 +496,7 @@ s_ping (int64_t now)
         next = conn->loop_next;
         if (conn->ended || conn->state != CONN_OPEN)
             continue;                   //  a close under way has its own deadline
-        if (conn->busy) {
+        if (s_blocked (conn)) {
             //  Not read while its action waits: whatever it sent waits too.
             conn->heard_ms = now;
             continue;
@@ -459,7 +528,7 @@ client_resume (void)
         conn_t *conn = s_self.resume [i];
         conn->resuming = false;
         if (conn->ended) {
-            if (!conn->busy && conn->fd >= 0)
+            if (!s_held (conn) && conn->fd >= 0)
                 s_finish (conn);
         }
         else

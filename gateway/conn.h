@@ -84,6 +84,9 @@ struct conn {
     bool hung_up;                           //  a read found the end of the stream
     bool draining;                          //  our close frame is out: read to the end, unseen
     bool busy;                              //  an action waits for its reply: frames wait
+    uint32_t sends;                         //  its send-messages waiting for their answers
+    uint64_t sends_generation;              //  the shard set's when the first of them went
+    action_t *deferred;                     //  parsed, waits for the sends to be answered
     bool processing;                        //  the loop is handling its frames now
     bool resuming;                          //  on the loop's resume list
     bool ended;                             //  the peer is gone: close once not busy

@@ -199,6 +199,9 @@ bool shards_take_audit (void);
 //  and the ids of shards refused because another live shard has their id.
 //  Each returns how many.
 size_t shards_live (char (*ids) [PROTO_ID_MAX + 1], size_t max);
+//  The loop's thread: a count of the live set's changes (a shard came or
+//  went), after which a room may be another shard's.
+uint64_t shards_generation (void);
 size_t shards_conflicts (char (*ids) [PROTO_ID_MAX + 1], size_t max);
 
 //  ---------------------------------------------------------------------------
@@ -317,6 +320,10 @@ void client_preface (conn_t *conn, int bits, const char *data, size_t size);
 //  The loop's thread: conn's action has ended (its reply came and was
 //  handled): its next frames may be handled.
 void client_done (conn_t *conn);
+//  The loop's thread: conn's send-message went to its shard (the next
+//  frames may be handled meanwhile), or its answer came and was handled.
+void client_send_begun (conn_t *conn);
+void client_send_done (conn_t *conn);
 
 //  ---------------------------------------------------------------------------
 //  Limits (limits.c): what one user or one client address may take. Any thread.
@@ -480,8 +487,19 @@ int  http_handle (struct mg_connection *mg, void *data);
 //  Write an HTTP response of status with body (taken) as JSON.
 void http_reply (struct mg_connection *mg, int status, json_t *body);
 
-//  A client's data frame for conn (any opcode but the control ones).
-void ws_frame (conn_t *conn, int opcode, bool fin, const char *data, size_t size);
+//  A client's data frame for conn (any opcode but the control ones), in
+//  two steps so that the socket's reader can choose when it runs:
+//  ws_parse reads it into an action, or answers the error and returns
+//  NULL (nothing then holds conn); ws_run does it, ending in client_done,
+//  or for a send-message that went to its shard, in client_send_begun at
+//  once and client_send_done with its answer. ws_alone says whether it
+//  must wait until none of the socket's sends is in flight: every action
+//  but send-message. ws_drop frees one never run (its socket went).
+typedef struct action action_t;
+action_t *ws_parse (conn_t *conn, int opcode, bool fin, const char *data, size_t size);
+bool ws_alone (const action_t *action);
+void ws_run (action_t *action);
+void ws_drop (action_t *action);
 //  Conn opened (tell stored), or closed (out of the table; its leave and
 //  conn-del go): the ends of every socket's life, civetweb's or the loop's.
 void ws_opened (conn_t *conn);

@@ -52,6 +52,15 @@ static size_t s_snapshot_count;
 static char s_conflicts [SHARDS_MAX][PROTO_ID_MAX + 1];
 static size_t s_conflict_count;
 
+//  Counts the changes of the live set: a room may route elsewhere after one.
+static uint64_t s_generation;
+
+uint64_t
+shards_generation (void)
+{
+    return s_generation;
+}
+
 static void
 s_snapshot_update (void)
 {
@@ -128,6 +137,7 @@ s_shard_remove (size_t index, const char *why)
     memmove (&s_shards [index], &s_shards [index + 1],
              (s_shard_count - index - 1) * sizeof s_shards [0]);
     s_shard_count--;
+    s_generation++;
     log_info ("room shard %s dropped (%s); %zu live", id, why, s_shard_count);
     s_snapshot_update ();
     pending_fail_shard (id, "went away", false);
@@ -227,6 +237,7 @@ shards_hello (const ident_t *from, const char *address, const proto_shard_hello_
         }
         memmove (shard + 1, shard, (s_shard_count - index) * sizeof *shard);
         s_shard_count++;
+        s_generation++;
         memset (shard, 0, sizeof *shard);
         snprintf (shard->id, sizeof shard->id, "%s", hello->shard_id);
         shard->identity = *from;

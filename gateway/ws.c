@@ -37,7 +37,6 @@
 
 //  One client frame being handled. An action that calls the backend ends
 //  in its then, with the reply, on the event loop (which goes on meanwhile).
-typedef struct action action_t;
 typedef void action_then_fn (action_t *self, proto_msg_t *reply);
 
 struct action {
@@ -48,7 +47,9 @@ struct action {
     char trace [IDS_TRACE_SIZE];
     action_then_fn *then;               //  called with the reply (NULL: it failed, said)
     bool waiting;                       //  for the reply
-    bool dispatching;                   //  still in ws_frame
+    bool dispatching;                   //  still in ws_run
+    bool pipelined;                     //  a send in flight: the socket went on meanwhile
+    size_t handler;                     //  of s_actions
     //  What a then needs of the request.
     char room_id [PROTO_ID_MAX + 1];
     char client_id [PROTO_ID_MAX + 1];
@@ -101,13 +102,22 @@ s_error (action_t *self, int status, const char *fmt, ...)
     s_send (self, frame);
 }
 
+static void
+s_free (action_t *self)
+{
+    json_decref (self->frame);
+    free (self);
+}
+
 //  The action is over: free it, and let the socket's next frame in.
 static void
 s_end (action_t *self)
 {
-    client_done (self->conn);
-    json_decref (self->frame);
-    free (self);
+    if (self->pipelined)
+        client_send_done (self->conn);
+    else
+        client_done (self->conn);
+    s_free (self);
 }
 
 //  The answer to a socket's call (the loop's thread).
@@ -485,28 +495,29 @@ static const struct {
     { "ping",           s_ping },
 };
 
-//  Handle one action of the frame's (the JSON of data).
-static void
-s_dispatch (action_t *self, const char *data, size_t size)
+//  Read the frame's action (the JSON of data): true when it is one of
+//  s_actions, else the client has been told why not.
+static bool
+s_parse (action_t *self, const char *data, size_t size)
 {
     if (size > FRAME_MAX) {
         s_error (self, 400, "a frame may be at most %d bytes", FRAME_MAX);
-        return;
+        return false;
     }
     if (!input_depth_ok (data, size, INPUT_DEPTH_MAX)) {
         s_error (self, 400, "a frame may nest at most %d levels deep", INPUT_DEPTH_MAX);
-        return;
+        return false;
     }
     json_error_t error;
     json_t *frame = json_loadb (data, size, 0, &error);
     if (!frame) {
         s_error (self, 400, "the frame is not JSON: %s", error.text);
-        return;
+        return false;
     }
     self->frame = frame;
     if (!json_is_object (frame)) {
         s_error (self, 400, "a frame must be a JSON object");
-        return;
+        return false;
     }
     const json_t *request_id = json_object_get (frame, "requestId");
     if (request_id && (json_is_string (request_id) || json_is_number (request_id)))
@@ -527,29 +538,65 @@ s_dispatch (action_t *self, const char *data, size_t size)
         while (i < sizeof s_actions / sizeof s_actions [0]
            &&  strcmp (s_actions [i].name, self->action) != 0)
             i++;
-        if (i < sizeof s_actions / sizeof s_actions [0])
-            s_actions [i].handle (self);
-        else
-            s_error (self, 400, "unknown action '%.64s'", self->action);
+        if (i < sizeof s_actions / sizeof s_actions [0]) {
+            self->handler = i;
+            return true;
+        }
+        s_error (self, 400, "unknown action '%.64s'", self->action);
     }
+    return false;
 }
 
-void
-ws_frame (conn_t *conn, int opcode, bool fin, const char *data, size_t size)
+action_t *
+ws_parse (conn_t *conn, int opcode, bool fin, const char *data, size_t size)
 {
     atomic_fetch_add (&gateway_metrics.messages_received, 1);
     action_t *self = calloc (1, sizeof *self);
     assert (self);
     self->conn = conn;
-    self->dispatching = true;
     ids_trace (self->trace);
+    bool parsed = false;
     if (opcode != WSFRAME_TEXT || !fin)
         s_error (self, 400, "only whole text frames holding JSON are understood");
     else
-        s_dispatch (self, data, size);
+        parsed = s_parse (self, data, size);
+    if (parsed)
+        return self;
+    s_free (self);
+    return NULL;
+}
+
+//  A socket's send-messages go to the room's shard in the order sent, on
+//  one link, and its answers come back in that order: several may be in
+//  flight at once without reordering them, so that one socket's rate is
+//  not one message per durable round trip (under load, a commit is tens
+//  of milliseconds). Any other action changes what a send is checked
+//  against (its room), or answers at once (ping), so it waits for them.
+bool
+ws_alone (const action_t *self)
+{
+    return s_actions [self->handler].handle != s_send_message;
+}
+
+void
+ws_run (action_t *self)
+{
+    self->dispatching = true;
+    s_actions [self->handler].handle (self);
     self->dispatching = false;
     if (!self->waiting)
         s_end (self);
+    else
+    if (!ws_alone (self)) {
+        self->pipelined = true;
+        client_send_begun (self->conn);
+    }
+}
+
+void
+ws_drop (action_t *self)
+{
+    s_free (self);
 }
 
 void

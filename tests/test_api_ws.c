@@ -528,6 +528,110 @@ s_test_http_participants (void)
     ws_close (&tom);
 }
 
+//  A socket's sends go to the shard without waiting for each other's
+//  answers (the gateway's client.c, SENDS_MAX in flight); what the client
+//  sees must be as if they went one by one: acks in the order sent, seqs
+//  rising in that order, every member given them in that order, a resend
+//  among them acked with the first one's seq and delivered once, a bad
+//  one refused without stopping the rest, and an action of another kind
+//  behind them answered after their acks.
+static void
+s_test_burst (void)
+{
+    printf ("a burst of sends on one socket: answered and delivered in the order sent\n");
+    const char *room = api_create_room (s_port, "wes", 48.2, 11.6, NULL, 0);
+    REQUIRE (room);
+    ws_client_t *wes = api_connect (s_port, "wes", "Wes");
+    ws_client_t *xia = api_connect (s_port, "xia", "Xia");
+    REQUIRE (wes && xia);
+    json_decref (api_join (wes, room, "wes", -1));
+    json_decref (api_join (xia, room, "xia", -1));
+    ws_discard (wes);
+    ws_discard (xia);
+
+    #define BURST 40
+    char id [BURST][16];
+    for (int i = 0; i < BURST; i++) {
+        snprintf (id [i], sizeof id [i], "burst-%d", i);
+        ws_send (wes, "{s:s, s:s, s:s, s:s, s:i}", "action", "send-message", "roomId", room,
+                 "message", id [i], "messageId", id [i], "requestId", i);
+        if (i == 20)        //  a resend of an earlier one, in the middle
+            ws_send (wes, "{s:s, s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
+                     "message", id [5], "messageId", id [5], "requestId", "resend");
+        if (i == 30)        //  a bad one: refused at once, the rest go on
+            ws_send (wes, "{s:s, s:s, s:s, s:s}", "action", "send-message", "roomId", room,
+                     "message", "", "requestId", "empty");
+    }
+    ws_send (wes, "{s:s, s:s, s:s}", "action", "room-info", "roomId", room, "requestId", "info");
+
+    //  The sender's acks: in the order sent, seqs rising.
+    long long seq [BURST], resend_seq = -1;
+    int acked = 0, own = 0;
+    bool info_seen = false, info_early = false, error_seen = false;
+    char own_ids [BURST + 2][16];
+    for (int frames = 0; frames < 3 * BURST + 10 && !info_seen; frames++) {
+        json_t *frame = ws_next (wes, API_WAIT_MS);
+        if (!frame)
+            break;
+        const char *type = j_str (frame, "type");
+        json_t *request_id = j_get (frame, "requestId");
+        if (type && strcmp (type, "new-message") == 0 && own < BURST + 2)
+            snprintf (own_ids [own++], sizeof own_ids [0], "%s", j_str (frame, "id")? j_str (frame, "id"): "");
+        else
+        if (type && strcmp (type, "ack") == 0) {
+            if (json_is_string (request_id) && !strcmp (json_string_value (request_id), "resend"))
+                resend_seq = j_num (frame, "seq");
+            else {
+                CHECK (acked < BURST && j_is (frame, "messageId", id [acked]));
+                CHECK (json_integer_value (j_get (frame, "requestId")) == acked);
+                seq [acked] = j_num (frame, "seq");
+                if (acked > 0)
+                    CHECK (seq [acked] > seq [acked - 1]);
+                acked++;
+            }
+        }
+        else
+        if (type && strcmp (type, "error") == 0) {
+            CHECK (json_is_string (request_id) && !strcmp (json_string_value (request_id), "empty"));
+            CHECK (json_integer_value (j_get (frame, "status")) == 400);
+            error_seen = true;
+        }
+        else
+        if (type && strcmp (type, "room-info") == 0) {
+            info_seen = true;
+            info_early = acked < BURST || resend_seq < 0;
+        }
+        json_decref (frame);
+    }
+    CHECK (acked == BURST);
+    CHECK (error_seen);
+    CHECK (info_seen && !info_early);
+    CHECK (resend_seq == seq [5]);
+
+    //  Every member has them in that order, each once (the resend's first
+    //  copy only): the sender (its new-messages came with its acks)...
+    CHECK (own == BURST);
+    for (int i = 0; i < own && i < BURST; i++)
+        CHECK (strcmp (own_ids [i], id [i]) == 0);
+    CHECK (ws_quiet (wes, "new-message", API_QUIET_MS));
+    //  ...and the other member.
+    int next = 0;
+    for (int frames = 0; frames < 2 * BURST && next < BURST; frames++) {
+        json_t *message = ws_expect (xia, "new-message", API_WAIT_MS);
+        if (!message)
+            break;
+        CHECK (j_is (message, "id", id [next]));
+        CHECK (j_num (message, "seq") == seq [next]);
+        next++;
+        json_decref (message);
+    }
+    CHECK (next == BURST);
+    CHECK (ws_quiet (xia, "new-message", API_QUIET_MS));
+    #undef BURST
+    ws_close (&wes);
+    ws_close (&xia);
+}
+
 int
 main (void)
 {
@@ -541,6 +645,7 @@ main (void)
     s_test_leaving ();
     s_test_closing ();
     s_test_http_participants ();
+    s_test_burst ();
 
     return harness_finish ();
 }
