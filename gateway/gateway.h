@@ -92,6 +92,8 @@ typedef struct {
     atomic_ullong http_requests;
     atomic_ullong events;               //  events received from shards
     atomic_llong shards_live;
+    atomic_llong loop_busy_permille;    //  the loop's busy share (loop.c, s_measure)
+    atomic_llong hold_us;               //  how long frames are held now (s_hold_ns)
     //  Delivery latency, from a frame made (an event or a reply received)
     //  to its write: a histogram over metrics_seconds_bounds, kept in
     //  atomics because /metrics reads it from a civetweb thread.

@@ -195,6 +195,8 @@ s_measure (int64_t now_ns)
     s_loop.busy = (s_loop.busy + (busy < 0? 0: busy)) / 2;
     s_loop.window_ns = now_ns;
     s_loop.waited_ns = 0;
+    atomic_store (&gateway_metrics.loop_busy_permille, (long long) (s_loop.busy * 1000));
+    atomic_store (&gateway_metrics.hold_us, (long long) (s_hold_ns () / 1000));
 }
 
 //  The longest the loop may sleep for the frames it holds (ms): until the

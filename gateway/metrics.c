@@ -52,6 +52,13 @@ s_own (metrics_set_t *set)
                      (double) atomic_load (&m->http_requests));
     metrics_gauge (set, "nearchat_gateway_shards_live", "Room shards this gateway routes to.",
                    (double) atomic_load (&m->shards_live));
+    metrics_gauge (set, "nearchat_gateway_loop_busy_ratio",
+                   "Share of the event loop's time spent working, not waiting (smoothed).",
+                   (double) atomic_load (&m->loop_busy_permille) / 1000);
+    metrics_gauge (set, "nearchat_gateway_write_hold_seconds",
+                   "How long a socket's frames are held to gather them into one send now "
+                   "(0 while the loop is under half busy).",
+                   (double) atomic_load (&m->hold_us) / 1e6);
     metrics_counter (set, "nearchat_gateway_frames_dropped_total",
                      "Frames queued for slow readers and dropped with them.",
                      (double) atomic_load (&m->frames_dropped));

@@ -297,7 +297,8 @@ s_test_metrics (void)
         "nearchat_gateway_disconnects_total", "nearchat_gateway_messages_received_total",
         "nearchat_gateway_messages_delivered_total", "nearchat_gateway_slow_reader_drops_total",
         "nearchat_gateway_socket_writes_total",
-        "nearchat_gateway_shards_live",
+        "nearchat_gateway_shards_live", "nearchat_gateway_loop_busy_ratio",
+        "nearchat_gateway_write_hold_seconds",
         "nearchat_stored_map_size_bytes", "nearchat_stored_map_used_bytes",
         "nearchat_stored_rooms_active", "nearchat_stored_commits_total",
         "nearchat_stored_commit_batch_writes", "nearchat_stored_commit_seconds",
@@ -319,6 +320,9 @@ s_test_metrics (void)
         CHECK (!isnan (s_value (&before, "nearchat_roomd_rooms", labels)));
     }
     CHECK (s_value (&before, "nearchat_gateway_shards_live", "") == s_system.shard_count);
+    double busy = s_value (&before, "nearchat_gateway_loop_busy_ratio", "");
+    CHECK (busy >= 0 && busy <= 1);
+    CHECK (s_value (&before, "nearchat_gateway_write_hold_seconds", "") >= 0);
     CHECK (s_value (&before, "nearchat_stored_map_used_bytes", "")
            <= s_value (&before, "nearchat_stored_map_size_bytes", ""));
     CHECK (s_sum (&before, "nearchat_reaper_sweeps_total") >= 1);
