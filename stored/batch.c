@@ -99,6 +99,31 @@ reply_error (handler_ctx_t *ctx, proto_msg_t *reply, uint16_t status, const char
     return 0;
 }
 
+//  The client-id tail as the file has it: at start, and after a write
+//  transaction that may have changed it was not committed.
+static int
+s_client_ids_reload (batch_t *self)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin (self->db->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0) {
+        rc = client_ids_load (self->ctx.client_ids, self->db, txn);
+        mdb_txn_abort (txn);
+    }
+    if (rc)
+        log_error ("cannot read the client-id tail: %s", mdb_strerror (rc));
+    return rc;
+}
+
+//  A write transaction was aborted, or its commit failed: forget what the
+//  handlers kept of it.
+static void
+s_rolled_back (batch_t *self)
+{
+    rooms_forget (&self->ctx);
+    s_client_ids_reload (self);
+}
+
 batch_t *
 batch_new (db_t *db, const stored_config_t *config, zsock_t *router)
 {
@@ -125,6 +150,11 @@ batch_new (db_t *db, const stored_config_t *config, zsock_t *router)
                             metrics_seconds_bound_count);
     self->ctx.room_cache = calloc (ROOM_CACHE_SLOTS, sizeof *self->ctx.room_cache);
     assert (self->ctx.room_cache);
+    self->ctx.client_ids = client_ids_new (config->client_id_flush_ms);
+    if (s_client_ids_reload (self)) {
+        batch_destroy (&self);
+        return NULL;
+    }
     self->next_sweep_ms = clock_mono_ms () + config->sweep_interval_ms;
     return self;
 }
@@ -140,6 +170,7 @@ batch_destroy (batch_t **self_p)
         msgpack_sbuffer_destroy (&self->pending [i].reply);
     free (self->pending);
     free (self->ctx.room_cache);
+    client_ids_destroy (&self->ctx.client_ids);
     msgpack_zone_destroy (&self->zone);
     msgpack_sbuffer_destroy (&self->scratch);
     msgpack_sbuffer_destroy (&self->out);
@@ -211,6 +242,8 @@ s_apply_batch (batch_t *self)
     if (rc)
         return rc;
     self->ctx.txn = txn;
+    //  The client ids that waited long enough go first.
+    rc = client_ids_flush (&self->ctx, false);
     for (size_t i = 0; i < self->pending_count && rc == 0; i++) {
         pending_t *pending = &self->pending [i];
         proto_msg_t reply = { 0 };
@@ -227,11 +260,14 @@ s_apply_batch (batch_t *self)
         rc = rooms_flush (&self->ctx);
     self->ctx.txn = NULL;
     if (rc) {
-        rooms_forget (&self->ctx);
         mdb_txn_abort (txn);
+        s_rolled_back (self);
         return rc;
     }
-    return mdb_txn_commit (txn);
+    rc = mdb_txn_commit (txn);
+    if (rc)
+        s_rolled_back (self);
+    return rc;
 }
 
 //  The fallback when a batch fails for a reason other than a full map: each
@@ -252,8 +288,6 @@ s_apply_each (batch_t *self)
                                                                  &reply);
                 if (rc == 0)
                     rc = rooms_flush (&self->ctx);
-                else
-                    rooms_forget (&self->ctx);
                 self->ctx.txn = NULL;
                 if (rc == 0)
                     s_encode_reply (&pending->reply, pending->request, 0, &reply);
@@ -261,6 +295,8 @@ s_apply_each (batch_t *self)
                     rc = mdb_txn_commit (txn);
                 else
                     mdb_txn_abort (txn);
+                if (rc)
+                    s_rolled_back (self);
             }
             if (rc == 0)
                 self->ctx.commits++;
@@ -459,6 +495,8 @@ s_sweep_step (batch_t *self)
                              &deleted, &more);
         self->ctx.txn = NULL;
         rc = rc? (mdb_txn_abort (txn), rc): mdb_txn_commit (txn);
+        if (rc)
+            s_rolled_back (self);
     }
     if (rc == MDB_MAP_FULL)
         db_grow (self->db);
@@ -470,6 +508,31 @@ s_sweep_step (batch_t *self)
     if (deleted)
         log_debug ("TTL sweep deleted %u messages%s", deleted, more? ", more are due": "");
     return more;
+}
+
+//  A clean stop writes the client-id tail out, so that the file alone
+//  holds every entry (an older stored, which knows no tail, can read it).
+static void
+s_client_ids_write_all (batch_t *self)
+{
+    if (client_ids_pending (self->ctx.client_ids) == 0)
+        return;
+    int rc, attempts = 0;
+    do {
+        MDB_txn *txn;
+        rc = mdb_txn_begin (self->db->env, NULL, 0, &txn);
+        if (rc == 0) {
+            self->ctx.txn = txn;
+            rc = client_ids_flush (&self->ctx, true);
+            self->ctx.txn = NULL;
+            rc = rc? (mdb_txn_abort (txn), rc): mdb_txn_commit (txn);
+            if (rc)
+                s_rolled_back (self);
+        }
+    } while (rc == MDB_MAP_FULL && attempts++ < 4 && db_grow (self->db) == 0);
+    if (rc)
+        log_warn ("client-id tail not written at stop (%s): the next start rebuilds it",
+                  mdb_strerror (rc));
 }
 
 void
@@ -497,4 +560,5 @@ batch_run (batch_t *self)
             self->next_sweep_ms = clock_mono_ms () + (more? 0: self->config->sweep_interval_ms);
         }
     }
+    s_client_ids_write_all (self);
 }
