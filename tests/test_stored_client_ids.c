@@ -2,8 +2,8 @@
     test_stored_client_ids - the messageId index's newest entries wait in
     stored's memory (stored/client_ids.c), and a resend is still idempotent:
     before they are written, after a kill -9 (rebuilt from the messages),
-    after a clean stop (written out), after the timed write, and after the
-    TTL sweep took their message. The LMDB layout version: an old data
+    after a clean stop (written out), after the timed write, after the TTL
+    sweep took their message, and at seqs the shard chose. The LMDB layout version: an old data
     directory (no version) opens and is marked, a newer one is refused.
 
     The test reads and writes the LMDB file only while stored is stopped.
@@ -246,6 +246,49 @@ s_test_sweep (harness_daemon_t *stored)
     stored->env [1] = NULL;
 }
 
+//  An append at a seq the shard chose (as roomd may: above the last, with a
+//  hole; or below it, into a hole), then a kill -9.
+static proto_msg_t *
+s_append_at (proto_client_t *client, const char *client_id, uint64_t seq)
+{
+    proto_msg_t request = { .type = PROTO_MSG_APPEND, .msg_append.message = {
+        .room_id = s_room_id, .client_id = client_id, .user_id = "u", .text = "placed",
+        .seq = seq, .created_at_ms = clock_now_ms () } };
+    return harness_call (client, &request);
+}
+
+static void
+s_test_chosen_seqs (harness_daemon_t *stored)
+{
+    printf ("seqs chosen by the shard: above the last with a hole (held), below it (written "
+            "at once); both survive a kill -9\n");
+    stored->env [0] = "STORED_CLIENT_ID_FLUSH_MS=3600000";
+    REQUIRE (harness_start (stored) == 0);
+    proto_client_t *client = proto_client_new (stored->endpoint);
+    uint64_t last = s_last_seq (client);
+    double before = s_pending (client);
+    proto_msg_t *reply = s_append_at (client, "above", last + 100);
+    CHECK (reply && reply->type == PROTO_APPEND_REPLY && reply->append_reply.seq == last + 100);
+    proto_msg_destroy (&reply);
+    //  A stored that refuses a seq not above the room's last (as roomd's
+    //  choosing of seqs asks) stores nothing here, and owes nothing.
+    reply = s_append_at (client, "below", last + 50);
+    bool below_stored = reply && reply->type == PROTO_APPEND_REPLY;
+    CHECK (reply && (below_stored? reply->append_reply.seq == last + 50
+                                 : reply->type == PROTO_ERROR));
+    proto_msg_destroy (&reply);
+    CHECK (s_pending (client) == before + 1);       //  only the one above waits
+    proto_client_destroy (&client);
+    harness_kill (stored);
+    REQUIRE (harness_start (stored) == 0);
+    client = proto_client_new (stored->endpoint);
+    CHECK (s_resend_is_duplicate (client, "above", last + 100));
+    if (below_stored)
+        CHECK (s_resend_is_duplicate (client, "below", last + 50));
+    proto_client_destroy (&client);
+    CHECK (harness_stop (stored) == 0);
+}
+
 static void
 s_test_layout (harness_daemon_t *stored)
 {
@@ -280,6 +323,7 @@ main (void)
     s_test_kill_and_stop (&stored);
     s_test_timed_write (&stored);
     s_test_sweep (&stored);
+    s_test_chosen_seqs (&stored);
     s_test_layout (&stored);
     return harness_finish ();
 }
