@@ -50,6 +50,7 @@ struct batch {
     void *router;                       //  libzmq ROUTER socket
     handler_ctx_t ctx;
     msgpack_zone zone;                  //  replies' strings and arrays
+    msgpack_zone room_zone;             //  the room cache's strings
     msgpack_sbuffer scratch;            //  records being packed
     msgpack_sbuffer out;                //  replies sent at once
     pending_t *pending;                 //  writes waiting for the commit
@@ -138,11 +139,13 @@ batch_new (db_t *db, const stored_config_t *config, zsock_t *router)
     for (int64_t i = 0; i < config->batch_max; i++)
         msgpack_sbuffer_init (&self->pending [i].reply);
     msgpack_zone_init (&self->zone, 64 * 1024);
+    msgpack_zone_init (&self->room_zone, 64 * 1024);
     msgpack_sbuffer_init (&self->scratch);
     msgpack_sbuffer_init (&self->out);
     self->ctx.db = db;
     self->ctx.config = config;
     self->ctx.zone = &self->zone;
+    self->ctx.room_zone = &self->room_zone;
     self->ctx.scratch = &self->scratch;
     metrics_histogram_init (&self->ctx.batch_writes, metrics_size_bounds,
                             metrics_size_bound_count);
@@ -172,6 +175,7 @@ batch_destroy (batch_t **self_p)
     free (self->ctx.room_cache);
     client_ids_destroy (&self->ctx.client_ids);
     msgpack_zone_destroy (&self->zone);
+    msgpack_zone_destroy (&self->room_zone);
     msgpack_sbuffer_destroy (&self->scratch);
     msgpack_sbuffer_destroy (&self->out);
     free (self);
@@ -257,7 +261,7 @@ s_apply_batch (batch_t *self)
             s_encode_reply (&pending->reply, pending->request, 0, &reply);
     }
     if (rc == 0)
-        rc = rooms_flush (&self->ctx);
+        rc = rooms_write (&self->ctx);
     self->ctx.txn = NULL;
     if (rc) {
         mdb_txn_abort (txn);

@@ -35,7 +35,8 @@ s_expiry_key (db_key_t *key, int64_t expires_at_ms, const char *room_id, uint64_
                              room_id), seq);
 }
 
-//  The batch's copy of a room: found, or read from the database and kept.
+//  The cache's copy of a room: found, or read from the database and kept
+//  (its strings in ctx->room_zone, which lives as long as the cache).
 //  Returns 0 with *cached set, or MDB_NOTFOUND, EPROTO, an LMDB error.
 static int
 s_room_cached (handler_ctx_t *ctx, const char *room_id, cached_room_t **cached)
@@ -54,7 +55,7 @@ s_room_cached (handler_ctx_t *ctx, const char *room_id, cached_room_t **cached)
         slot = (slot + 1) % ROOM_CACHE_SLOTS;
     }
     cached_room_t *entry = &ctx->room_cache [slot];
-    int rc = db_room_get (ctx->db, ctx->txn, room_id, ctx->zone, &entry->room);
+    int rc = db_room_get (ctx->db, ctx->txn, room_id, ctx->room_zone, &entry->room);
     if (rc)
         return rc;
     entry->used = true;
@@ -65,25 +66,46 @@ s_room_cached (handler_ctx_t *ctx, const char *room_id, cached_room_t **cached)
     return 0;
 }
 
-int
-rooms_flush (handler_ctx_t *ctx)
+//  Write every changed room; keep them (keep) or empty the cache.
+static int
+s_rooms_write (handler_ctx_t *ctx, bool keep)
 {
     int rc = 0;
-    for (size_t slot = 0; slot < ROOM_CACHE_SLOTS && ctx->room_cache_count; slot++) {
+    size_t seen = 0, count = ctx->room_cache_count;
+    for (size_t slot = 0; slot < ROOM_CACHE_SLOTS && seen < count; slot++) {
         cached_room_t *entry = &ctx->room_cache [slot];
         if (!entry->used)
             continue;
+        seen++;
         if (entry->dirty && rc == 0) {
             rc = db_room_put (ctx->db, ctx->txn, &entry->room, ctx->scratch);
             if (rc == 0 && entry->room.status == PROTO_STATUS_ACTIVE)
                 rc = db_room_activity_moved (ctx->db, ctx->txn, entry->room.id,
                                              entry->stored_activity_ms,
                                              entry->room.last_activity_ms);
+            entry->dirty = false;
+            entry->stored_activity_ms = entry->room.last_activity_ms;
         }
-        entry->used = false;
-        ctx->room_cache_count--;
+        if (!keep) {
+            entry->used = false;
+            ctx->room_cache_count--;
+        }
     }
+    if (rc || !keep)
+        rooms_forget (ctx);
     return rc;
+}
+
+int
+rooms_flush (handler_ctx_t *ctx)
+{
+    return s_rooms_write (ctx, false);
+}
+
+int
+rooms_write (handler_ctx_t *ctx)
+{
+    return s_rooms_write (ctx, true);
 }
 
 void
@@ -91,6 +113,7 @@ rooms_forget (handler_ctx_t *ctx)
 {
     memset (ctx->room_cache, 0, ROOM_CACHE_SLOTS * sizeof *ctx->room_cache);
     ctx->room_cache_count = 0;
+    msgpack_zone_clear (ctx->room_zone);
 }
 
 static int

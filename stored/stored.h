@@ -152,12 +152,14 @@ int db_room_activity_moved (db_t *db, MDB_txn *txn, const char *room_id, int64_t
 //  ---------------------------------------------------------------------------
 //  Handlers (handle_*.c)
 
-//  Rooms that appends of the current batch changed: each is read once and
-//  written once a batch rather than once a message (a chatty room takes
-//  hundreds of messages in one batch). Open addressing on the id's hash.
+//  Rooms that appends changed: each is read once and written once a batch
+//  rather than once a message (a chatty room takes hundreds of messages in
+//  one batch), and kept from one batch to the next while only appends
+//  come (stored is the only writer: after the commit, the copy is what the
+//  file holds). Open addressing on the id's hash.
 #define ROOM_CACHE_SLOTS 512
 typedef struct {
-    proto_room_t room;              //  as the batch left it (strings in the zone)
+    proto_room_t room;              //  as the batch left it (strings in room_zone)
     int64_t stored_activity_ms;     //  last activity as in the database
     bool used, dirty;
 } cached_room_t;
@@ -178,6 +180,7 @@ typedef struct {
     metrics_histogram_t commit_seconds; //  applying and committing a batch
     cached_room_t *room_cache;  //  ROOM_CACHE_SLOTS entries
     size_t room_cache_count;
+    msgpack_zone *room_zone;    //  the cached rooms' strings, cleared when it empties
     client_ids_t *client_ids;   //  byClientId's entries not yet written
 } handler_ctx_t;
 
@@ -217,10 +220,13 @@ int reply_error (handler_ctx_t *ctx, proto_msg_t *reply, uint16_t status, const 
 //  A copy of text in ctx->zone.
 const char *zone_strdup (msgpack_zone *zone, const char *text);
 
-//  Write every room the batch's appends changed and empty the cache. Must
-//  run before any other handler reads or writes rooms in the same
-//  transaction, and before the commit. Returns 0 or an LMDB error.
+//  Write every room the appends changed and empty the cache. Must run
+//  before any other handler reads or writes rooms in the same transaction.
+//  Returns 0 or an LMDB error.
 int rooms_flush (handler_ctx_t *ctx);
+//  Write every room the appends changed and keep them for the next batch:
+//  before the commit of a batch. Returns 0 or an LMDB error.
+int rooms_write (handler_ctx_t *ctx);
 //  Forget the cache without writing (the transaction was aborted).
 void rooms_forget (handler_ctx_t *ctx);
 
