@@ -36,7 +36,7 @@
 #include "log.h"
 
 #define CLIENT_IDS_ROOM_MAX     4096        //  a room with this many is written at once
-#define CLIENT_IDS_MAX          (1 << 20)   //  past this many, every room is written
+#define CLIENT_IDS_MAX          (1 << 18)   //  past this many (~250 bytes each), every room is written
 #define CLIENT_IDS_FLUSH_ROOMS  64          //  most rooms written a commit
 #define CLIENT_IDS_SEPARATOR    '\x1f'      //  ids hold no control characters
 
