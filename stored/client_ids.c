@@ -36,7 +36,7 @@
 #include "log.h"
 
 #define CLIENT_IDS_ROOM_MAX     4096        //  a room with this many is written at once
-#define CLIENT_IDS_MAX          (1 << 18)   //  past this many (~250 bytes each), every room is written
+#define CLIENT_IDS_MAX          (1 << 18)   //  past this many (~250 B each), all are written
 #define CLIENT_IDS_FLUSH_ROOMS  64          //  most rooms written a commit
 #define CLIENT_IDS_SEPARATOR    '\x1f'      //  ids hold no control characters
 
@@ -141,7 +141,8 @@ s_room (client_ids_t *self, db_t *db, MDB_txn *txn, const char *room_id, uint64_
     tail_room_t *room = zhashx_lookup (self->rooms, room_id);
     if (!room && txn) {
         db_key_t key, value;
-        MDB_val k = s_mark_key (&key, room_id), v = db_val (db_key_u64 (db_key_begin (&value), seq));
+        MDB_val k = s_mark_key (&key, room_id);
+        MDB_val v = db_val (db_key_u64 (db_key_begin (&value), seq));
         int rc = mdb_put (txn, db->messages_tail, &k, &v, 0);
         if (rc)
             return rc;
