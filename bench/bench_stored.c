@@ -240,6 +240,31 @@ s_load_rooms (proto_client_t *client, char (*ids) [IDS_UUID_SIZE], int count, bo
 }
 
 //  ---------------------------------------------------------------------------
+//  CPU: what a phase cost stored and these clients, which share the cores
+
+//  CPU seconds pid has used (user and system, all threads), or -1.
+static double
+s_cpu_of (pid_t pid)
+{
+    char path [64], line [1024];
+    snprintf (path, sizeof path, "/proc/%d/stat", (int) pid);
+    FILE *file = fopen (path, "r");
+    if (!file)
+        return -1;
+    size_t got = fread (line, 1, sizeof line - 1, file);
+    fclose (file);
+    line [got] = 0;
+    //  After the command name (which may hold spaces and parentheses):
+    //  state, then utime and stime are the 12th and 13th fields.
+    char *at = strrchr (line, ')');
+    unsigned long long user, system;
+    if (!at || sscanf (at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                       &user, &system) != 2)
+        return -1;
+    return (double) (user + system) / (double) sysconf (_SC_CLK_TCK);
+}
+
+//  ---------------------------------------------------------------------------
 //  Our own stored
 
 static pid_t s_stored_pid;
@@ -395,7 +420,14 @@ main (int argc, char *argv [])
     char (*append_rooms) [IDS_UUID_SIZE] = calloc ((size_t) s_options.rooms, IDS_UUID_SIZE);
     s_load_rooms (client, append_rooms, s_options.rooms, false);
     proto_stats_reply_t before = s_stats (client);
+    double stored_cpu = s_stored_pid > 0? s_cpu_of (s_stored_pid): -1;
+    double own_cpu = s_cpu_of (getpid ());
+    int64_t phase_start = clock_mono_ns ();
     figures_t append = s_run_phase (s_options.clients, false, append_rooms, s_options.rooms);
+    double phase_s = (double) (clock_mono_ns () - phase_start) / 1e9;
+    if (stored_cpu >= 0)
+        stored_cpu = (s_cpu_of (s_stored_pid) - stored_cpu) / phase_s;
+    own_cpu = (s_cpu_of (getpid ()) - own_cpu) / phase_s;
     proto_stats_reply_t after = s_stats (client);
     double batch = after.commits > before.commits
                  ? (double) (after.writes - before.writes) / (double) (after.commits - before.commits)
@@ -420,6 +452,11 @@ main (int argc, char *argv [])
     printf ("\nappends: %d clients x %d in flight to %d rooms, %d-byte texts, %d s; "
             "%.1f writes a commit\n", s_options.clients, s_options.inflight, s_options.rooms,
             s_options.text_bytes, s_options.seconds, batch);
+    //  Both on the same cores: what one append costs each says what limits the figure.
+    if (stored_cpu >= 0 && append.per_second > 0)
+        printf ("appends' CPU: stored %.0f%% of a core (%.1f us an append), these clients "
+                "%.0f%% (%.1f us)\n", stored_cpu * 100, stored_cpu * 1e6 / append.per_second,
+                own_cpu * 100, own_cpu * 1e6 / append.per_second);
     printf ("geo: %d active rooms over 1 x 1 degree (radius 500 m), %d clients x %d in flight, "
             "%.1f hits a search\n", s_options.geo_rooms, s_options.search_clients, SEARCH_WINDOW,
             geo.hits_per_op);
@@ -431,11 +468,13 @@ main (int argc, char *argv [])
         if (json) {
             fprintf (json, "{\"cpu\":\"%s\",\"cores\":%ld,\n"
                      " \"append\":{\"perSecond\":%.0f,\"p50Ms\":%.3f,\"p99Ms\":%.3f,"
-                     "\"maxMs\":%.3f,\"errors\":%llu,\"writesPerCommit\":%.1f},\n"
+                     "\"maxMs\":%.3f,\"errors\":%llu,\"writesPerCommit\":%.1f,"
+                     "\"storedCores\":%.2f,\"clientCores\":%.2f},\n"
                      " \"geo\":{\"rooms\":%d,\"perSecond\":%.0f,\"p50Ms\":%.3f,\"p99Ms\":%.3f,"
                      "\"maxMs\":%.3f,\"errors\":%llu,\"hitsPerSearch\":%.1f}}\n",
                      cpu, sysconf (_SC_NPROCESSORS_ONLN), append.per_second, append.p50_ms,
                      append.p99_ms, append.max_ms, (unsigned long long) append.errors, batch,
+                     stored_cpu, own_cpu,
                      s_options.geo_rooms, geo.per_second, geo.p50_ms, geo.p99_ms, geo.max_ms,
                      (unsigned long long) geo.errors, geo.hits_per_op);
             fclose (json);

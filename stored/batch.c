@@ -50,6 +50,7 @@ struct batch {
     void *router;                       //  libzmq ROUTER socket
     handler_ctx_t ctx;
     msgpack_zone zone;                  //  replies' strings and arrays
+    msgpack_zone room_zone;             //  the room cache's strings
     msgpack_sbuffer scratch;            //  records being packed
     msgpack_sbuffer out;                //  replies sent at once
     pending_t *pending;                 //  writes waiting for the commit
@@ -99,6 +100,31 @@ reply_error (handler_ctx_t *ctx, proto_msg_t *reply, uint16_t status, const char
     return 0;
 }
 
+//  The client-id tail as the file has it: at start, and after a write
+//  transaction that may have changed it was not committed.
+static int
+s_client_ids_reload (batch_t *self)
+{
+    MDB_txn *txn;
+    int rc = mdb_txn_begin (self->db->env, NULL, MDB_RDONLY, &txn);
+    if (rc == 0) {
+        rc = client_ids_load (self->ctx.client_ids, self->db, txn);
+        mdb_txn_abort (txn);
+    }
+    if (rc)
+        log_error ("cannot read the client-id tail: %s", mdb_strerror (rc));
+    return rc;
+}
+
+//  A write transaction was aborted, or its commit failed: forget what the
+//  handlers kept of it.
+static void
+s_rolled_back (batch_t *self)
+{
+    rooms_forget (&self->ctx);
+    s_client_ids_reload (self);
+}
+
 batch_t *
 batch_new (db_t *db, const stored_config_t *config, zsock_t *router)
 {
@@ -113,11 +139,13 @@ batch_new (db_t *db, const stored_config_t *config, zsock_t *router)
     for (int64_t i = 0; i < config->batch_max; i++)
         msgpack_sbuffer_init (&self->pending [i].reply);
     msgpack_zone_init (&self->zone, 64 * 1024);
+    msgpack_zone_init (&self->room_zone, 64 * 1024);
     msgpack_sbuffer_init (&self->scratch);
     msgpack_sbuffer_init (&self->out);
     self->ctx.db = db;
     self->ctx.config = config;
     self->ctx.zone = &self->zone;
+    self->ctx.room_zone = &self->room_zone;
     self->ctx.scratch = &self->scratch;
     metrics_histogram_init (&self->ctx.batch_writes, metrics_size_bounds,
                             metrics_size_bound_count);
@@ -125,6 +153,11 @@ batch_new (db_t *db, const stored_config_t *config, zsock_t *router)
                             metrics_seconds_bound_count);
     self->ctx.room_cache = calloc (ROOM_CACHE_SLOTS, sizeof *self->ctx.room_cache);
     assert (self->ctx.room_cache);
+    self->ctx.client_ids = client_ids_new (config->client_id_flush_ms);
+    if (s_client_ids_reload (self)) {
+        batch_destroy (&self);
+        return NULL;
+    }
     self->next_sweep_ms = clock_mono_ms () + config->sweep_interval_ms;
     return self;
 }
@@ -140,7 +173,9 @@ batch_destroy (batch_t **self_p)
         msgpack_sbuffer_destroy (&self->pending [i].reply);
     free (self->pending);
     free (self->ctx.room_cache);
+    client_ids_destroy (&self->ctx.client_ids);
     msgpack_zone_destroy (&self->zone);
+    msgpack_zone_destroy (&self->room_zone);
     msgpack_sbuffer_destroy (&self->scratch);
     msgpack_sbuffer_destroy (&self->out);
     free (self);
@@ -211,6 +246,8 @@ s_apply_batch (batch_t *self)
     if (rc)
         return rc;
     self->ctx.txn = txn;
+    //  The client ids that waited long enough go first.
+    rc = client_ids_flush (&self->ctx, false);
     for (size_t i = 0; i < self->pending_count && rc == 0; i++) {
         pending_t *pending = &self->pending [i];
         proto_msg_t reply = { 0 };
@@ -224,14 +261,17 @@ s_apply_batch (batch_t *self)
             s_encode_reply (&pending->reply, pending->request, 0, &reply);
     }
     if (rc == 0)
-        rc = rooms_flush (&self->ctx);
+        rc = rooms_write (&self->ctx);
     self->ctx.txn = NULL;
     if (rc) {
-        rooms_forget (&self->ctx);
         mdb_txn_abort (txn);
+        s_rolled_back (self);
         return rc;
     }
-    return mdb_txn_commit (txn);
+    rc = mdb_txn_commit (txn);
+    if (rc)
+        s_rolled_back (self);
+    return rc;
 }
 
 //  The fallback when a batch fails for a reason other than a full map: each
@@ -252,8 +292,6 @@ s_apply_each (batch_t *self)
                                                                  &reply);
                 if (rc == 0)
                     rc = rooms_flush (&self->ctx);
-                else
-                    rooms_forget (&self->ctx);
                 self->ctx.txn = NULL;
                 if (rc == 0)
                     s_encode_reply (&pending->reply, pending->request, 0, &reply);
@@ -261,6 +299,8 @@ s_apply_each (batch_t *self)
                     rc = mdb_txn_commit (txn);
                 else
                     mdb_txn_abort (txn);
+                if (rc)
+                    s_rolled_back (self);
             }
             if (rc == 0)
                 self->ctx.commits++;
@@ -459,6 +499,8 @@ s_sweep_step (batch_t *self)
                              &deleted, &more);
         self->ctx.txn = NULL;
         rc = rc? (mdb_txn_abort (txn), rc): mdb_txn_commit (txn);
+        if (rc)
+            s_rolled_back (self);
     }
     if (rc == MDB_MAP_FULL)
         db_grow (self->db);
@@ -470,6 +512,31 @@ s_sweep_step (batch_t *self)
     if (deleted)
         log_debug ("TTL sweep deleted %u messages%s", deleted, more? ", more are due": "");
     return more;
+}
+
+//  A clean stop writes the client-id tail out, so that the file alone
+//  holds every entry (an older stored, which knows no tail, can read it).
+static void
+s_client_ids_write_all (batch_t *self)
+{
+    if (client_ids_pending (self->ctx.client_ids) == 0)
+        return;
+    int rc, attempts = 0;
+    do {
+        MDB_txn *txn;
+        rc = mdb_txn_begin (self->db->env, NULL, 0, &txn);
+        if (rc == 0) {
+            self->ctx.txn = txn;
+            rc = client_ids_flush (&self->ctx, true);
+            self->ctx.txn = NULL;
+            rc = rc? (mdb_txn_abort (txn), rc): mdb_txn_commit (txn);
+            if (rc)
+                s_rolled_back (self);
+        }
+    } while (rc == MDB_MAP_FULL && attempts++ < 4 && db_grow (self->db) == 0);
+    if (rc)
+        log_warn ("client-id tail not written at stop (%s): the next start rebuilds it",
+                  mdb_strerror (rc));
 }
 
 void
@@ -497,4 +564,5 @@ batch_run (batch_t *self)
             self->next_sweep_ms = clock_mono_ms () + (more? 0: self->config->sweep_interval_ms);
         }
     }
+    s_client_ids_write_all (self);
 }

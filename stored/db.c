@@ -28,6 +28,35 @@ s_open_dbi (MDB_txn *txn, const char *table, const char *suffix, MDB_dbi *dbi)
     return rc;
 }
 
+//  The layout in the file: absent is 1 (before byClientIdTail, which layout
+//  2 reads as it is: no tail), marked 2 from now on. A newer one was written
+//  by a newer stored, whose indexes this one would misread: refused.
+static int
+s_check_layout (db_t *db, MDB_txn *txn, const char *data_dir)
+{
+    MDB_val key = { 6, "layout" }, value;
+    uint32_t layout = 1;
+    int rc = mdb_get (txn, db->meta, &key, &value);
+    if (rc == 0 && value.mv_size == sizeof layout)
+        memcpy (&layout, value.mv_data, sizeof layout);
+    else
+    if (rc != MDB_NOTFOUND)
+        layout = UINT32_MAX;
+    if (layout > DB_LAYOUT) {
+        log_error ("DATA_DIR %s holds LMDB layout %u, newer than this stored's %u: "
+                   "run the stored that wrote it", data_dir, layout, DB_LAYOUT);
+        return MDB_VERSION_MISMATCH;
+    }
+    if (layout == DB_LAYOUT)
+        return 0;
+    log_info ("DATA_DIR %s: LMDB layout %u marked %u (nothing to convert)", data_dir, layout,
+              DB_LAYOUT);
+    layout = DB_LAYOUT;
+    value.mv_size = sizeof layout;
+    value.mv_data = &layout;
+    return mdb_put (txn, db->meta, &key, &value, 0);
+}
+
 int
 db_open (db_t *db, const stored_config_t *config)
 {
@@ -56,7 +85,7 @@ db_open (db_t *db, const stored_config_t *config)
         db->env = NULL;
         return rc;
     }
-    MDB_txn *txn;
+    MDB_txn *txn = NULL;
     rc = mdb_txn_begin (db->env, NULL, 0, &txn);
     if (rc == 0)
         rc = s_open_dbi (txn, config->rooms_table, "", &db->rooms)
@@ -66,6 +95,7 @@ db_open (db_t *db, const stored_config_t *config)
           || s_open_dbi (txn, config->rooms_table, ".byActivity", &db->rooms_by_activity)
           || s_open_dbi (txn, config->messages_table, ".byClientId", &db->messages_by_client_id)
           || s_open_dbi (txn, config->messages_table, ".byExpiry", &db->messages_by_expiry)
+          || s_open_dbi (txn, config->messages_table, ".byClientIdTail", &db->messages_tail)
           || s_open_dbi (txn, config->connections_table, ".byGateway", &db->connections_by_gateway)
           || s_open_dbi (txn, config->connections_table, ".byUser", &db->connections_by_user)
           || s_open_dbi (txn, config->connections_table, ".byRoom", &db->connections_by_room)
@@ -75,9 +105,12 @@ db_open (db_t *db, const stored_config_t *config)
         MDB_val key = { 9, "maxRadius" }, value;
         if (mdb_get (txn, db->meta, &key, &value) == 0 && value.mv_size == sizeof (uint32_t))
             memcpy (&db->max_radius_m, value.mv_data, sizeof (uint32_t));
-        rc = mdb_txn_commit (txn);
+        rc = s_check_layout (db, txn, config->data_dir);
     }
+    if (rc == 0)
+        rc = mdb_txn_commit (txn);
     else
+    if (txn)
         mdb_txn_abort (txn);
     if (rc) {
         log_error ("cannot open databases: %s", mdb_strerror (rc));

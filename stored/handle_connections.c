@@ -432,6 +432,9 @@ handle_metrics (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *rep
                      (double) stats.swept);
     metrics_counter (&set, "nearchat_stored_map_grows_total", "Times the LMDB map grew.",
                      (double) stats.map_grows);
+    metrics_gauge (&set, "nearchat_stored_client_ids_pending",
+                   "messageId index entries held in memory, not yet written (their messages are).",
+                   (double) client_ids_pending (ctx->client_ids));
     metrics_histogram (&set, "nearchat_stored_commit_batch_writes",
                        "Writes in one group commit.", &ctx->batch_writes);
     metrics_histogram (&set, "nearchat_stored_commit_seconds",

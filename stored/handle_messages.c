@@ -3,7 +3,8 @@
 
     A message lives under len|room id, seq: one room's messages are one run
     of keys in seq order, so history is a cursor walk either way. Beside it:
-    byClientId (room, client id -> seq) makes a resend idempotent, and
+    byClientId (room, client id -> seq, through client_ids.c, which holds
+    its newest entries in memory a while) makes a resend idempotent, and
     byExpiry (expiry, room, seq) lets the sweep find what is due without
     reading anything that is not. A history page stops at its limit or at
     PROTO_REPLY_BYTES_MAX of messages, whichever comes first, and says
@@ -28,19 +29,14 @@ s_message_key (db_key_t *key, const char *room_id, uint64_t seq)
 }
 
 static void
-s_client_id_key (db_key_t *key, const char *room_id, const char *client_id)
-{
-    db_key_str (db_key_lstr (db_key_begin (key), room_id), client_id);
-}
-
-static void
 s_expiry_key (db_key_t *key, int64_t expires_at_ms, const char *room_id, uint64_t seq)
 {
     db_key_u64 (db_key_lstr (db_key_u64 (db_key_begin (key), (uint64_t) expires_at_ms),
                              room_id), seq);
 }
 
-//  The batch's copy of a room: found, or read from the database and kept.
+//  The cache's copy of a room: found, or read from the database and kept
+//  (its strings in ctx->room_zone, which lives as long as the cache).
 //  Returns 0 with *cached set, or MDB_NOTFOUND, EPROTO, an LMDB error.
 static int
 s_room_cached (handler_ctx_t *ctx, const char *room_id, cached_room_t **cached)
@@ -59,7 +55,7 @@ s_room_cached (handler_ctx_t *ctx, const char *room_id, cached_room_t **cached)
         slot = (slot + 1) % ROOM_CACHE_SLOTS;
     }
     cached_room_t *entry = &ctx->room_cache [slot];
-    int rc = db_room_get (ctx->db, ctx->txn, room_id, ctx->zone, &entry->room);
+    int rc = db_room_get (ctx->db, ctx->txn, room_id, ctx->room_zone, &entry->room);
     if (rc)
         return rc;
     entry->used = true;
@@ -70,25 +66,46 @@ s_room_cached (handler_ctx_t *ctx, const char *room_id, cached_room_t **cached)
     return 0;
 }
 
-int
-rooms_flush (handler_ctx_t *ctx)
+//  Write every changed room; keep them (keep) or empty the cache.
+static int
+s_rooms_write (handler_ctx_t *ctx, bool keep)
 {
     int rc = 0;
-    for (size_t slot = 0; slot < ROOM_CACHE_SLOTS && ctx->room_cache_count; slot++) {
+    size_t seen = 0, count = ctx->room_cache_count;
+    for (size_t slot = 0; slot < ROOM_CACHE_SLOTS && seen < count; slot++) {
         cached_room_t *entry = &ctx->room_cache [slot];
         if (!entry->used)
             continue;
+        seen++;
         if (entry->dirty && rc == 0) {
             rc = db_room_put (ctx->db, ctx->txn, &entry->room, ctx->scratch);
             if (rc == 0 && entry->room.status == PROTO_STATUS_ACTIVE)
                 rc = db_room_activity_moved (ctx->db, ctx->txn, entry->room.id,
                                              entry->stored_activity_ms,
                                              entry->room.last_activity_ms);
+            entry->dirty = false;
+            entry->stored_activity_ms = entry->room.last_activity_ms;
         }
-        entry->used = false;
-        ctx->room_cache_count--;
+        if (!keep) {
+            entry->used = false;
+            ctx->room_cache_count--;
+        }
     }
+    if (rc || !keep)
+        rooms_forget (ctx);
     return rc;
+}
+
+int
+rooms_flush (handler_ctx_t *ctx)
+{
+    return s_rooms_write (ctx, false);
+}
+
+int
+rooms_write (handler_ctx_t *ctx)
+{
+    return s_rooms_write (ctx, true);
 }
 
 void
@@ -96,6 +113,7 @@ rooms_forget (handler_ctx_t *ctx)
 {
     memset (ctx->room_cache, 0, ROOM_CACHE_SLOTS * sizeof *ctx->room_cache);
     ctx->room_cache_count = 0;
+    msgpack_zone_clear (ctx->room_zone);
 }
 
 static int
@@ -134,13 +152,11 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
     //  A resend of a message already stored answers as the first did, even
     //  after the room closed: the client is owed its acknowledgement.
     if (message.client_id) {
-        s_client_id_key (&key, message.room_id, message.client_id);
-        k = db_val (&key);
-        rc = mdb_get (ctx->txn, db->messages_by_client_id, &k, &v);
-        if (rc == 0 && v.mv_size == 8) {
+        uint64_t first_seq;
+        rc = client_ids_find (ctx, message.room_id, message.client_id, &first_seq);
+        if (rc == 0) {
             proto_message_t first;
-            rc = db_message_get (db, ctx->txn, message.room_id, db_read_u64 (v.mv_data),
-                                 ctx->zone, &first);
+            rc = db_message_get (db, ctx->txn, message.room_id, first_seq, ctx->zone, &first);
             //  The key is the room's and the client's id, as in the original;
             //  another user's message under it is a collision, not a resend,
             //  and is refused rather than acknowledged as what it is not.
@@ -184,16 +200,9 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
     v.mv_size = ctx->scratch->size;
     v.mv_data = ctx->scratch->data;
     rc = mdb_put (ctx->txn, db->messages, &k, &v, 0);
-    if (rc == 0 && message.client_id) {
-        uint8_t seq_bytes [8];
-        db_key_t seq_key;
-        memcpy (seq_bytes, db_key_u64 (db_key_begin (&seq_key), message.seq)->bytes, 8);
-        s_client_id_key (&key, message.room_id, message.client_id);
-        k = db_val (&key);
-        v.mv_size = 8;
-        v.mv_data = seq_bytes;
-        rc = mdb_put (ctx->txn, db->messages_by_client_id, &k, &v, 0);
-    }
+    if (rc == 0 && message.client_id)
+        rc = client_ids_add (ctx, message.room_id, message.client_id, message.seq,
+                             message.seq > room->last_seq);
     if (rc == 0) {
         s_expiry_key (&key, message.expires_at_ms, message.room_id, message.seq);
         k = db_val (&key);
@@ -353,12 +362,8 @@ messages_sweep (handler_ctx_t *ctx, int64_t now_ms, uint32_t max, uint32_t *dele
         uint64_t seq = db_read_u64 (bytes + 9 + id_size);
         proto_message_t message;
         rc = db_message_get (db, ctx->txn, room_id, seq, ctx->zone, &message);
-        if (rc == 0 && message.client_id) {
-            db_key_t key;
-            s_client_id_key (&key, room_id, message.client_id);
-            MDB_val client_key = db_val (&key);
-            rc = mdb_del (ctx->txn, db->messages_by_client_id, &client_key, NULL);
-        }
+        if (rc == 0 && message.client_id)
+            rc = client_ids_remove (ctx, room_id, message.client_id);
         if (rc == 0 || rc == MDB_NOTFOUND || rc == EPROTO) {
             db_key_t key;
             s_message_key (&key, room_id, seq);

@@ -39,6 +39,10 @@ static config_option_t s_options [] = {
       "initial LMDB map size in MiB; a full map doubles", &s_config.map_size_mb },
     { "STORED_BATCH_MAX", CONFIG_INT, "1024", 1, 65536,
       "most writes committed in one transaction", &s_config.batch_max },
+    { "STORED_CLIENT_ID_FLUSH_MS", CONFIG_INT, "1000", 0, 3600000,
+      "how long a room's newest messageId index entries are kept in memory before they are "
+      "written together (their messages are durable at once; 0 writes each with its message)",
+      &s_config.client_id_flush_ms },
     MONITOR_OPTION,
     TAP_OPTION,
     BUS_OPTION,
@@ -89,6 +93,12 @@ main (int argc, char *argv [])
     log_info ("serving %s with LMDB in %s", s_config.endpoint, s_config.data_dir);
 
     batch_t *batch = batch_new (&db, &s_config, router);
+    if (!batch) {
+        monitor_destroy (&monitor);
+        zsock_destroy (&router);
+        db_close (&db);
+        return 1;
+    }
     batch_run (batch);
     batch_destroy (&batch);
 

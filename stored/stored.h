@@ -23,7 +23,10 @@
       <rooms>.byCell       cell u64, room id -> geo_entry_t (only ACTIVE rooms)
       <rooms>.byActivity   last activity u64 (ms, rounded down to the
                            second), room id -> "" (only ACTIVE rooms)
-      <messages>.byClientId  len|room id, client id -> seq u64
+      <messages>.byClientId  len|room id, client id -> seq u64 (the newest
+                             may be in memory instead: client_ids.c)
+      <messages>.byClientIdTail  len|room id -> seq u64: byClientId may lack
+                             this room's entries from seq on (client_ids.c)
       <messages>.byExpiry    expires ms u64, len|room id, seq u64 -> ""
       <connections>.byGateway  len|gateway id, len|incarnation ("" when
                                none), conn id -> ""
@@ -35,6 +38,8 @@
                                the reaper's gateways-silent), its beats are
                                refused until the reaper forgets it
       nearchat.meta        "maxRadius" -> u32, the largest radius ever indexed
+                           "layout" -> u32, DB_LAYOUT (absent: 1, before
+                           byClientIdTail; a larger one is refused at open)
 
     Invariant: an index entry exists exactly when its record does and the
     record has the indexed value; every handler that writes a record mends
@@ -64,6 +69,7 @@ typedef struct {
     int64_t sweep_batch;
     int64_t map_size_mb;            //  initial map size
     int64_t batch_max;              //  most writes in one commit
+    int64_t client_id_flush_ms;     //  how long byClientId entries wait in memory
 } stored_config_t;
 
 //  ---------------------------------------------------------------------------
@@ -73,7 +79,7 @@ typedef struct {
     MDB_env *env;
     MDB_dbi rooms, messages, connections;
     MDB_dbi rooms_by_cell, rooms_by_activity;
-    MDB_dbi messages_by_client_id, messages_by_expiry;
+    MDB_dbi messages_by_client_id, messages_by_expiry, messages_tail;
     MDB_dbi connections_by_gateway, connections_by_user, connections_by_room;
     MDB_dbi gateways;
     MDB_dbi meta;
@@ -99,6 +105,10 @@ typedef struct {
     uint8_t bytes [DB_KEY_MAX];
     size_t size;
 } db_key_t;
+
+//  The layout this stored writes: 2 added byClientIdTail. Layout 1 is read
+//  as it is (it has no tail) and marked 2; a newer one is refused.
+#define DB_LAYOUT 2
 
 int  db_open (db_t *db, const stored_config_t *config);
 void db_close (db_t *db);
@@ -142,15 +152,19 @@ int db_room_activity_moved (db_t *db, MDB_txn *txn, const char *room_id, int64_t
 //  ---------------------------------------------------------------------------
 //  Handlers (handle_*.c)
 
-//  Rooms that appends of the current batch changed: each is read once and
-//  written once a batch rather than once a message (a chatty room takes
-//  hundreds of messages in one batch). Open addressing on the id's hash.
+//  Rooms that appends changed: each is read once and written once a batch
+//  rather than once a message (a chatty room takes hundreds of messages in
+//  one batch), and kept from one batch to the next while only appends
+//  come (stored is the only writer: after the commit, the copy is what the
+//  file holds). Open addressing on the id's hash.
 #define ROOM_CACHE_SLOTS 512
 typedef struct {
-    proto_room_t room;              //  as the batch left it (strings in the zone)
+    proto_room_t room;              //  as the batch left it (strings in room_zone)
     int64_t stored_activity_ms;     //  last activity as in the database
     bool used, dirty;
 } cached_room_t;
+
+typedef struct client_ids client_ids_t;
 
 //  What a handler works with. Replies point into zone, which lives until
 //  the reply is encoded.
@@ -166,6 +180,8 @@ typedef struct {
     metrics_histogram_t commit_seconds; //  applying and committing a batch
     cached_room_t *room_cache;  //  ROOM_CACHE_SLOTS entries
     size_t room_cache_count;
+    msgpack_zone *room_zone;    //  the cached rooms' strings, cleared when it empties
+    client_ids_t *client_ids;   //  byClientId's entries not yet written
 } handler_ctx_t;
 
 //  A handler fills reply (type and body) for request. It returns 0 when
@@ -204,10 +220,13 @@ int reply_error (handler_ctx_t *ctx, proto_msg_t *reply, uint16_t status, const 
 //  A copy of text in ctx->zone.
 const char *zone_strdup (msgpack_zone *zone, const char *text);
 
-//  Write every room the batch's appends changed and empty the cache. Must
-//  run before any other handler reads or writes rooms in the same
-//  transaction, and before the commit. Returns 0 or an LMDB error.
+//  Write every room the appends changed and empty the cache. Must run
+//  before any other handler reads or writes rooms in the same transaction.
+//  Returns 0 or an LMDB error.
 int rooms_flush (handler_ctx_t *ctx);
+//  Write every room the appends changed and keep them for the next batch:
+//  before the commit of a batch. Returns 0 or an LMDB error.
+int rooms_write (handler_ctx_t *ctx);
 //  Forget the cache without writing (the transaction was aborted).
 void rooms_forget (handler_ctx_t *ctx);
 
@@ -215,6 +234,38 @@ void rooms_forget (handler_ctx_t *ctx);
 //  Returns 0 or an LMDB error; sets *deleted and *more.
 int messages_sweep (handler_ctx_t *ctx, int64_t now_ms, uint32_t max,
                     uint32_t *deleted, bool *more);
+
+//  ---------------------------------------------------------------------------
+//  The client-id index's tail (client_ids.c): byClientId's newest entries,
+//  held in memory and written a room at a time. Every byClientId access
+//  goes through these.
+
+//  flush_ms: how long a room's entries wait; 0 writes each at once.
+client_ids_t *client_ids_new (int64_t flush_ms);
+void client_ids_destroy (client_ids_t **self_p);
+//  Forget the table and rebuild it from the marks and their messages in
+//  txn: at open, and after a write transaction was aborted. Returns 0 or an
+//  LMDB error.
+int client_ids_load (client_ids_t *self, db_t *db, MDB_txn *txn);
+//  The seq of room_id's message with client_id: 0, or MDB_NOTFOUND, or an
+//  LMDB error.
+int client_ids_find (handler_ctx_t *ctx, const char *room_id, const char *client_id,
+                     uint64_t *seq);
+//  Index a message just put in ctx->txn. in_order: its seq is above every
+//  seq its room had (else it is written at once). Returns 0 or an LMDB error.
+int client_ids_add (handler_ctx_t *ctx, const char *room_id, const char *client_id,
+                    uint64_t seq, bool in_order);
+//  Forget an entry (its message is deleted): 0, MDB_NOTFOUND when it was not
+//  in byClientId, or an LMDB error.
+int client_ids_remove (handler_ctx_t *ctx, const char *room_id, const char *client_id);
+//  Write the entries of rooms that waited long enough or have many (all:
+//  every room) into byClientId in ctx->txn. Returns 0 or an LMDB error.
+//  add, remove and flush change the table at once: a transaction they ran
+//  in that is then aborted (or whose commit fails) must be followed by
+//  client_ids_load.
+int client_ids_flush (handler_ctx_t *ctx, bool all);
+//  Entries held in memory.
+size_t client_ids_pending (client_ids_t *self);
 
 //  ---------------------------------------------------------------------------
 //  The loop (batch.c)
