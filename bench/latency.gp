@@ -1,7 +1,8 @@
 # Send-to-receive latency by percentile: nearchat, the Go peer and the Node
 # peer at the same offered load, each curve the median of the rounds at each
 # percentile (bench_cdf_median). Variables (gnuplot -e): out, nearchat, go,
-# node (their --cdf files), rate (messages/s each member), rounds.
+# node (their --cdf files), rate (messages/s each member), rounds. The key
+# sits bottom right: the curves rise to the right, and leave it empty.
 set terminal pngcairo size 900,560 font ",11"
 set output out
 set title sprintf("fanout 100 rooms x 10 members, %s messages/s each member\n%.0f deliveries/s offered to each server; medians of %s rounds", \
@@ -10,7 +11,7 @@ set xlabel "percentile"
 set ylabel "latency (ms)"
 set logscale y
 set grid
-set key top left
+set key bottom right opaque box
 set xtics ("50%%" 0.301, "90%%" 1, "99%%" 2, "99.9%%" 3, "99.99%%" 4)
 set xrange [0.3:4.2]
 nines(q) = q < 1 ? -log10(1 - q) : 1/0
