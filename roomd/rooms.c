@@ -23,6 +23,7 @@ s_room_destroy (void **item)
     if (!room)
         return;
     assert (!room->queue_head);         //  nobody may drop waiting requests
+    send_room_gone (NULL, room);        //  at exit: rooms_remove did it before
     for (size_t i = 0; i < room->member_count; i++) {
         free (room->members [i].conn_id);
         free (room->members [i].gateway_id);
@@ -61,6 +62,7 @@ void
 rooms_remove (roomd_t *self, room_t **room_p)
 {
     assert (room_p && *room_p);
+    send_room_gone (self, *room_p);
     //  The table's destructor frees the room.
     zhashx_delete (self->rooms, (*room_p)->id);
     *room_p = NULL;

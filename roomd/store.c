@@ -71,16 +71,22 @@ op_new (const char *room_id, proto_msg_t *request, link_t *link)
 }
 
 void
-op_finish (roomd_t *self, op_t **op_p, proto_msg_t *reply)
+op_reply (roomd_t *self, op_t *op, proto_msg_t *reply)
 {
-    assert (op_p && *op_p);
-    op_t *op = *op_p;
-    assert (op->call_id == 0);          //  no call may outlive its op
     if (reply && op->link && op->request && op->request->request_id) {
         reply->request_id = op->request->request_id;
         memcpy (reply->trace_id, op->request->trace_id, sizeof reply->trace_id);
         link_send (self, op->link, reply);
     }
+}
+
+void
+op_finish (roomd_t *self, op_t **op_p, proto_msg_t *reply)
+{
+    assert (op_p && *op_p);
+    op_t *op = *op_p;
+    assert (op->call_id == 0);          //  no call may outlive its op
+    op_reply (self, op, reply);
     proto_msg_destroy (&op->request);
     if (op->zone)
         msgpack_zone_free (op->zone);
