@@ -21,6 +21,9 @@
         first message is therefore durable before it is fanned out, and the
         window opens behind it. A room no shard had claimed before (epoch 1
         at our claim) numbers from last + 1: nobody fanned anything out;
+        nor does a room this process let go (idle, a gateway's fresh
+        welcome) and claims again with nobody's claim between: it numbers
+        on from the newest it fanned out itself;
       - stored refuses a seq not above the room's last (421), so a stale
         owner's append never lands under another's number; the refusal is
         handled as a move (handle_moved): the room is loaded again and the
@@ -79,6 +82,17 @@ s_window_drop (roomd_t *self, op_t *op)
         if (handle)
             zlistx_delete (room->window, handle);
     }
+}
+
+//  A seq that nobody saw and stored does not hold is given again, if
+//  nothing was numbered after it (else it stays a hole): a send refused at
+//  once, or a resend stored answers under another seq.
+static void
+s_unnumber (roomd_t *self, op_t *op)
+{
+    room_t *room = s_room_of (self, op);
+    if (room && !op->fanned && room->next_seq == op->message.seq + 1)
+        room->next_seq--;
 }
 
 //  Remember that client_id was appended since the room was loaded.
@@ -175,12 +189,9 @@ s_pump (roomd_t *self, room_t *room)
 {
     bool blocked = false;
     for (op_t *op = zlistx_first (room->window); op; op = zlistx_next (room->window)) {
-        if (!op->fanned && !blocked) {
+        if (!op->fanned && !op->hole && !blocked) {
             bool may = op->durable
                     || (!op->careful && op->message.seq <= room->confirmed_seq + SEND_WINDOW);
-            if (may && op->durable && op->ack_seq != op->message.seq)
-                op->fanned = true;      //  stored holds it under another seq: a hole
-            else
             if (may) {
                 s_fan (self, op);
                 room->fanned_seq = op->message.seq;
@@ -188,7 +199,7 @@ s_pump (roomd_t *self, room_t *room)
             else
                 blocked = true;         //  later ones wait behind it
         }
-        if (op->fanned && op->durable && !op->acked)
+        if ((op->fanned || op->hole) && op->durable && !op->acked)
             s_ack (self, op);
     }
     s_trim (room);
@@ -202,6 +213,7 @@ s_appended (roomd_t *self, op_t *op, proto_msg_t *reply)
     op->sending = false;
     if (!reply) {
         if (at_once && !op->fanned && !op->attempts) {
+            s_unnumber (self, op);
             s_fail (self, &op, 503, "stored is unreachable");
             return;
         }
@@ -275,14 +287,18 @@ s_appended (roomd_t *self, op_t *op, proto_msg_t *reply)
     if (!room) {
         //  An orphan: no order to keep here any more. What stored holds
         //  at this seq is given (late, it is dropped where it was had).
-        if (!op->fanned && op->ack_seq == op->message.seq)
+        if (!op->fanned && appended->seq == op->message.seq)
             s_fan (self, op);
         s_ack (self, op);
         op_finish (self, &op, NULL);
         return;
     }
     //  Only a seq stored holds moves the window: a hole does not.
-    if (appended->seq == op->message.seq) {
+    if (appended->seq != op->message.seq) {
+        s_unnumber (self, op);
+        op->hole = true;
+    }
+    else {
         if (appended->seq > room->confirmed_seq)
             room->confirmed_seq = appended->seq;
         if (appended->seq > room->record.last_seq)
@@ -347,7 +363,7 @@ send_start (roomd_t *self, room_t *room, op_t *op)
     op->message.seq = room->next_seq++;
     op->epoch = room->record.epoch;
     op->generation = room->generation;
-    op->fanned = op->durable = op->acked = false;
+    op->fanned = op->durable = op->acked = op->hole = false;
     //  Known to be stored already, or the room closing or closed (a resend
     //  of a message stored before the close is owed its ack): given once
     //  stored has answered, so that nobody sees what stored will not keep.
@@ -362,12 +378,35 @@ send_start (roomd_t *self, room_t *room, op_t *op)
         s_pump (self, room);
 }
 
+//  Rooms this process held and let go: the epoch it held each at, and the
+//  newest seq it fanned out there (a reload that finds nobody claimed the
+//  room since knows all that was fanned out: its own). Forgotten when full.
+typedef struct {
+    uint64_t epoch, fanned_seq;
+} left_t;
+static zhashx_t *s_left;
+#define LEFT_MAX    100000
+
+static void
+s_left_destroy (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
 void
 send_room_ready (room_t *room)
 {
     room->generation = ++s_generation;
     room->confirmed_seq = room->record.last_seq;
-    room->next_seq = room->record.last_seq + 1 + (room->record.epoch > 1? SEND_WINDOW: 0);
+    //  Never claimed before ours: nobody fanned anything out.
+    uint64_t above = room->record.epoch > 1? room->record.last_seq + SEND_WINDOW: 0;
+    left_t *left = s_left? zhashx_lookup (s_left, room->id): NULL;
+    if (left && left->epoch + 1 == room->record.epoch)
+        above = left->fanned_seq;       //  ours the last claim: what we fanned out
+    if (left)
+        zhashx_delete (s_left, room->id);
+    room->next_seq = (above > room->record.last_seq? above: room->record.last_seq) + 1;
     room->fanned_seq = room->next_seq - 1;
     if (!room->window)
         room->window = zlistx_new ();
@@ -380,12 +419,24 @@ send_room_gone (roomd_t *self, room_t *room)
     //  What is in flight carries on as orphans (s_appended); what is
     //  durable is acknowledged (self NULL: at exit, nobody to tell) and
     //  freed.
+    if (self && room->generation) {
+        if (!s_left || zhashx_size (s_left) >= LEFT_MAX) {
+            zhashx_destroy (&s_left);
+            s_left = zhashx_new ();
+            assert (s_left);
+            zhashx_set_destructor (s_left, s_left_destroy);
+        }
+        left_t *left = malloc (sizeof *left);
+        assert (left);
+        *left = (left_t) { room->record.epoch, room->fanned_seq };
+        zhashx_update (s_left, room->id, left);
+    }
     op_t *op;
     while (room->window && (op = zlistx_first (room->window))) {
         zlistx_delete (room->window, zlistx_cursor (room->window));
         op->generation = 0;
         if (op->durable && !op->acked && self) {
-            if (!op->fanned && op->ack_seq == op->message.seq)
+            if (!op->fanned && !op->hole)
                 s_fan (self, op);
             s_ack (self, op);
         }
@@ -451,6 +502,8 @@ send_merge (roomd_t *self, op_t *join, const proto_message_t *history, uint32_t 
         s_trim (room);
         return count;
     }
+    log_debug ("a join to room %s is given the history with %zu messages from the window",
+               room->id, extra);
     proto_message_t *out = calloc (count + extra, sizeof *out);
     assert (out);
     //  A page stored cut short (more) ends where it ends: the gateway
@@ -544,6 +597,7 @@ send_stop (roomd_t *self)
     self->stopping = true;
     send_retry_due (self);              //  each fails at once: stopping
     zlistx_destroy (&self->retries);
+    zhashx_destroy (&s_left);
 }
 
 int64_t

@@ -124,6 +124,7 @@ struct op {
     bool sending;                       //  inside store_call: a failure is at once
     bool careful;                       //  fanned out only once durable
     bool fanned, durable, acked;
+    bool hole;                          //  stored holds it under another seq: not fanned
     int attempts;                       //  appends sent again
     int64_t give_up_ms, retry_at_ms;    //  monotonic
     uint64_t ack_seq;                   //  stored's answer: the seq it holds it at
