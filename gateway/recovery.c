@@ -130,6 +130,7 @@ recovery_offer (conn_t *conn, frame_t *frame, uint64_t seq, recoveries_t *starts
         conn->paging = false;
         conn->seen = seq;
         recovery_begin (conn, starts);
+        rooms_hold (conn, frame, seq);  //  it may not be durable yet either
     }
 }
 

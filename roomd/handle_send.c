@@ -364,6 +364,7 @@ send_start (roomd_t *self, room_t *room, op_t *op)
     op->epoch = room->record.epoch;
     op->generation = room->generation;
     op->fanned = op->durable = op->acked = op->hole = false;
+    op->attempts = 0;
     //  Known to be stored already, or the room closing or closed (a resend
     //  of a message stored before the close is owed its ack): given once
     //  stored has answered, so that nobody sees what stored will not keep.
