@@ -152,7 +152,7 @@ main (int argc, char *argv [])
 
     roomd_t self = { .config = &s_config };
     msgpack_sbuffer_init (&self.buffer);
-    self.rooms = rooms_new ();
+    self.rooms = rooms_new (send_room_gone);
     metrics_histogram_init (&self.send_seconds, metrics_seconds_bounds,
                             metrics_seconds_bound_count);
     char tap_name [PROTO_ID_MAX + 16];

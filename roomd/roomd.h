@@ -154,7 +154,8 @@ void store_lost (roomd_t *self);
 int64_t store_next_deadline (roomd_t *self);
 
 //  New op about room_id for request from link (request is taken over; both
-//  NULL for an operation of roomd's own).
+//  NULL for an operation of roomd's own). op_finish, op_reply and op_fail
+//  answer on op's link (links.c).
 op_t *op_new (const char *room_id, proto_msg_t *request, link_t *link);
 //  Answer op's request with reply (NULL: nothing to send) and free op.
 void op_finish (roomd_t *self, op_t **op_p, proto_msg_t *reply);
@@ -199,8 +200,10 @@ struct room {
     bool closing;                       //  a close is on its way to stored
 };
 
-//  The table of rooms, by id; it frees the rooms it holds.
-zhashx_t *rooms_new (void);
+//  The table of rooms, by id; it frees the rooms it holds, after gone (self
+//  NULL at exit) has let go of what else each holds.
+typedef void (rooms_gone_fn) (roomd_t *self, room_t *room);
+zhashx_t *rooms_new (rooms_gone_fn *gone);
 room_t *rooms_find (roomd_t *self, const char *room_id);
 room_t *rooms_add (roomd_t *self, const char *room_id);
 void    rooms_remove (roomd_t *self, room_t **room_p);
