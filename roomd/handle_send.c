@@ -209,8 +209,8 @@ s_pump (roomd_t *self, room_t *room)
 static void
 s_appended (roomd_t *self, op_t *op, proto_msg_t *reply)
 {
-    bool at_once = op->sending;         //  the send itself failed: stored is not there
-    op->sending = false;
+    bool at_once = self->sending == op; //  the send itself failed: stored is not there
+    self->sending = NULL;
     if (!reply) {
         if (at_once && !op->fanned && !op->attempts) {
             s_unnumber (self, op);
@@ -316,9 +316,10 @@ s_append (roomd_t *self, op_t *op)
 {
     proto_msg_t call = { .type = PROTO_MSG_APPEND, .msg_append = {
         .message = op->message, .if_epoch = op->epoch } };
-    op->sending = true;
+    //  op may be gone when store_call returns (a send that fails at once).
+    self->sending = op;
     store_call (self, op, &call, s_appended);
-    op->sending = false;
+    self->sending = NULL;
 }
 
 //  ---------------------------------------------------------------------------
@@ -371,10 +372,12 @@ send_start (roomd_t *self, room_t *room, op_t *op)
     op->careful = room->closing || room->record.status != PROTO_STATUS_ACTIVE
                || (client_id && room->ids && zhashx_lookup (room->ids, client_id));
     zlistx_add_end (room->window, op);
+    char room_id [PROTO_ID_MAX + 1];
+    snprintf (room_id, sizeof room_id, "%s", room->id);
     s_append (self, op);
     //  Fanned out once its append is on its way (a stored that is not
-    //  there fails it at once, and nobody has seen it).
-    room = rooms_find (self, op->room_id);
+    //  there fails it at once, and nobody has seen it; op may be gone).
+    room = rooms_find (self, room_id);
     if (room && room->state == ROOM_READY && room->window)
         s_pump (self, room);
 }

@@ -121,7 +121,6 @@ struct op {
     char message_id [IDS_UUID_SIZE];
     uint64_t generation;                //  of the room whose window holds it; 0: none
     uint64_t epoch;                     //  the claim its append is conditional on
-    bool sending;                       //  inside store_call: a failure is at once
     bool careful;                       //  fanned out only once durable
     bool fanned, durable, acked;
     bool hole;                          //  stored holds it under another seq: not fanned
@@ -302,6 +301,7 @@ struct roomd {
     metrics_histogram_t send_seconds;   //  a room-send, from its arrival to its fan-out
     zlistx_t *retries;                  //  sends whose append waits to be sent again
     bool stopping;                      //  at exit: nothing is retried
+    op_t *sending;                      //  the send whose append store_call is sending
 };
 
 #endif
