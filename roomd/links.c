@@ -300,7 +300,8 @@ links_metrics (roomd_t *self, link_t *link, const proto_msg_t *request)
     metrics_counter (&set, "nearchat_roomd_messages_total", "Chat messages stored and fanned out.",
                      (double) self->messages);
     metrics_histogram (&set, "nearchat_roomd_send_seconds",
-                       "A message from its arrival at the shard to its fan-out (stored's commit included).",
+                       "A message from its arrival at the shard to its fan-out (before stored's "
+                       "commit, but for a shard's first after a load, or one past its window).",
                        &self->send_seconds);
     proto_msg_t reply = { .type = PROTO_METRICS_REPLY, .request_id = request->request_id,
                           .metrics_reply = set.reply };
