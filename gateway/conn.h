@@ -98,7 +98,8 @@ struct conn {
     //  Its room (rooms.c), and its delivery order there (recovery.c).
     char room_id [PROTO_ID_MAX + 1];        //  "" when in no room
     bool joining;                           //  in room_id, its join not yet answered
-    struct { frame_t *frame; uint64_t seq; } *held;     //  events while joining
+    struct { frame_t *frame; uint64_t seq; } *held;     //  events while joining, and
+                                                        //  messages while recovering
     size_t held_count, held_max;
     //  Delivery order in room_id: the newest message seq the
     //  socket was given; while a read of what it missed is under way
@@ -194,6 +195,8 @@ typedef struct {
 } recoveries_t;
 //  Begin a read of what conn missed after conn->seq (into starts).
 void recovery_begin (conn_t *conn, recoveries_t *starts);
+//  Hold frame (an event of seq, 0: no message) for conn (rooms.c).
+void rooms_hold (conn_t *conn, frame_t *frame, uint64_t seq);
 //  A message event of seq for conn: give it, drop it, or find a gap.
 void recovery_offer (conn_t *conn, frame_t *frame, uint64_t seq, recoveries_t *starts);
 //  Send the reads in starts, and empty it.

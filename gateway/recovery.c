@@ -7,9 +7,12 @@
     late (a shard that was paused, two shards for one room while the shard
     set changes), are dropped. A seq past the next one means the socket
     missed messages (a shard died between stored's commit and its fan-out,
-    this gateway or its link stalled and events were dropped): the socket
-    is given nothing newer until the missed ones are read from stored and
-    sent, oldest first; what comes meanwhile is read with them. A join whose
+    this gateway or its link stalled and events were dropped, a shard
+    that loaded the room numbers past what its last owner may have fanned
+    out): the socket is given nothing newer until the missed ones are read
+    from stored and sent, oldest first; what comes meanwhile is held, and
+    given after them but for what the reads brought (a message is fanned
+    out before it is durable, so a read may not see it yet). A join whose
     history stopped early (more) pages the rest the same way, as further
     message-history frames. These fields of a conn are the loop's thread's
     alone.
@@ -106,8 +109,12 @@ void
 recovery_offer (conn_t *conn, frame_t *frame, uint64_t seq, recoveries_t *starts)
 {
     if (conn->recovering) {
+        //  Read with the missed ones if stored holds it by then, else
+        //  given from here once the read ends: a shard fans a message out
+        //  before it is durable (roomd/handle_send.c).
         if (seq > conn->seen)
-            conn->seen = seq;           //  read with the missed ones
+            conn->seen = seq;
+        rooms_hold (conn, frame, seq);
     }
     else
     if (seq == conn->seq + 1) {
@@ -123,6 +130,7 @@ recovery_offer (conn_t *conn, frame_t *frame, uint64_t seq, recoveries_t *starts
         conn->paging = false;
         conn->seen = seq;
         recovery_begin (conn, starts);
+        rooms_hold (conn, frame, seq);  //  it may not be durable yet either
     }
 }
 
@@ -194,6 +202,19 @@ s_recovered (void *arg, proto_msg_t *reply, int status, const char *reason)
             if (more)
                 recovery_begin (conn, &starts);
             else {
+                //  What came meanwhile and the reads did not bring, in
+                //  order; a seq neither brought (lost with a dead shard, or
+                //  a hole) is not waited for.
+                for (size_t i = 0; i < conn->held_count; i++) {
+                    if (conn->held [i].seq > conn->seq) {
+                        sockets_queue (conn, conn->held [i].frame);
+                        conn->seq = conn->held [i].seq;
+                    }
+                    frame_unref (conn->held [i].frame);
+                }
+                free (conn->held);
+                conn->held = NULL;
+                conn->held_count = conn->held_max = 0;
                 if (conn->seen > conn->seq)
                     conn->seq = conn->seen;
                 conn->recovering = conn->paging = false;

@@ -177,9 +177,9 @@ rooms_user_left (const char *room_id, const char *user_id)
 //  ---------------------------------------------------------------------------
 //  Fan-out, and a join's answer
 
-//  Hold frame for a joining conn.
-static void
-s_hold (conn_t *conn, frame_t *frame, uint64_t seq)
+//  Hold frame for a joining conn, or a recovering one (recovery.c).
+void
+rooms_hold (conn_t *conn, frame_t *frame, uint64_t seq)
 {
     if (conn->held_count >= (size_t) gateway_config.socket_queue_max)
         return;                 //  its queue would overflow as soon as it joined
@@ -220,7 +220,7 @@ rooms_deliver (const proto_msg_t *event)
         ||  (except_user && strcmp (conn->user_id, except_user) == 0))
             continue;
         if (conn->joining && !closed)
-            s_hold (conn, frame, seq);
+            rooms_hold (conn, frame, seq);
         else
         if (seq)
             recovery_offer (conn, frame, seq, &starts);
@@ -289,13 +289,20 @@ rooms_join_done (conn_t *conn, const char *room_id, uint64_t since_seq,
             recovery_begin (conn, &starts);
         }
         //  Then what happened while it joined, in order, but for the
-        //  messages its history holds already.
-        for (size_t i = 0; i < conn->held_count; i++)
-            if (conn->held [i].seq)
-                recovery_offer (conn, conn->held [i].frame, conn->held [i].seq, &starts);
+        //  messages its history holds already (held again while its pages
+        //  are read: the array is taken out first).
+        __typeof__ (conn->held) held = conn->held;
+        size_t held_count = conn->held_count;
+        conn->held = NULL;
+        conn->held_count = conn->held_max = 0;
+        for (size_t i = 0; i < held_count; i++) {
+            if (held [i].seq)
+                recovery_offer (conn, held [i].frame, held [i].seq, &starts);
             else
-                sockets_queue (conn, conn->held [i].frame);
-        s_held_drop (conn);
+                sockets_queue (conn, held [i].frame);
+            frame_unref (held [i].frame);
+        }
+        free (held);
     }
     json_decref (joined);
     frame_unref (history);

@@ -200,6 +200,16 @@ static const field_t s_geo_search_fields [] = {
 static const field_t s_geo_reply_fields [] = {
     LIST (proto_geo_reply_t, hits, count, "hits", K_RECORD_LIST, PROTO_LIST_MAX, &s_geo_hit),
 };
+//  A shard numbers and names the messages it appends (proto.h): a seq
+//  without the id that goes with it could not tell a retry of the same
+//  message from another one at that seq.
+static const char *
+s_msg_append_check (const void *value)
+{
+    const proto_msg_append_t *append = value;
+    return append->message.seq && !append->message.id? "a numbered message needs its id": NULL;
+}
+
 static const field_t s_msg_append_fields [] = {
     RECORD (proto_msg_append_t, message, "message", s_message),
     FIELD (proto_msg_append_t, if_epoch, "ifEpoch", K_U64, OPT, 0, 0),
@@ -458,7 +468,7 @@ static const struct {
     [PROTO_GEO_REPLY]       = { "geo-reply", LAYOUT ("body", proto_geo_reply_t,
                                                      s_geo_reply_fields, NULL), 0 },
     [PROTO_MSG_APPEND]      = { "msg-append", LAYOUT ("body", proto_msg_append_t,
-                                                      s_msg_append_fields, NULL), PROTO_APPEND_REPLY },
+                                                      s_msg_append_fields, s_msg_append_check), PROTO_APPEND_REPLY },
     [PROTO_APPEND_REPLY]    = { "append-reply", LAYOUT ("body", proto_append_reply_t,
                                                         s_append_reply_fields, NULL), 0 },
     [PROTO_HISTORY]         = { "history", LAYOUT ("body", proto_history_t,

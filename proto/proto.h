@@ -179,7 +179,8 @@ typedef struct {
     const char *room_id;            //  required
     const char *id;                 //  server message id (a UUID); required once stored
     const char *client_id;          //  optional: the client's messageId, the idempotency key
-    uint64_t seq;                   //  per-room order from 1; 0 in an append: stored assigns
+    uint64_t seq;                   //  per-room order from 1, with holes; the shard's in an
+                                    //  append (with id), or 0: stored assigns
     const char *user_id;            //  required
     const char *user_name;          //  optional
     const char *user_icon;          //  optional
@@ -347,6 +348,15 @@ typedef struct {
 //  with the same pair stores nothing and answers with the first one's seq
 //  and id, duplicate = true. The room must exist (404), be active (409) and,
 //  with if_epoch, be of that epoch (421).
+//  A shard numbers its room's messages itself (roomd/handle_send.c): its
+//  append carries seq, id and createdAt, and stored keeps the message at
+//  that seq or refuses it. A seq not above the room's last stored seq is
+//  refused with 421 (another owner numbered past it; nothing is written),
+//  but for the same message (same seq and id) stored already: a retry
+//  whose answer was lost, answered as the first (duplicate = true, the
+//  same seq), whatever became of the room since. A duplicate answer for
+//  another seq than the append's leaves a hole at the append's: the seq
+//  is never used again. seq 0 (no id needed): stored numbers it, last + 1.
 typedef struct {
     proto_message_t message;
     uint64_t if_epoch;              //  condition: the room's epoch is this (else 421)
@@ -567,7 +577,9 @@ typedef struct {
 } proto_room_close_t;
 
 //  A chat message: the body of room-send (gateway -> roomd; seq and id are
-//  left to stored) and of event-message (roomd -> gateways, as stored).
+//  the shard's to give) and of event-message (roomd -> gateways, numbered:
+//  fanned out as soon as it is ordered, before it is durable; the sender's
+//  append reply comes once it is, see README "How one message travels").
 typedef struct {
     proto_message_t message;
 } proto_carried_message_t;

@@ -35,14 +35,12 @@
 //  ---------------------------------------------------------------------------
 //  Helpers
 
-static void s_serve (roomd_t *self, op_t *op);
-
 //  Stored refused a write of ours with 421: another shard claimed the room
 //  since we loaded it (proto.h, Ownership), so the copy here is stale. Drop
 //  it and serve the request once more from a fresh load, which claims the
 //  room back (the gateways route it here again, or they would not ask).
-static void
-s_moved (roomd_t *self, op_t **op_p, const char *reason)
+void
+handle_moved (roomd_t *self, op_t **op_p, const char *reason)
 {
     op_t *op = *op_p;
     *op_p = NULL;
@@ -57,7 +55,7 @@ s_moved (roomd_t *self, op_t **op_p, const char *reason)
         return;
     }
     op->retried = true;
-    s_serve (self, op);
+    handle_serve (self, op);
 }
 
 //  Answer an error reply from stored, or none (stored unreachable), as the
@@ -66,7 +64,7 @@ static void
 s_fail_from_store (roomd_t *self, op_t **op_p, const proto_msg_t *reply, bool closed_is_gone)
 {
     if (reply && reply->type == PROTO_ERROR && reply->error.status == 421)
-        s_moved (self, op_p, reply->error.reason);
+        handle_moved (self, op_p, reply->error.reason);
     else
     if (!reply)
         op_fail (self, op_p, 503, "stored is unreachable");
@@ -91,10 +89,10 @@ s_refusal_checked (roomd_t *self, op_t *op, proto_msg_t *reply)
     room_t *room = rooms_find (self, op->room_id);
     bool checked = reply && reply->type == PROTO_ROOM_REPLY;
     if (checked && (!room || room->state != ROOM_READY))
-        s_moved (self, &op, "its copy went while the refusal was checked");
+        handle_moved (self, &op, "its copy went while the refusal was checked");
     else
     if (checked && reply->room_reply.room.epoch != room->record.epoch)
-        s_moved (self, &op, "its epoch moved on");
+        handle_moved (self, &op, "its epoch moved on");
     else
         op_fail (self, &op, 403, "%s", op->refusal);
 }
@@ -150,20 +148,39 @@ s_reply_room (roomd_t *self, op_t **op_p, const proto_room_t *room, bool changed
 static void
 s_join_history (roomd_t *self, op_t *op, proto_msg_t *reply)
 {
-    bool since = op->request->room_join.since_seq != 0;
+    const proto_room_join_t *join = &op->request->room_join;
+    bool since = join->since_seq != 0;
     proto_msg_t answer = { .type = PROTO_JOIN_REPLY,
                            .join_reply = { .room = op->result_room } };
+    const proto_message_t *history = NULL;
+    uint32_t count = 0;
+    bool more = false;
     if (reply && reply->type == PROTO_HISTORY_REPLY) {
-        answer.join_reply.messages = reply->history_reply.messages;
-        answer.join_reply.count = reply->history_reply.count;
-        answer.join_reply.more = since && reply->history_reply.more;
+        history = reply->history_reply.messages;
+        count = reply->history_reply.count;
+        more = since && reply->history_reply.more;
     }
     else {      //  joined all the same: the history can be read again later
         log_write (LOG_LEVEL_WARN, op->request->trace_id, "no history for a join to room %s",
                    op->room_id);
-        answer.join_reply.more = since;
+        more = since;
     }
+    //  With what the room fanned out that the read may not have seen (its
+    //  messages not durable yet): see the file's header.
+    proto_message_t *merged = NULL;
+    answer.join_reply.count = send_merge (self, op, history, count, join->since_seq,
+                                          since? 0: (uint32_t) self->config->history_on_join,
+                                          &more, &merged);
+    answer.join_reply.messages = merged? merged: (proto_message_t *) history;
+    answer.join_reply.more = more;
+    uint64_t fanned = send_fanned_seq (self, op->room_id);
+    if (fanned > answer.join_reply.room.last_seq)
+        answer.join_reply.room.last_seq = fanned;
+    char room_id [PROTO_ID_MAX + 1];
+    snprintf (room_id, sizeof room_id, "%s", op->room_id);
     op_finish (self, &op, &answer);
+    free (merged);
+    send_trim (self, room_id);
 }
 
 static void
@@ -206,7 +223,11 @@ s_join_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
     //  A plain join where HISTORY_ON_JOIN=0: no history (stored reads a
     //  limit of 0 as its default, so it is not asked).
     if (!join->since_seq && self->config->history_on_join == 0) {
+        //  Its socket has every message up to the newest fanned out.
         proto_msg_t answer = { .type = PROTO_JOIN_REPLY, .join_reply = { .room = *record } };
+        uint64_t fanned = send_fanned_seq (self, op->room_id);
+        if (fanned > answer.join_reply.room.last_seq)
+            answer.join_reply.room.last_seq = fanned;
         op_finish (self, &op, &answer);
         return;
     }
@@ -220,6 +241,8 @@ s_join_updated (roomd_t *self, op_t *op, proto_msg_t *reply)
     }
     else
         call.history.limit = (uint32_t) self->config->history_on_join;
+    if (room && room->state == ROOM_READY)
+        send_pin (room, op);
     store_call (self, op, &call, s_join_history);
 }
 
@@ -333,77 +356,13 @@ s_leave (roomd_t *self, room_t *room, op_t *op)
 //  ---------------------------------------------------------------------------
 //  send
 
-//  Give the room message (its seq stored's), after its commit.
-static void
-s_fan_message (roomd_t *self, op_t *op, const proto_message_t *message)
+void
+handle_store_failed (roomd_t *self, op_t **op_p, const proto_msg_t *reply)
 {
-    proto_msg_t event = { .type = PROTO_EVENT_MESSAGE, .event_message.message = *message };
-    memcpy (event.trace_id, op->request->trace_id, sizeof event.trace_id);
-    fanout_to_gateways (self, &event);
+    s_fail_from_store (self, op_p, reply, true);
 }
 
-//  The stored message a resend named, read back: the room is given what
-//  is stored, which is what its history says (a resend may carry another
-//  text or profile under the same messageId), then the sender its ack.
-static void
-s_resent (roomd_t *self, op_t *op, proto_msg_t *reply)
-{
-    if (!reply || reply->type != PROTO_HISTORY_REPLY) {
-        s_fail_from_store (self, &op, reply, true);
-        return;
-    }
-    const proto_history_reply_t *page = &reply->history_reply;
-    //  Not there: swept by its TTL meanwhile, so nobody is owed it.
-    if (page->count && page->messages [0].seq == op->resent_seq)
-        s_fan_message (self, op, &page->messages [0]);
-    proto_msg_t ack = { .type = PROTO_APPEND_REPLY, .append_reply = {
-        .seq = op->resent_seq, .id = op->resent_id, .created_at_ms = op->resent_at_ms,
-        .duplicate = true } };
-    op_finish (self, &op, &ack);
-}
-
-static void
-s_sent (roomd_t *self, op_t *op, proto_msg_t *reply)
-{
-    if (!reply || reply->type != PROTO_APPEND_REPLY) {
-        s_fail_from_store (self, &op, reply, true);
-        return;
-    }
-    const proto_append_reply_t *appended = &reply->append_reply;
-    room_t *room = rooms_find (self, op->room_id);
-    if (room && room->state == ROOM_READY) {
-        if (appended->seq > room->record.last_seq)
-            room->record.last_seq = appended->seq;
-        if (appended->created_at_ms > room->record.last_activity_ms)
-            room->record.last_activity_ms = appended->created_at_ms;
-    }
-    //  A resend of a stored message (its sender missed the ack: stored's
-    //  answer was lost, or came after the sender's timeout) is fanned out
-    //  again before it is acknowledged again: the first time may never
-    //  have happened (the shard died, or gave up waiting, between stored's
-    //  commit and the fan-out). Gateways deliver each seq of a room to a
-    //  socket at most once (sockets.c), so members who had it see it once.
-    //  What is fanned out is the stored message, read back, not the resend.
-    if (appended->duplicate) {
-        op->resent_seq = appended->seq;
-        op->resent_at_ms = appended->created_at_ms;
-        snprintf (op->resent_id, sizeof op->resent_id, "%s", appended->id);
-        proto_msg_t call = { .type = PROTO_HISTORY, .history = {
-            .room_id = op->room_id, .from_seq = appended->seq, .limit = 1 } };
-        store_call (self, op, &call, s_resent);
-        return;
-    }
-    proto_message_t message = op->request->room_send.message;
-    message.seq = appended->seq;
-    message.id = appended->id;
-    message.created_at_ms = appended->created_at_ms;
-    s_fan_message (self, op, &message);
-    self->messages++;
-    metrics_histogram_observe (&self->send_seconds,
-                               (double) (clock_mono_ns () - op->received_ns) / 1e9);
-    op_finish (self, &op, reply);
-}
-
+//  A message is numbered, fanned out and appended in handle_send.c.
 static void
 s_send (roomd_t *self, room_t *room, op_t *op)
 {
@@ -420,13 +379,7 @@ s_send (roomd_t *self, room_t *room, op_t *op)
         s_refuse_checked (self, room, op, "only participants may send messages in this room");
         return;
     }
-    proto_msg_t call = { .type = PROTO_MSG_APPEND, .msg_append = {
-        .message = *message, .if_epoch = room->record.epoch } };
-    //  stored numbers the message and names it; a client's seq or id is not ours to keep.
-    call.msg_append.message.seq = 0;
-    call.msg_append.message.id = NULL;
-    call.msg_append.message.expires_at_ms = 0;
-    store_call (self, op, &call, s_sent);
+    send_start (self, room, op);
 }
 
 //  ---------------------------------------------------------------------------
@@ -470,6 +423,9 @@ s_info (roomd_t *self, room_t *room, op_t *op)
 static void
 s_closed (roomd_t *self, op_t *op, proto_msg_t *reply)
 {
+    room_t *closing = rooms_find (self, op->room_id);
+    if (closing && closing->state == ROOM_READY)
+        send_close_begins (closing, false);
     if (!reply || reply->type != PROTO_ROOM_REPLY) {
         s_fail_from_store (self, &op, reply, false);
         return;
@@ -505,6 +461,7 @@ s_close (roomd_t *self, room_t *room, op_t *op)
         .room_id = room->id, .if_status = PROTO_STATUS_ACTIVE, .if_creator = close->user_id,
         .if_idle_before_ms = close->idle_before_ms, .set_status = PROTO_STATUS_CLOSED,
         .if_epoch = room->record.epoch } };
+    send_close_begins (room, true);
     store_call (self, op, &call, s_closed);
 }
 
@@ -571,6 +528,7 @@ s_load_members (roomd_t *self, op_t *op, proto_msg_t *reply)
     else        //  the room works without them; only `online` is short
         log_warn ("room %s loaded without its sockets: stored did not list them", room->id);
     room_set_record (room, &op->result_room);
+    send_room_ready (room);
     op_finish (self, &op, NULL);
     s_loaded (self, room, 0, NULL);
 }
@@ -601,12 +559,12 @@ handle_dispatch (roomd_t *self, proto_msg_t *request, link_t *link)
     assert (room_id);                   //  links.c lets only room requests through
     log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s for room %s", proto_type_name (request->type),
                room_id);
-    s_serve (self, op_new (room_id, request, link));
+    handle_serve (self, op_new (room_id, request, link));
 }
 
 //  Serve op: find its room or load it, then handle it.
-static void
-s_serve (roomd_t *self, op_t *op)
+void
+handle_serve (roomd_t *self, op_t *op)
 {
     const char *room_id = op->room_id;
     room_t *room = rooms_find (self, room_id);

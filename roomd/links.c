@@ -21,6 +21,7 @@
 */
 
 #include <assert.h>
+#include <stdarg.h>
 #include <string.h>
 #include "roomd.h"
 #include "clock.h"
@@ -299,10 +300,55 @@ links_metrics (roomd_t *self, link_t *link, const proto_msg_t *request)
     metrics_counter (&set, "nearchat_roomd_messages_total", "Chat messages stored and fanned out.",
                      (double) self->messages);
     metrics_histogram (&set, "nearchat_roomd_send_seconds",
-                       "A message from its arrival at the shard to its fan-out (stored's commit included).",
+                       "A message from its arrival at the shard to its fan-out (before stored's "
+                       "commit, but for a shard's first after a load, or one past its window).",
                        &self->send_seconds);
     proto_msg_t reply = { .type = PROTO_METRICS_REPLY, .request_id = request->request_id,
                           .metrics_reply = set.reply };
     memcpy (reply.trace_id, request->trace_id, sizeof reply.trace_id);
     link_send (self, link, &reply);
+}
+
+//  ---------------------------------------------------------------------------
+//  Answers: an op's request is answered on the link it came from (store.c
+//  makes ops; the answer is a send on a link, so it lives here).
+
+void
+op_reply (roomd_t *self, op_t *op, proto_msg_t *reply)
+{
+    if (reply && op->link && op->request && op->request->request_id) {
+        reply->request_id = op->request->request_id;
+        memcpy (reply->trace_id, op->request->trace_id, sizeof reply->trace_id);
+        link_send (self, op->link, reply);
+    }
+}
+
+void
+op_finish (roomd_t *self, op_t **op_p, proto_msg_t *reply)
+{
+    assert (op_p && *op_p);
+    op_t *op = *op_p;
+    assert (op->call_id == 0);          //  no call may outlive its op
+    op_reply (self, op, reply);
+    proto_msg_destroy (&op->request);
+    if (op->zone)
+        msgpack_zone_free (op->zone);
+    free (op);
+    *op_p = NULL;
+}
+
+void
+op_fail (roomd_t *self, op_t **op_p, uint16_t status, const char *fmt, ...)
+{
+    char reason [PROTO_REASON_MAX];
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (reason, sizeof reason, fmt, args);
+    va_end (args);
+    const proto_msg_t *request = (*op_p)->request;
+    log_write (status >= 500? LOG_LEVEL_WARN: LOG_LEVEL_DEBUG, request? request->trace_id: NULL,
+               "%s of room %s refused (%u): %s", request? proto_type_name (request->type): "load",
+               (*op_p)->room_id, status, reason);
+    proto_msg_t error = { .type = PROTO_ERROR, .error = { status, reason } };
+    op_finish (self, op_p, &error);
 }

@@ -92,6 +92,9 @@ s_run (roomd_t *self)
         int64_t deadline = store_next_deadline (self);
         if (deadline >= 0 && deadline < wait)
             wait = deadline;
+        int64_t retry = send_next_retry (self);
+        if (retry >= 0 && retry < wait)
+            wait = retry;
         if (zmq_poll (items, (int) count, wait < 0? 0: (long) wait) < 0)
             continue;                   //  EINTR: zsys_interrupted decides
         //  A turn (the last one's work, then this poll) that ends far later
@@ -115,6 +118,7 @@ s_run (roomd_t *self)
             for (int i = 0; i < DRAIN_MAX && link_receive (self, &self->links [link]); i++)
                 ;
         store_expire (self);
+        send_retry_due (self);
         if (clock_mono_ms () >= next_hello) {
             links_hello (self);
             next_hello = clock_mono_ms () + s_hello_interval (self);
@@ -148,7 +152,7 @@ main (int argc, char *argv [])
 
     roomd_t self = { .config = &s_config };
     msgpack_sbuffer_init (&self.buffer);
-    self.rooms = rooms_new ();
+    self.rooms = rooms_new (send_room_gone);
     metrics_histogram_init (&self.send_seconds, metrics_seconds_bounds,
                             metrics_seconds_bound_count);
     char tap_name [PROTO_ID_MAX + 16];
@@ -164,7 +168,9 @@ main (int argc, char *argv [])
     log_info ("shard %s serving, stored at %s", s_config.shard_id, s_config.stored_endpoint);
     s_run (&self);
 
+    self.stopping = true;
     store_abandon (&self);
+    send_stop (&self);
     links_close (&self);
     store_close (&self);
     zhashx_destroy (&self.rooms);

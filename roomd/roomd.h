@@ -6,7 +6,8 @@
     the sockets that are in it (members), and typing throttles. It changes
     rooms and appends messages through stored, and only once stored has
     answered does it reply and fan the event out: one ZeroMQ message per
-    gateway per event.
+    gateway per event. A chat message is the exception: numbered here, it
+    is fanned out before it is durable and acked after (handle_send.c).
 
     Its peers:
       - every gateway (GATEWAY_ENDPOINTS): a DEALER a gateway, on which
@@ -36,6 +37,7 @@
 #include "monitor.h"
 #include "requests.h"
 #include "tap.h"
+#include "ids.h"
 
 typedef struct roomd roomd_t;
 typedef struct room room_t;
@@ -112,12 +114,25 @@ struct op {
     bool leave_again;                   //  a leave's second update: its user goes too
     bool join_added;                    //  a socket's join made it a member (s_join)
     char refusal [96];                  //  a 403 waiting for stored to confirm it
-    //  A resend of a stored message: its acknowledgement, while the stored
-    //  message is read back to be fanned out (handle_rooms.c, s_resent).
-    uint64_t resent_seq;
-    int64_t resent_at_ms;
-    char resent_id [PROTO_ID_MAX + 1];
     op_t *queued_next;                  //  a LOADING room's queue
+    //  A send (handle_send.c): its message as numbered here, fanned out
+    //  before it is durable, kept in its room's window until it is.
+    proto_message_t message;            //  seq and id ours; strings in request
+    char message_id [IDS_UUID_SIZE];
+    uint64_t generation;                //  of the room whose window holds it; 0: none
+    uint64_t epoch;                     //  the claim its append is conditional on
+    bool careful;                       //  fanned out only once durable
+    bool fanned, durable, acked;
+    bool hole;                          //  stored holds it under another seq: not fanned
+    int attempts;                       //  appends sent again
+    int64_t give_up_ms, retry_at_ms;    //  monotonic
+    uint64_t ack_seq;                   //  stored's answer: the seq it holds it at
+    int64_t ack_at_ms;
+    bool ack_duplicate;
+    char ack_id [PROTO_ID_MAX + 1];
+    op_t *waiters, *waiter_next;        //  resends of its messageId, waiting for it
+    //  A join: the seq from which the window is kept for its history.
+    uint64_t pin_seq, pin_generation;
 };
 
 int  store_open (roomd_t *self);
@@ -138,10 +153,13 @@ void store_lost (roomd_t *self);
 int64_t store_next_deadline (roomd_t *self);
 
 //  New op about room_id for request from link (request is taken over; both
-//  NULL for an operation of roomd's own).
+//  NULL for an operation of roomd's own). op_finish, op_reply and op_fail
+//  answer on op's link (links.c).
 op_t *op_new (const char *room_id, proto_msg_t *request, link_t *link);
 //  Answer op's request with reply (NULL: nothing to send) and free op.
 void op_finish (roomd_t *self, op_t **op_p, proto_msg_t *reply);
+//  Answer op's request with reply; op stays (its request answered once).
+void op_reply (roomd_t *self, op_t *op, proto_msg_t *reply);
 //  Answer op's request with an error and free op.
 void op_fail (roomd_t *self, op_t **op_p, uint16_t status, const char *fmt, ...)
     __attribute__ ((format (printf, 4, 5)));
@@ -167,10 +185,24 @@ struct room {
     size_t typing_count;
     op_t *queue_head, *queue_tail;      //  requests waiting for LOADING to end
     int64_t used_ms;                    //  monotonic time of the last request
+    //  Numbering (handle_send.c), from the load on.
+    uint64_t generation;                //  this load's, unique in the process
+    uint64_t next_seq;                  //  the next message's
+    uint64_t fanned_seq;                //  the newest fanned out
+    uint64_t confirmed_seq;             //  the newest stored holds, as far as we know
+    zlistx_t *window;                   //  sends in seq order, until durable and unpinned
+    zhashx_t *ids;                      //  client ids appended since the load (the last
+    char **id_ring;                     //  ROOM_IDS_MAX, oldest out first)
+    size_t id_next;
+    uint64_t *pins;                     //  joins' pin_seq
+    size_t pin_count, pin_max;
+    bool closing;                       //  a close is on its way to stored
 };
 
-//  The table of rooms, by id; it frees the rooms it holds.
-zhashx_t *rooms_new (void);
+//  The table of rooms, by id; it frees the rooms it holds, after gone (self
+//  NULL at exit) has let go of what else each holds.
+typedef void (rooms_gone_fn) (roomd_t *self, room_t *room);
+zhashx_t *rooms_new (rooms_gone_fn *gone);
 room_t *rooms_find (roomd_t *self, const char *room_id);
 room_t *rooms_add (roomd_t *self, const char *room_id);
 void    rooms_remove (roomd_t *self, room_t **room_p);
@@ -205,6 +237,51 @@ void handle_request (roomd_t *self, room_t *room, op_t *op);
 //  A request from link (taken over): find or load its room, then serve it.
 void handle_dispatch (roomd_t *self, proto_msg_t *request, link_t *link);
 
+//  Serve op again from the start: find its room or load it.
+void handle_serve (roomd_t *self, op_t *op);
+//  Stored refused a write of op's with 421: reload the room, serve op again.
+void handle_moved (roomd_t *self, op_t **op_p, const char *reason);
+//  Answer stored's error reply (or none: unreachable) as op's.
+void handle_store_failed (roomd_t *self, op_t **op_p, const proto_msg_t *reply);
+
+//  ---------------------------------------------------------------------------
+//  A chat message (handle_send.c)
+
+//  Sends a room may have fanned out past the newest seq stored confirmed
+//  (a loader numbers from stored's last + 1 + this); more wait.
+#define SEND_WINDOW     1024
+//  Client ids a room remembers as appended since its load.
+#define ROOM_IDS_MAX    1024
+
+//  Number op's message, fan it out when the window allows, append it, and
+//  ack once durable (op is finished there).
+void send_start (roomd_t *self, room_t *room, op_t *op);
+//  A room just loaded (its record set): where its numbering starts.
+void send_room_ready (room_t *room);
+//  A room leaves memory: its sends in flight carry on without it; those
+//  durable are acked (self may be NULL at exit) and freed.
+void send_room_gone (roomd_t *self, room_t *room);
+//  The newest seq a room has fanned out (0: not held).
+uint64_t send_fanned_seq (roomd_t *self, const char *room_id);
+//  A join about to read its history: keep what is fanned out from now on.
+void send_pin (room_t *room, op_t *join);
+//  The join's history with what the room fanned out that it may not hold,
+//  in seq order, each seq once, after after_seq (the newest keep, if not
+//  0); unpins. Returns the count and sets *merged (the caller frees it,
+//  then calls send_trim) or, with nothing to add, returns count (merged
+//  NULL). Sets *more if the merged page was cut.
+uint32_t send_merge (roomd_t *self, op_t *join, const proto_message_t *history, uint32_t count,
+                     uint64_t after_seq, uint32_t keep, bool *more, proto_message_t **merged);
+void send_trim (roomd_t *self, const char *room_id);
+//  A close of room is on its way (true) or answered (false): meanwhile
+//  messages are fanned out only once durable.
+void send_close_begins (room_t *room, bool begins);
+//  Send again the appends whose retry is due; milliseconds until the next
+//  (-1: none). send_stop fails them all (at exit).
+void send_retry_due (roomd_t *self);
+int64_t send_next_retry (roomd_t *self);
+void send_stop (roomd_t *self);
+
 //  ---------------------------------------------------------------------------
 //  The actor
 
@@ -222,6 +299,9 @@ struct roomd {
     int64_t stalled_until_ms;           //  wall clock when a stall of ours was last seen to end
     uint64_t messages;                  //  chat messages stored and fanned out
     metrics_histogram_t send_seconds;   //  a room-send, from its arrival to its fan-out
+    zlistx_t *retries;                  //  sends whose append waits to be sent again
+    bool stopping;                      //  at exit: nothing is retried
+    op_t *sending;                      //  the send whose append store_call is sending
 };
 
 #endif

@@ -16,6 +16,10 @@
 #include "log.h"
 #include "route.h"
 
+//  What else a room holds goes when it leaves (handle_send.c's window):
+//  told through this, so that the table need not know its handlers.
+static rooms_gone_fn *s_gone;
+
 static void
 s_room_destroy (void **item)
 {
@@ -23,6 +27,8 @@ s_room_destroy (void **item)
     if (!room)
         return;
     assert (!room->queue_head);         //  nobody may drop waiting requests
+    if (s_gone)
+        s_gone (NULL, room);            //  at exit: rooms_remove did it before
     for (size_t i = 0; i < room->member_count; i++) {
         free (room->members [i].conn_id);
         free (room->members [i].gateway_id);
@@ -61,6 +67,8 @@ void
 rooms_remove (roomd_t *self, room_t **room_p)
 {
     assert (room_p && *room_p);
+    if (s_gone)
+        s_gone (self, *room_p);
     //  The table's destructor frees the room.
     zhashx_delete (self->rooms, (*room_p)->id);
     *room_p = NULL;
@@ -240,8 +248,9 @@ room_typing_allowed (room_t *room, const char *user_id, int64_t now_ms, int64_t 
 }
 
 zhashx_t *
-rooms_new (void)
+rooms_new (rooms_gone_fn *gone)
 {
+    s_gone = gone;
     zhashx_t *rooms = zhashx_new ();
     assert (rooms);
     zhashx_set_destructor (rooms, s_room_destroy);

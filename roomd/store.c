@@ -11,7 +11,6 @@
 
 #include <assert.h>
 #include <errno.h>
-#include <stdarg.h>
 #include <string.h>
 #include "roomd.h"
 #include "clock.h"
@@ -68,40 +67,6 @@ op_new (const char *room_id, proto_msg_t *request, link_t *link)
     op->link = link;
     op->received_ns = clock_mono_ns ();
     return op;
-}
-
-void
-op_finish (roomd_t *self, op_t **op_p, proto_msg_t *reply)
-{
-    assert (op_p && *op_p);
-    op_t *op = *op_p;
-    assert (op->call_id == 0);          //  no call may outlive its op
-    if (reply && op->link && op->request && op->request->request_id) {
-        reply->request_id = op->request->request_id;
-        memcpy (reply->trace_id, op->request->trace_id, sizeof reply->trace_id);
-        link_send (self, op->link, reply);
-    }
-    proto_msg_destroy (&op->request);
-    if (op->zone)
-        msgpack_zone_free (op->zone);
-    free (op);
-    *op_p = NULL;
-}
-
-void
-op_fail (roomd_t *self, op_t **op_p, uint16_t status, const char *fmt, ...)
-{
-    char reason [PROTO_REASON_MAX];
-    va_list args;
-    va_start (args, fmt);
-    vsnprintf (reason, sizeof reason, fmt, args);
-    va_end (args);
-    const proto_msg_t *request = (*op_p)->request;
-    log_write (status >= 500? LOG_LEVEL_WARN: LOG_LEVEL_DEBUG, request? request->trace_id: NULL,
-               "%s of room %s refused (%u): %s", request? proto_type_name (request->type): "load",
-               (*op_p)->room_id, status, reason);
-    proto_msg_t error = { .type = PROTO_ERROR, .error = { status, reason } };
-    op_finish (self, op_p, &error);
 }
 
 //  ---------------------------------------------------------------------------

@@ -140,6 +140,19 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         return reply_error (ctx, reply, 500, "room %s is unreadable", message.room_id);
     if (rc)
         return rc;
+    db_key_t key;
+    MDB_val k, v;
+    //  The shard numbers the room's messages (proto.h, msg-append). A retry
+    //  of one stored already (its answer was lost) answers as the first
+    //  did, whatever became of the room since: its sender is owed the ack.
+    if (message.seq && message.id && message.seq <= cached->room.last_seq) {
+        proto_message_t first;
+        rc = db_message_get (db, ctx->txn, message.room_id, message.seq, ctx->zone, &first);
+        if (rc == 0 && first.id && strcmp (first.id, message.id) == 0)
+            return s_reply_appended (reply, &first, true);
+        if (rc && rc != MDB_NOTFOUND && rc != EPROTO)
+            return rc;
+    }
     //  A shard that lost the room (proto.h, Ownership) writes nothing.
     uint64_t if_epoch = request->msg_append.if_epoch;
     if (if_epoch && cached->room.epoch != if_epoch)
@@ -147,8 +160,6 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
                             message.room_id, (unsigned long long) cached->room.epoch,
                             (unsigned long long) if_epoch);
 
-    db_key_t key;
-    MDB_val k, v;
     //  A resend of a message already stored answers as the first did, even
     //  after the room closed: the client is owed its acknowledgement.
     if (message.client_id) {
@@ -174,6 +185,13 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         return reply_error (ctx, reply, 409, "room %s is closed", room->id);
     if (message.seq == 0)
         message.seq = room->last_seq + 1;
+    else
+    if (message.seq <= room->last_seq)
+        //  Another owner numbered past it: the seq may have been seen with
+        //  another message, so it is never used again (roomd reloads).
+        return reply_error (ctx, reply, 421, "seq %llu is not above room %s's last, %llu",
+                            (unsigned long long) message.seq, room->id,
+                            (unsigned long long) room->last_seq);
     else {
         s_message_key (&key, message.room_id, message.seq);
         k = db_val (&key);

@@ -318,6 +318,15 @@ s_test_encoder_refusals (void)
     samples_message (PROTO_MSG_APPEND, false, &msg);
     msg.msg_append.message.text = "";
     CHECK (proto_encode (&msg, &s_buf) == -1);
+    //  A shard's numbered append names its message; unnumbered, stored does both.
+    samples_message (PROTO_MSG_APPEND, false, &msg);
+    msg.msg_append.message.seq = 5;
+    CHECK (proto_encode (&msg, &s_buf) == -1);
+    msg.msg_append.message.id = "m-5";
+    CHECK (proto_encode (&msg, &s_buf) == 0);
+    samples_message (PROTO_MSG_APPEND, false, &msg);
+    CHECK (proto_encode (&msg, &s_buf) == 0);
+    msgpack_sbuffer_clear (&s_buf);
     samples_message (PROTO_CONN_LIST, false, &msg);
     msg.conn_list.gateway_id = "gw-1";                       //  two keys
     CHECK (proto_encode (&msg, &s_buf) == -1);

@@ -11,7 +11,9 @@
     shard killed with -9 and started at once - its rooms' clients carry on,
     history and order intact. A client that gets an error while a shard is
     away resends with the same messageId, as a real client would; every
-    message is still delivered once, with the next seq.
+    message is still delivered once, with a seq above the last (a shard
+    that takes a room over numbers past what its last owner may have
+    fanned out: roomd/handle_send.c).
     =========================================================================
 */
 
@@ -38,7 +40,7 @@ static int s_port;
 static s_room_t s_rooms [ROOMS];
 
 //  One of the room's two users says something (resending through errors
-//  when retrying); the other hears it once, with the next seq.
+//  when retrying); the other hears it once, with a seq above the last.
 static void
 s_talk (s_room_t *room, int speaker, const char *text, bool retrying)
 {
@@ -47,7 +49,7 @@ s_talk (s_room_t *room, int speaker, const char *text, bool retrying)
     long long seq = retrying
                   ? api_say_retrying (room->clients [speaker], room->id, id, text, 6)
                   : api_say (room->clients [speaker], room->id, id, text);
-    CHECK (seq == room->last_seq + 1);
+    CHECK (seq > room->last_seq);
     long long heard = api_heard (room->clients [1 - speaker], text);
     CHECK (heard == seq);
     CHECK (ws_quiet_where (room->clients [1 - speaker], "new-message", "text", text,
@@ -103,7 +105,7 @@ s_test_spread (void)
     }
 }
 
-//  History by HTTP and on a fresh join: every message, seq 1..last, in order.
+//  History by HTTP and on a fresh join: every message, in seq order, up to the last.
 static void
 s_check_history (s_room_t *room)
 {
@@ -111,16 +113,20 @@ s_check_history (s_room_t *room)
     json_t *messages = NULL;
     snprintf (path, sizeof path, "/rooms/%s/messages", room->id);
     CHECK (http_call (s_port, "GET", path, NULL, &messages) == 200);
-    CHECK ((long long) json_array_size (messages) == room->last_seq);
+    CHECK ((int) json_array_size (messages) == room->said);
     size_t index;
     json_t *message;
-    json_array_foreach (messages, index, message)
-        CHECK (j_num (message, "seq") == (double) index + 1);
+    double before = 0;
+    json_array_foreach (messages, index, message) {
+        CHECK (j_num (message, "seq") > before);
+        before = j_num (message, "seq");
+    }
+    CHECK (before == (double) room->last_seq);
     json_decref (messages);
 
     ws_client_t *late = api_connect (s_port, "latecomer", "Late");
     json_t *history = api_join (late, room->id, "latecomer", -1);
-    CHECK ((long long) json_array_size (j_get (history, "messages")) == room->last_seq);
+    CHECK ((int) json_array_size (j_get (history, "messages")) == room->said);
     json_decref (history);
     ws_send (late, "{s:s, s:s}", "action", "room-info", "roomId", room->id);
     json_t *info = ws_expect (late, "room-info", API_WAIT_MS);

@@ -234,8 +234,13 @@ s_test_append (void)
         .room_id = "no-room", .user_id = "alice", .text = "x", .created_at_ms = 1 } };
     CHECK (s_refused (&append, 404));
     append.msg_append.message.room_id = room.id;
-    append.msg_append.message.seq = 2;          //  taken
-    CHECK (s_refused (&append, 409));
+    append.msg_append.message.seq = 2;          //  a shard's numbered append names it
+    msgpack_sbuffer unsent;
+    msgpack_sbuffer_init (&unsent);
+    CHECK (proto_encode (&append, &unsent) == -1);
+    msgpack_sbuffer_destroy (&unsent);
+    append.msg_append.message.id = "x-2";       //  taken, not above the room's last: 421
+    CHECK (s_refused (&append, 421));
     append.msg_append.message.seq = 10;         //  a roomd may number ahead
     reply = harness_call (s_client, &append);
     CHECK (reply && reply->type == PROTO_APPEND_REPLY && reply->append_reply.seq == 10);
