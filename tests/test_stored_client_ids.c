@@ -251,9 +251,12 @@ s_test_sweep (harness_daemon_t *stored)
 static proto_msg_t *
 s_append_at (proto_client_t *client, const char *client_id, uint64_t seq)
 {
+    //  (A numbered append carries the id its shard gave it.)
+    char id [64];
+    snprintf (id, sizeof id, "placed-%s", client_id);
     proto_msg_t request = { .type = PROTO_MSG_APPEND, .msg_append.message = {
         .room_id = s_room_id, .client_id = client_id, .user_id = "u", .text = "placed",
-        .seq = seq, .created_at_ms = clock_now_ms () } };
+        .seq = seq, .id = id, .created_at_ms = clock_now_ms () } };
     return harness_call (client, &request);
 }
 
