@@ -57,7 +57,7 @@ s_own (metrics_set_t *set)
                    (double) atomic_load (&m->loop_busy_permille) / 1000);
     metrics_gauge (set, "nearchat_gateway_write_hold_seconds",
                    "How long a socket's frames are held to gather them into one send now "
-                   "(0 while the loop is under half busy).",
+                   "(0 while the loop is under 85% busy).",
                    (double) atomic_load (&m->hold_us) / 1e6);
     metrics_counter (set, "nearchat_gateway_frames_dropped_total",
                      "Frames queued for slow readers and dropped with them.",
