@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "harness.h"
+#include "lmdb_peek.h"
 #include "clock.h"
 
 #define FIRST       300             //  messages of the first run
@@ -22,28 +23,6 @@
 
 static char s_room_id [64];
 static uint64_t s_seq_of [FIRST];
-
-//  Entries of database name in the environment in dir, or -1.
-static long
-s_entries (const char *dir, const char *name)
-{
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    MDB_stat stat;
-    long count = -1;
-    if (mdb_env_create (&env))
-        return -1;
-    mdb_env_set_maxdbs (env, 32);
-    if (mdb_env_open (env, dir, MDB_RDONLY, 0640) == 0
-    &&  mdb_txn_begin (env, NULL, MDB_RDONLY, &txn) == 0) {
-        if (mdb_dbi_open (txn, name, 0, &dbi) == 0 && mdb_stat (txn, dbi, &stat) == 0)
-            count = (long) stat.ms_entries;
-        mdb_txn_abort (txn);
-    }
-    mdb_env_close (env);
-    return count;
-}
 
 //  nearchat.meta "layout": set it (layout > 0) or delete it (0); returns
 //  the LMDB error. With layout NULL, read it into *read (0 when absent).
@@ -152,9 +131,9 @@ s_test_kill_and_stop (harness_daemon_t *stored)
     proto_client_destroy (&client);
     harness_kill (stored);
     //  Nothing of them in byClientId: only the room's mark says where they are.
-    CHECK (s_entries (stored->data_dir, "Messages.byClientId") == 0);
-    CHECK (s_entries (stored->data_dir, "Messages.byClientIdTail") == 1);
-    CHECK (s_entries (stored->data_dir, "Messages") == FIRST);
+    CHECK (lmdb_peek_entries (stored->data_dir, "Messages.byClientId") == 0);
+    CHECK (lmdb_peek_entries (stored->data_dir, "Messages.byClientIdTail") == 1);
+    CHECK (lmdb_peek_entries (stored->data_dir, "Messages") == FIRST);
 
     REQUIRE (harness_start (stored) == 0);
     CHECK (harness_log_lines (stored, NULL, "client-id tail: 300 entries of 1 rooms", NULL, 0) == 1);
@@ -175,8 +154,8 @@ s_test_kill_and_stop (harness_daemon_t *stored)
     proto_client_destroy (&client);
     //  A clean stop writes them all.
     CHECK (harness_stop (stored) == 0);
-    CHECK (s_entries (stored->data_dir, "Messages.byClientId") == FIRST + 1);
-    CHECK (s_entries (stored->data_dir, "Messages.byClientIdTail") == 0);
+    CHECK (lmdb_peek_entries (stored->data_dir, "Messages.byClientId") == FIRST + 1);
+    CHECK (lmdb_peek_entries (stored->data_dir, "Messages.byClientIdTail") == 0);
 }
 
 static void
@@ -207,8 +186,8 @@ s_test_timed_write (harness_daemon_t *stored)
     CHECK (s_resend_is_duplicate (client, "c-9", s_seq_of [9]));
     proto_client_destroy (&client);
     harness_kill (stored);
-    long written = s_entries (stored->data_dir, "Messages.byClientId");
-    long messages = s_entries (stored->data_dir, "Messages");
+    long written = lmdb_peek_entries (stored->data_dir, "Messages.byClientId");
+    long messages = lmdb_peek_entries (stored->data_dir, "Messages");
     printf ("  after kill -9: %ld index entries in the file for %ld messages\n", written, messages);
     CHECK (written >= messages - 1 && messages >= FIRST + 1 + TIMED);
 }

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "harness.h"
+#include "lmdb_peek.h"
 #include "clock.h"
 
 #define EXPIRY_DB "Messages.byExpiry"
@@ -48,28 +49,6 @@ s_put_keys (const char *dir, MDB_val *keys, int count)
     }
     mdb_env_close (env);
     return rc;
-}
-
-//  Entries in EXPIRY_DB, or -1.
-static long
-s_count_keys (const char *dir)
-{
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    MDB_stat stat;
-    long count = -1;
-    if (mdb_env_create (&env))
-        return -1;
-    mdb_env_set_maxdbs (env, 32);
-    if (mdb_env_open (env, dir, MDB_RDONLY, 0640) == 0
-    &&  mdb_txn_begin (env, NULL, MDB_RDONLY, &txn) == 0) {
-        if (mdb_dbi_open (txn, EXPIRY_DB, 0, &dbi) == 0 && mdb_stat (txn, dbi, &stat) == 0)
-            count = (long) stat.ms_entries;
-        mdb_txn_abort (txn);
-    }
-    mdb_env_close (env);
-    return count;
 }
 
 static void
@@ -114,7 +93,7 @@ s_test_corrupt_ttl_keys (void)
     proto_msg_destroy (&reply);
     proto_client_destroy (&client);
     CHECK (harness_stop (&stored) == 0);
-    CHECK (s_count_keys (stored.data_dir) == 1);
+    CHECK (lmdb_peek_entries (stored.data_dir, EXPIRY_DB) == 1);
 
     //  Expiry 1 ms (due), then: a room id of 200 bytes with a size that
     //  agrees (the overflow); a length byte of 255 in a 30-byte key; and
@@ -130,7 +109,7 @@ s_test_corrupt_ttl_keys (void)
     MDB_val keys [] = {
         { sizeof overlong, overlong }, { sizeof lying, lying }, { sizeof stub, stub } };
     REQUIRE (s_put_keys (stored.data_dir, keys, 3) == 0);
-    CHECK (s_count_keys (stored.data_dir) == 4);
+    CHECK (lmdb_peek_entries (stored.data_dir, EXPIRY_DB) == 4);
 
     stored.env [0] = "TTL_SWEEP_INTERVAL_MS=100";
     REQUIRE (harness_start (&stored) == 0);
@@ -151,7 +130,7 @@ s_test_corrupt_ttl_keys (void)
     CHECK (harness_log_lines (&stored, NULL, "TTL index: dropped", NULL, 0) == 3);
     proto_client_destroy (&client);
     CHECK (harness_stop (&stored) == 0);
-    CHECK (s_count_keys (stored.data_dir) == 0);
+    CHECK (lmdb_peek_entries (stored.data_dir, EXPIRY_DB) == 0);
 }
 
 int
