@@ -4,7 +4,6 @@
 */
 
 #include <stddef.h>
-#include <lmdb.h>
 #include "lmdb_peek.h"
 
 long
@@ -26,4 +25,30 @@ lmdb_peek_entries (const char *dir, const char *name)
     }
     mdb_env_close (env);
     return count;
+}
+
+int
+lmdb_peek_write (const char *dir, const char *name, lmdb_peek_work_fn *work, void *arg)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    int rc = mdb_env_create (&env);
+    if (rc)
+        return rc;
+    mdb_env_set_maxdbs (env, 32);
+    rc = mdb_env_open (env, dir, 0, 0640);
+    if (rc == 0)
+        rc = mdb_txn_begin (env, NULL, 0, &txn);
+    if (rc == 0) {
+        rc = mdb_dbi_open (txn, name, 0, &dbi);
+        if (rc == 0)
+            rc = work (txn, dbi, arg);
+        if (rc == 0)
+            rc = mdb_txn_commit (txn);
+        else
+            mdb_txn_abort (txn);
+    }
+    mdb_env_close (env);
+    return rc;
 }

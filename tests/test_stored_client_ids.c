@@ -26,34 +26,27 @@ static uint64_t s_seq_of [FIRST];
 
 //  nearchat.meta "layout": set it (layout > 0) or delete it (0); returns
 //  the LMDB error. With layout NULL, read it into *read (0 when absent).
+typedef struct { uint32_t layout, *read; } s_layout_t;
+
+static int
+s_layout_work (MDB_txn *txn, MDB_dbi dbi, void *arg)
+{
+    s_layout_t *self = arg;
+    MDB_val key = { 6, "layout" }, value = { sizeof self->layout, &self->layout };
+    if (self->read) {
+        *self->read = 0;
+        if (mdb_get (txn, dbi, &key, &value) == 0 && value.mv_size == sizeof *self->read)
+            memcpy (self->read, value.mv_data, sizeof *self->read);
+        return 0;
+    }
+    return self->layout? mdb_put (txn, dbi, &key, &value, 0): mdb_del (txn, dbi, &key, NULL);
+}
+
 static int
 s_layout (const char *dir, uint32_t layout, uint32_t *read)
 {
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    int rc = mdb_env_create (&env);
-    if (rc)
-        return rc;
-    mdb_env_set_maxdbs (env, 32);
-    rc = mdb_env_open (env, dir, 0, 0640);
-    if (rc == 0)
-        rc = mdb_txn_begin (env, NULL, 0, &txn);
-    if (rc == 0) {
-        rc = mdb_dbi_open (txn, "nearchat.meta", 0, &dbi);
-        MDB_val key = { 6, "layout" }, value = { sizeof layout, &layout };
-        if (rc == 0 && read) {
-            *read = 0;
-            if (mdb_get (txn, dbi, &key, &value) == 0 && value.mv_size == sizeof *read)
-                memcpy (read, value.mv_data, sizeof *read);
-        }
-        else
-        if (rc == 0)
-            rc = layout? mdb_put (txn, dbi, &key, &value, 0): mdb_del (txn, dbi, &key, NULL);
-        rc = rc? (mdb_txn_abort (txn), rc): mdb_txn_commit (txn);
-    }
-    mdb_env_close (env);
-    return rc;
+    s_layout_t self = { layout, read };
+    return lmdb_peek_write (dir, "nearchat.meta", s_layout_work, &self);
 }
 
 //  An append of client_id; the reply (NULL on timeout).

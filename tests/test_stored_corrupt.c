@@ -23,32 +23,25 @@
 
 //  Put each key (with an empty value) into EXPIRY_DB of the environment in
 //  dir; returns the LMDB error, 0 when all went in.
+typedef struct { MDB_val *keys; int count; } s_keys_t;
+
+static int
+s_put_keys_work (MDB_txn *txn, MDB_dbi dbi, void *arg)
+{
+    s_keys_t *self = arg;
+    int rc = 0;
+    for (int i = 0; i < self->count && rc == 0; i++) {
+        MDB_val empty = { 0, NULL };
+        rc = mdb_put (txn, dbi, &self->keys [i], &empty, 0);
+    }
+    return rc;
+}
+
 static int
 s_put_keys (const char *dir, MDB_val *keys, int count)
 {
-    MDB_env *env;
-    MDB_txn *txn;
-    MDB_dbi dbi;
-    int rc = mdb_env_create (&env);
-    if (rc)
-        return rc;
-    mdb_env_set_maxdbs (env, 32);
-    rc = mdb_env_open (env, dir, 0, 0640);
-    if (rc == 0)
-        rc = mdb_txn_begin (env, NULL, 0, &txn);
-    if (rc == 0) {
-        rc = mdb_dbi_open (txn, EXPIRY_DB, 0, &dbi);
-        for (int i = 0; i < count && rc == 0; i++) {
-            MDB_val empty = { 0, NULL };
-            rc = mdb_put (txn, dbi, &keys [i], &empty, 0);
-        }
-        if (rc == 0)
-            rc = mdb_txn_commit (txn);
-        else
-            mdb_txn_abort (txn);
-    }
-    mdb_env_close (env);
-    return rc;
+    s_keys_t self = { keys, count };
+    return lmdb_peek_write (dir, EXPIRY_DB, s_put_keys_work, &self);
 }
 
 static void
