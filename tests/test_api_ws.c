@@ -609,7 +609,18 @@ s_test_burst (void)
     CHECK (resend_seq == seq [5]);
 
     //  Every member has them in that order, each once (the resend's first
-    //  copy only): the sender (its new-messages came with its acks)...
+    //  copy only): the sender... (Most came with the acks. The resend of a
+    //  message already acked is numbered again until stored says it holds
+    //  it; if a later send was numbered meanwhile, that seq is a hole, and
+    //  the members' gateway reads the gap from stored before it gives what
+    //  came after: those may come after the room-info.)
+    for (int frames = 0; frames < 2 * BURST && own < BURST; frames++) {
+        json_t *message = ws_expect (wes, "new-message", API_WAIT_MS);
+        if (!message)
+            break;
+        snprintf (own_ids [own++], sizeof own_ids [0], "%s", j_str (message, "id")? j_str (message, "id"): "");
+        json_decref (message);
+    }
     CHECK (own == BURST);
     for (int i = 0; i < own && i < BURST; i++)
         CHECK (strcmp (own_ids [i], id [i]) == 0);
