@@ -43,9 +43,19 @@ typedef struct {
 } frame_t;
 
 frame_t *frame_new (const char *text);
+//  A text frame of room for size bytes (and a NUL); its size is size until
+//  its writer says what it wrote.
+frame_t *frame_alloc (size_t size);
 //  A control frame (a pong, a close) of payload.
 frame_t *frame_new_control (int opcode, const void *payload, size_t size);
 void frame_unref (frame_t *frame);
+
+//  The frames every message makes, as JSON text written without jansson's
+//  tree (frames.c): byte for byte render_text (render_message (message)),
+//  and the ack of a send-message (with "requestId" when request_id).
+frame_t *render_message_frame (const proto_message_t *message);
+frame_t *render_ack_frame (const char *id, const char *room_id, uint64_t seq,
+                           const json_t *request_id);
 
 typedef enum { CONN_OPEN, CONN_CLOSING, CONN_CLOSED } conn_state_t;
 

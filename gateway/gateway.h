@@ -261,6 +261,9 @@ conn_t *conn_new (int fd, const char *user_id, const profile_t *profile, const c
 void sockets_close (conn_t **conn_p);
 //  Queue one frame (compact JSON of frame, which is taken) for conn.
 void sockets_send (conn_t *conn, json_t *frame);
+//  Queue the ack of a send-message (render_ack_frame: no jansson tree).
+void sockets_send_ack (conn_t *conn, const char *id, const char *room_id, uint64_t seq,
+                       const json_t *request_id);
 
 const char *conn_id (const conn_t *conn);
 const char *conn_user_id (const conn_t *conn);

@@ -193,20 +193,31 @@ rooms_hold (conn_t *conn, frame_t *frame, uint64_t seq)
     conn->held [conn->held_count++].seq = seq;
 }
 
+//  The frame of event: a new-message, the one made for every message,
+//  written as text (jsontext.c); the rest through jansson's tree.
+static frame_t *
+s_render (const proto_msg_t *event)
+{
+    if (event->type == PROTO_EVENT_MESSAGE)
+        return render_message_frame (&event->event_message.message);
+    json_t *json = render_event (event);
+    char *text = json? render_text (json): NULL;
+    json_decref (json);
+    frame_t *frame = text? frame_new (text): NULL;
+    free (text);
+    return frame;
+}
+
 void
 rooms_deliver (const proto_msg_t *event)
 {
     const char *room_id = proto_room_of (event);
-    json_t *json = room_id? render_event (event): NULL;
-    char *text = json? render_text (json): NULL;
-    json_decref (json);
-    if (!text) {
+    frame_t *frame = room_id? s_render (event): NULL;
+    if (!frame) {
         log_write (LOG_LEVEL_WARN, event->trace_id, "an %s could not be rendered",
                    proto_type_name (event->type));
         return;
     }
-    frame_t *frame = frame_new (text);
-    free (text);
     const char *except_conn = event->type == PROTO_EVENT_JOINED? event->event_joined.except_conn: NULL;
     const char *except_user = event->type == PROTO_EVENT_TYPING? event->event_typing.user_id: NULL;
     bool closed = event->type == PROTO_EVENT_CLOSED;

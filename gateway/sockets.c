@@ -38,42 +38,6 @@ static zhashx_t *s_conns;                   //  conn id -> conn_t
 //  ---------------------------------------------------------------------------
 //  Frames and conns
 
-frame_t *
-frame_new (const char *text)
-{
-    size_t size = strlen (text);
-    frame_t *frame = malloc (sizeof *frame + size + 1);
-    assert (frame);
-    atomic_init (&frame->refs, 1);
-    frame->made_ns = clock_mono_ns ();
-    frame->opcode = WSFRAME_TEXT;
-    frame->size = size;
-    memcpy (frame->data, text, size + 1);
-    return frame;
-}
-
-frame_t *
-frame_new_control (int opcode, const void *payload, size_t size)
-{
-    frame_t *frame = malloc (sizeof *frame + size + 1);
-    assert (frame);
-    atomic_init (&frame->refs, 1);
-    frame->made_ns = clock_mono_ns ();
-    frame->opcode = opcode;
-    frame->size = size;
-    if (size)
-        memcpy (frame->data, payload, size);
-    frame->data [size] = 0;
-    return frame;
-}
-
-void
-frame_unref (frame_t *frame)
-{
-    if (frame && atomic_fetch_sub (&frame->refs, 1) == 1)
-        free (frame);
-}
-
 void
 conn_unref (conn_t *conn)
 {
@@ -168,6 +132,19 @@ sockets_send (conn_t *conn, json_t *frame)
     free (text);
     sockets_queue (conn, queued);
     frame_unref (queued);
+}
+
+void
+sockets_send_ack (conn_t *conn, const char *id, const char *room_id, uint64_t seq,
+                  const json_t *request_id)
+{
+    frame_t *ack = render_ack_frame (id, room_id, seq, request_id);
+    if (!ack) {
+        log_error ("the ack for socket %s could not be written as JSON", conn->id);
+        return;
+    }
+    sockets_queue (conn, ack);
+    frame_unref (ack);
 }
 
 //  ---------------------------------------------------------------------------

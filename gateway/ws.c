@@ -274,14 +274,7 @@ s_sent (action_t *self, proto_msg_t *reply)
     //  included and first, as an event. Its id, as the ack's, is the
     //  client's messageId when it sent one (render_message).
     const char *id = self->has_client_id? self->client_id: reply->append_reply.id;
-    json_t *ack = json_object ();
-    json_object_set_new (ack, "type", json_string ("ack"));
-    json_object_set_new (ack, "action", json_string ("send-message"));
-    json_object_set_new (ack, "messageId", json_string (id));
-    json_object_set_new (ack, "id", json_string (id));
-    json_object_set_new (ack, "roomId", json_string (self->room_id));
-    json_object_set_new (ack, "seq", json_integer ((json_int_t) reply->append_reply.seq));
-    s_send (self, ack);
+    sockets_send_ack (self->conn, id, self->room_id, reply->append_reply.seq, self->request_id);
 }
 
 //  MESSAGES_PER_S: true if the user may send this message or typing
