@@ -140,10 +140,12 @@ int  links_start (void);
 void links_stop (void);
 //  The sockets for the loop's epoll set (their ZMQ_FD), at most max.
 int  links_handles (void **handles, int max);
-//  Read one message from a peer of the ROUTER and handle it (hellos,
-//  answers, a peer's requests), but for an event: that is returned in
-//  *event for the loop to deliver and destroy. False: nothing to read.
-bool links_from_peer (proto_msg_t **event);
+//  Read one frame from a peer of the ROUTER and handle each message in it
+//  (hellos, answers, a peer's requests), but for the events: each is given
+//  to deliver, which owns it, in the order they came. False: nothing to
+//  read.
+typedef void (links_deliver_fn) (proto_msg_t *event);
+bool links_from_peer (links_deliver_fn *deliver);
 //  Read one message from stored and handle it. False: nothing to read.
 bool links_from_stored (void);
 //  Fail what was sent to stored when its link dropped (its monitor).

@@ -212,18 +212,13 @@ s_is_event (int type)
     return type >= PROTO_EVENT_JOINED && type <= PROTO_EVENT_CLOSED;
 }
 
-//  One message from a peer of the ROUTER, all but events handled here.
-//  Returns the event, decoded, for the loop to deliver (NULL: none).
+//  One message from a peer of the ROUTER (from, in frame), all but events
+//  handled here. Returns the event, decoded, for the loop to deliver
+//  (NULL: none).
 static proto_msg_t *
-s_from_peer (parts_t *parts)
+s_from_peer (const ident_t *to_peer, zmq_msg_t *frame, const void *data, size_t size)
 {
-    ident_t from;
-    if (parts->count != 2 || !s_ident (&parts->part [0], &from)) {
-        log_warn ("a peer sent a message of %d frames; one is expected", parts->count - 1);
-        return NULL;
-    }
-    const void *data = zmq_msg_data (&parts->part [1]);
-    size_t size = zmq_msg_size (&parts->part [1]);
+    ident_t from = *to_peer;
     tap_message (TAP_IN, "backend peer", data, size);
     uint16_t type;
     uint64_t id;
@@ -236,7 +231,7 @@ s_from_peer (parts_t *parts)
     //  Its role is the cert zauth admitted it with (bus.h): answers and
     //  events come from shards only (the reaper's report aside), so no
     //  other key can answer a call meant for a shard or speak to sockets.
-    const char *role = bus_role (&parts->part [1]);
+    const char *role = bus_role (frame);
     if (!is_request && !bus_is (role, BUS_SHARD)
     &&  !(type == PROTO_METRICS_REPLY && bus_is (role, BUS_REAPER))) {
         log_warn ("refused a %s from a %s key: only shards send those", name,
@@ -268,7 +263,7 @@ s_from_peer (parts_t *parts)
     }
     else
     if (msg->type == PROTO_SHARD_HELLO) {
-        const char *address = zmq_msg_gets (&parts->part [1], "Peer-Address");
+        const char *address = zmq_msg_gets (frame, "Peer-Address");
         shards_hello (&from, address? address: "", &msg->shard_hello);
     }
     else
@@ -289,13 +284,28 @@ s_from_peer (parts_t *parts)
 }
 
 bool
-links_from_peer (proto_msg_t **event)
+links_from_peer (links_deliver_fn *deliver)
 {
-    *event = NULL;
     parts_t parts;
     if (!s_recv (s_self.router_h, &parts))
         return false;
-    *event = s_from_peer (&parts);
+    ident_t from;
+    if (parts.count != 2 || !s_ident (&parts.part [0], &from))
+        log_warn ("a peer sent a message of %d frames; one is expected", parts.count - 1);
+    else {
+        //  A shard sends what one turn made for us in one frame (roomd's
+        //  links_flush): the messages are handled in the order they came.
+        const uint8_t *data = zmq_msg_data (&parts.part [1]);
+        size_t size = zmq_msg_size (&parts.part [1]);
+        do {
+            size_t first = proto_next (data, size);
+            proto_msg_t *event = s_from_peer (&from, &parts.part [1], data, first);
+            if (event)
+                deliver (event);
+            data += first;
+            size -= first;
+        } while (size);
+    }
     s_parts_close (&parts);
     return true;
 }

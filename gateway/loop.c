@@ -233,6 +233,14 @@ s_flush (int64_t now_ns)
     client_bury ();
 }
 
+//  An event from a shard, to the sockets in its room.
+static void
+s_deliver (proto_msg_t *event)
+{
+    rooms_deliver (event);
+    proto_msg_destroy (&event);
+}
+
 //  The loop: one turn reads what came (client sockets, mail, the ZeroMQ
 //  sockets), lets the sockets whose actions ended go on, writes what was
 //  queued, and looks at the timers.
@@ -258,12 +266,8 @@ s_run (void *arg)
         int work = s_wait ((int) wait);
         //  Peers first: their replies and events finish work already begun.
         int i, drained = 0;
-        proto_msg_t *event;
-        for (i = 0; i < DRAIN_MAX && links_from_peer (&event); i++)
-            if (event) {
-                rooms_deliver (event);
-                proto_msg_destroy (&event);
-            }
+        for (i = 0; i < DRAIN_MAX && links_from_peer (s_deliver); i++)
+            ;
         drained += i;
         for (i = 0; i < DRAIN_MAX && links_from_stored (); i++)
             ;

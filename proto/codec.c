@@ -862,16 +862,16 @@ proto_connection_pack (msgpack_sbuffer *buf, const proto_connection_t *connectio
 
 //  Walk the raw msgpack bytes of one object without building anything, and
 //  refuse containers that declare more entries than there are bytes left
-//  (every entry takes at least one). Returns 0 if data holds exactly one
-//  well-formed object.
-static int
-s_skim (const uint8_t *data, size_t size)
+//  (every entry takes at least one). Returns the size of the well-formed
+//  object data begins with, or 0.
+static size_t
+s_skim_first (const uint8_t *data, size_t size)
 {
     const uint8_t *at = data, *end = data + size;
     uint64_t pending = 1;               //  objects still to read
     while (pending) {
         if (at >= end)
-            return -1;
+            return 0;
         uint8_t byte = *at++;
         pending--;
         uint64_t skip = 0, entries = 0;
@@ -911,11 +911,11 @@ s_skim (const uint8_t *data, size_t size)
             case 0xdd: length_size = 4; multiplier = 2; break;
             case 0xde: length_size = 2; multiplier = 3; break;
             case 0xdf: length_size = 4; multiplier = 3; break;
-            default:   return -1;       //  0xc1 is never used
+            default:   return 0;       //  0xc1 is never used
         }
         if (length_size) {
             if ((size_t) (end - at) < length_size)
-                return -1;
+                return 0;
             uint64_t length = 0;
             for (size_t i = 0; i < length_size; i++)
                 length = length << 8 | *at++;
@@ -925,13 +925,27 @@ s_skim (const uint8_t *data, size_t size)
                 entries = multiplier == 2? length: 2 * length;
         }
         if (skip > (uint64_t) (end - at))
-            return -1;
+            return 0;
         at += skip;
         pending += entries;
         if (pending > (uint64_t) (end - at))
-            return -1;
+            return 0;
     }
-    return at == end? 0: -1;
+    return (size_t) (at - data);
+}
+
+//  Returns 0 if data holds exactly one well-formed object.
+static int
+s_skim (const uint8_t *data, size_t size)
+{
+    return size && s_skim_first (data, size) == size? 0: -1;
+}
+
+size_t
+proto_next (const void *data, size_t size)
+{
+    size_t first = data? s_skim_first (data, size): 0;
+    return first? first: size;
 }
 
 static const char *

@@ -679,6 +679,13 @@ int
 proto_msg_t *
     proto_decode (const void *data, size_t size, char *why, size_t why_size);
 
+//  A ZeroMQ frame of the bus holds one message or several back to back
+//  (a sender gathers what it has for one peer in one turn: proto_batch).
+//  The size of the first message of data (its msgpack object), or size
+//  when none can be read: the rest, whose decoding then says why.
+size_t
+    proto_next (const void *data, size_t size);
+
 //  Read only the envelope's type and request id from a message whose body
 //  may be bad, so that an error reply can name the request it refuses.
 //  Returns 0, or -1 if even those cannot be read.

@@ -34,6 +34,10 @@
 //  (and are counted) rather than grow memory.
 #define LINK_HWM    100000
 
+//  A turn's frame for a gateway is sent once it holds this much: well
+//  under BUS_MSG_MAX with any one message more (PROTO_FRAME_MAX).
+#define LINK_FRAME_MAX  (64 * 1024)
+
 int
 links_open (roomd_t *self)
 {
@@ -48,6 +52,7 @@ links_open (roomd_t *self)
         }
         link_t *link = &self->links [self->link_count];
         memset (link, 0, sizeof *link);
+        msgpack_sbuffer_init (&link->out);
         link->socket = zsock_new (ZMQ_DEALER);
         assert (link->socket);
         zsock_set_linger (link->socket, 0);
@@ -83,11 +88,42 @@ links_open (roomd_t *self)
 void
 links_close (roomd_t *self)
 {
+    links_flush (self);
     for (size_t i = 0; i < self->link_count; i++) {
         monitor_destroy (&self->links [i].monitor);
         zsock_destroy (&self->links [i].socket);
+        msgpack_sbuffer_destroy (&self->links [i].out);
     }
     self->link_count = 0;
+}
+
+static void
+s_flush (link_t *link)
+{
+    if (link->out.size == 0)
+        return;
+    if (zmq_send (zsock_resolve (link->socket), link->out.data, link->out.size,
+                  ZMQ_DONTWAIT) < 0)
+        log_debug ("gateway %s missed %zu bytes of messages: %s", link->endpoint,
+                   link->out.size, zmq_strerror (zmq_errno ()));
+    msgpack_sbuffer_clear (&link->out);
+}
+
+void
+links_flush (roomd_t *self)
+{
+    for (size_t i = 0; i < self->link_count; i++)
+        s_flush (&self->links [i]);
+}
+
+//  Queue the message in self->buffer on link, for this turn's frame.
+static void
+s_queue (roomd_t *self, link_t *link)
+{
+    tap_message (TAP_OUT, link->endpoint, self->buffer.data, self->buffer.size);
+    if (link->out.size + self->buffer.size > LINK_FRAME_MAX)
+        s_flush (link);
+    msgpack_sbuffer_write (&link->out, self->buffer.data, self->buffer.size);
 }
 
 void
@@ -98,11 +134,7 @@ link_send (roomd_t *self, link_t *link, const proto_msg_t *msg)
         log_error ("a %s does not encode", proto_type_name (msg->type));
         return;
     }
-    tap_message (TAP_OUT, link->endpoint, self->buffer.data, self->buffer.size);
-    if (zmq_send (zsock_resolve (link->socket), self->buffer.data, self->buffer.size,
-                  ZMQ_DONTWAIT) < 0)
-        log_debug ("gateway %s missed a %s: %s", link->endpoint, proto_type_name (msg->type),
-                   zmq_strerror (zmq_errno ()));
+    s_queue (self, link);
 }
 
 void
@@ -113,11 +145,8 @@ fanout_to_gateways (roomd_t *self, const proto_msg_t *event)
         log_error ("a %s does not encode", proto_type_name (event->type));
         return;
     }
-    for (size_t i = 0; i < self->link_count; i++) {
-        tap_message (TAP_OUT, self->links [i].endpoint, self->buffer.data, self->buffer.size);
-        zmq_send (zsock_resolve (self->links [i].socket), self->buffer.data, self->buffer.size,
-                  ZMQ_DONTWAIT);
-    }
+    for (size_t i = 0; i < self->link_count; i++)
+        s_queue (self, &self->links [i]);
     self->events++;
     log_write (LOG_LEVEL_DEBUG, event->trace_id, "%s fanned out to %zu gateways",
                proto_type_name (event->type), self->link_count);
@@ -191,17 +220,10 @@ s_is_room_request (const proto_msg_t *msg)
     return proto_room_of (msg) && proto_reply_type (msg->type);
 }
 
-bool
-link_receive (roomd_t *self, link_t *link)
+//  One message of a frame from link.
+static void
+s_receive (roomd_t *self, link_t *link, const void *data, size_t size)
 {
-    zmq_msg_t frame;
-    zmq_msg_init (&frame);
-    if (zmq_msg_recv (&frame, zsock_resolve (link->socket), ZMQ_DONTWAIT) < 0) {
-        zmq_msg_close (&frame);
-        return false;
-    }
-    const void *data = zmq_msg_data (&frame);
-    size_t size = zmq_msg_size (&frame);
     tap_message (TAP_IN, link->endpoint, data, size);
     char why [PROTO_WHY_MAX];
     proto_msg_t *msg = proto_decode (data, size, why, sizeof why);
@@ -275,6 +297,25 @@ link_receive (roomd_t *self, link_t *link)
                   proto_type_name (msg->type));
         proto_msg_destroy (&msg);
     }
+}
+
+bool
+link_receive (roomd_t *self, link_t *link)
+{
+    zmq_msg_t frame;
+    zmq_msg_init (&frame);
+    if (zmq_msg_recv (&frame, zsock_resolve (link->socket), ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close (&frame);
+        return false;
+    }
+    const uint8_t *data = zmq_msg_data (&frame);
+    size_t size = zmq_msg_size (&frame);
+    do {
+        size_t first = proto_next (data, size);
+        s_receive (self, link, data, first);
+        data += first;
+        size -= first;
+    } while (size);
     zmq_msg_close (&frame);
     return true;
 }

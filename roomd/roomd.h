@@ -72,6 +72,11 @@ struct link {
     uint64_t shard_digest;              //  of the shard set it last told us
     int64_t evicted_ms;                 //  when its set last drove an eviction
     bool refused;                       //  it refused our hello (another shard has our id)
+    //  What this turn has for the gateway, sent as one frame when the turn
+    //  ends (links_flush): under load a frame carries many events and
+    //  answers, each ZeroMQ message paying its CURVE box and its hand-offs
+    //  between threads once.
+    msgpack_sbuffer out;
 };
 
 //  Connect one link per endpoint. Returns 0, or -1 if an endpoint is bad.
@@ -85,10 +90,13 @@ void links_up (roomd_t *self, link_t *link);
 //  that is not there loses the message: events are not queued for it.
 void link_send (roomd_t *self, link_t *link, const proto_msg_t *msg);
 void fanout_to_gateways (roomd_t *self, const proto_msg_t *event);
+//  Send what the turn queued on each link (link_send, fanout_to_gateways):
+//  at the end of every turn, and before the links close.
+void links_flush (roomd_t *self);
 //  Answer a gateway's PROTO_METRICS on link with this shard's metrics.
 void links_metrics (roomd_t *self, link_t *link, const proto_msg_t *request);
-//  Read one message from link, if there is one, and act on it. Returns
-//  false when there was none.
+//  Read one frame from link, if there is one, and act on each message in
+//  it. Returns false when there was none.
 bool link_receive (roomd_t *self, link_t *link);
 
 //  ---------------------------------------------------------------------------

@@ -21,29 +21,35 @@ proto_client_t *peer_store;             //  the test, as the gateway's stored cl
 char peer_gateway_endpoint [64];
 static uint64_t peer_next_id = 1;
 
-//  Next message from the shard that is not a hello (hellos are answered as
-//  a gateway would). NULL after timeout_ms.
-proto_msg_t *
-peer_next (int timeout_ms)
+//  Messages of the last frame not yet taken: a shard sends what one turn
+//  made for a gateway in one frame (roomd's links_flush).
+static zlist_t *peer_queued;
+
+//  Read one frame from the shard into peer_queued, answering its hellos as
+//  a gateway would. False after timeout_ms.
+static bool
+s_read_frame (int64_t deadline)
 {
-    int64_t deadline = clock_mono_ms () + timeout_ms;
-    while (clock_mono_ms () < deadline) {
-        zpoller_t *poller = zpoller_new (peer_router, NULL);
-        void *ready = zpoller_wait (poller, (int) (deadline - clock_mono_ms ()));
-        zpoller_destroy (&poller);
-        if (!ready)
-            return NULL;
-        zmsg_t *zmsg = zmsg_recv (peer_router);
-        zframe_t *identity = zmsg_pop (zmsg), *payload = zmsg_pop (zmsg);
+    zpoller_t *poller = zpoller_new (peer_router, NULL);
+    void *ready = zpoller_wait (poller, (int) (deadline - clock_mono_ms ()));
+    zpoller_destroy (&poller);
+    if (!ready)
+        return false;
+    zmsg_t *zmsg = zmsg_recv (peer_router);
+    zframe_t *identity = zmsg_pop (zmsg), *payload = zmsg_pop (zmsg);
+    const uint8_t *data = payload? zframe_data (payload): NULL;
+    size_t size = payload? zframe_size (payload): 0;
+    CHECK (size > 0);
+    while (size) {
+        size_t first = proto_next (data, size);
         char why [PROTO_WHY_MAX] = "";
-        proto_msg_t *msg = payload? proto_decode (zframe_data (payload), zframe_size (payload),
-                                                  why, sizeof why): NULL;
+        proto_msg_t *msg = proto_decode (data, first, why, sizeof why);
         CHECK (msg != NULL);
-        zframe_destroy (&payload);
-        zmsg_destroy (&zmsg);
+        data += first;
+        size -= first;
         if (msg && msg->type == PROTO_SHARD_HELLO) {
             zframe_destroy (&peer_shard);
-            peer_shard = identity;
+            peer_shard = zframe_dup (identity);
             const char *shards [] = { msg->shard_hello.shard_id };
             proto_msg_t welcome = { .type = PROTO_SHARD_WELCOME, .shard_welcome = {
                 .gateway_id = "gw-test", .shards = shards, .shard_count = 1 } };
@@ -55,12 +61,29 @@ peer_next (int timeout_ms)
             zframe_send (&frame, peer_router, 0);
             msgpack_sbuffer_destroy (&buffer);
             proto_msg_destroy (&msg);
-            continue;
         }
-        zframe_destroy (&identity);
-        return msg;
+        else
+        if (msg)
+            zlist_append (peer_queued, msg);
     }
-    return NULL;
+    zframe_destroy (&identity);
+    zframe_destroy (&payload);
+    zmsg_destroy (&zmsg);
+    return true;
+}
+
+//  Next message from the shard that is not a hello (hellos are answered as
+//  a gateway would). NULL after timeout_ms.
+proto_msg_t *
+peer_next (int timeout_ms)
+{
+    if (!peer_queued)
+        peer_queued = zlist_new ();
+    int64_t deadline = clock_mono_ms () + timeout_ms;
+    while (zlist_size (peer_queued) == 0 && clock_mono_ms () < deadline)
+        if (!s_read_frame (deadline))
+            break;
+    return zlist_pop (peer_queued);
 }
 
 //  Send a request to the shard; returns its request id.
