@@ -146,6 +146,9 @@ int  links_handles (void **handles, int max);
 //  read.
 typedef void (links_deliver_fn) (proto_msg_t *event);
 bool links_from_peer (links_deliver_fn *deliver);
+//  Send the requests the turn queued for shards, a frame a shard: before
+//  the loop waits.
+void links_flush (void);
 //  Read one message from stored and handle it. False: nothing to read.
 bool links_from_stored (void);
 //  Fail what was sent to stored when its link dropped (its monitor).

@@ -106,6 +106,65 @@ links_to_peer (const ident_t *to, const void *data, size_t size)
     return s_send_parts (s_self.router_h, parts, sizes, 2);
 }
 
+//  A turn's requests for one shard, sent as one frame before the loop waits:
+//  each ZeroMQ message pays its hand-offs between threads and its CURVE
+//  box once, however many requests it carries (a frame well under
+//  BUS_MSG_MAX with any one message more). Kept for the shards seen
+//  lately; emptied out when too many identities went by.
+#define SHARD_FRAME_MAX (64 * 1024)
+#define SHARD_OUTS_MAX  16
+static struct {
+    ident_t to;
+    msgpack_sbuffer out;
+} s_outs [SHARD_OUTS_MAX];
+static int s_out_count;
+
+static void
+s_flush_out (int index)
+{
+    ident_t *to = &s_outs [index].to;
+    msgpack_sbuffer *out = &s_outs [index].out;
+    if (out->size == 0)
+        return;
+    const void *parts [] = { to->data, out->data };
+    size_t sizes [] = { to->size, out->size };
+    if (s_send_parts (s_self.router_h, parts, sizes, 2))
+        pending_unsent (to, out->data, out->size, errno);
+    msgpack_sbuffer_clear (out);
+}
+
+void
+links_flush (void)
+{
+    for (int i = 0; i < s_out_count; i++)
+        s_flush_out (i);
+}
+
+void
+links_to_shard (const ident_t *to, const void *data, size_t size)
+{
+    tap_message (TAP_OUT, "backend peer", data, size);
+    int index = 0;
+    while (index < s_out_count
+       &&  (s_outs [index].to.size != to->size
+            || memcmp (s_outs [index].to.data, to->data, to->size) != 0))
+        index++;
+    if (index == SHARD_OUTS_MAX) {
+        links_flush ();
+        for (int i = 0; i < s_out_count; i++)
+            msgpack_sbuffer_destroy (&s_outs [i].out);
+        s_out_count = index = 0;
+    }
+    if (index == s_out_count) {
+        s_outs [index].to = *to;
+        msgpack_sbuffer_init (&s_outs [index].out);
+        s_out_count++;
+    }
+    if (s_outs [index].out.size + size > SHARD_FRAME_MAX)
+        s_flush_out (index);
+    msgpack_sbuffer_write (&s_outs [index].out, data, size);
+}
+
 //  Read one whole message without waiting; parts past LINKS_PARTS_MAX
 //  are dropped. Returns false when there was none.
 static bool

@@ -42,6 +42,10 @@ typedef struct {
 //  (EHOSTUNREACH: the peer's link is gone; EAGAIN: the queue is full).
 int  links_to_stored (const void *data, size_t size);
 int  links_to_peer (const ident_t *to, const void *data, size_t size);
+//  Queue the encoded request data for the shard at to, to go with the rest
+//  of the turn's for it as one frame (links_flush). What cannot be sent
+//  then is pending_unsent's.
+void links_to_shard (const ident_t *to, const void *data, size_t size);
 //  The run this gateway is now (proto.h, gateway-beat), for the records
 //  of its sockets.
 const char *links_run (void);
@@ -68,6 +72,10 @@ void pending_reply (const void *data, size_t size, const ident_t *from);
 //  the shard is heard again.
 void pending_fail_shard (const char *shard_id, const char *why, bool sent_only);
 void pending_resend_parked (const shard_t *shard);
+//  The requests in data (a frame of messages) could not go to the peer to
+//  (errno error): each is parked for its shard's link (EHOSTUNREACH) or
+//  answered 503, as if its own send had failed.
+void pending_unsent (const ident_t *to, const void *data, size_t size, int error);
 //  The link to stored dropped: what was sent there will not be answered.
 //  Returns how many requests failed (503).
 size_t pending_fail_stored (void);

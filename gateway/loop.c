@@ -263,6 +263,7 @@ s_run (void *arg)
             wait = until;
         //  Client frames are read and their actions begun in here. With
         //  frames due to be written it only looks, so they wait for no sleep.
+        links_flush ();                 //  the turn's requests, a frame a shard
         int work = s_wait ((int) wait);
         //  Peers first: their replies and events finish work already begun.
         int i, drained = 0;
@@ -304,6 +305,7 @@ s_run (void *arg)
     client_close_all ();
     pending_fail_all ("the gateway is stopping");
     client_resume ();                        //  the closes that waited for their actions
+    links_flush ();
     s_loop.busy = 0;                         //  nothing is held any more
     s_flush (clock_mono_ns ());
     return NULL;

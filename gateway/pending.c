@@ -276,6 +276,31 @@ s_route (proto_msg_t *request, pending_t **pending_p)
     return 0;
 }
 
+//  pending's request, encoded in data, could not be sent (errno error).
+static void
+s_unsent (pending_t **pending_p, const void *data, size_t size, int error)
+{
+    pending_t *pending = *pending_p;
+    if (!pending->to_stored && error == EHOSTUNREACH) {
+        //  The shard's link is gone but the shard may not be: it reconnects
+        //  at once (after this gateway was stopped, every link is), and its
+        //  hello sends what waited (pending_resend_parked). Gone for good,
+        //  the shard is dropped, or the request times out, as any other.
+        pending->parked = malloc (size);
+        assert (pending->parked);
+        memcpy (pending->parked, data, size);
+        pending->parked_size = size;
+        log_write (LOG_LEVEL_DEBUG, pending->trace, "%s waits for room shard %s's link",
+                   proto_type_name (pending->type), pending->shard_id);
+        return;
+    }
+    char reason [PROTO_REASON_MAX];
+    snprintf (reason, sizeof reason, "%s%s is unreachable",
+              pending->to_stored? "stored": "room shard ", pending->shard_id);
+    log_write (LOG_LEVEL_WARN, pending->trace, "%s: %s", proto_type_name (pending->type), reason);
+    s_pending_fail (pending_p, 503, reason);
+}
+
 void
 pending_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
                  int expected, pending_then_fn *then, void *then_arg)
@@ -300,32 +325,35 @@ pending_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
         s_pending_fail (&pending, 500, "the request could not be passed on");
         return;
     }
-    int rc = pending->to_stored? links_to_stored (s_self.buffer.data, s_self.buffer.size)
-           : links_to_peer (&pending->to_shard, s_self.buffer.data, s_self.buffer.size);
-    if (rc && !pending->to_stored && errno == EHOSTUNREACH) {
-        //  The shard's link is gone but the shard may not be: it reconnects
-        //  at once (after this gateway was stopped, every link is), and its
-        //  hello sends what waited (pending_resend_parked). Gone for good,
-        //  the shard is dropped, or the request times out, as any other.
-        pending->parked = malloc (s_self.buffer.size);
-        assert (pending->parked);
-        memcpy (pending->parked, s_self.buffer.data, s_self.buffer.size);
-        pending->parked_size = s_self.buffer.size;
-        log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s waits for room shard %s's link",
-                   proto_type_name (request->type), pending->shard_id);
-        return;
-    }
-    if (rc) {
-        char reason [PROTO_REASON_MAX];
-        snprintf (reason, sizeof reason, "%s%s is unreachable",
-                  pending->to_stored? "stored": "room shard ", pending->shard_id);
-        log_write (LOG_LEVEL_WARN, request->trace_id, "%s: %s", proto_type_name (request->type),
-                   reason);
-        s_pending_fail (&pending, 503, reason);
+    if (!pending->to_stored)
+        links_to_shard (&pending->to_shard, s_self.buffer.data, s_self.buffer.size);
+    else
+    if (links_to_stored (s_self.buffer.data, s_self.buffer.size)) {
+        s_unsent (&pending, s_self.buffer.data, s_self.buffer.size, errno);
         return;
     }
     log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s -> %s", proto_type_name (request->type),
                pending->to_stored? "stored": pending->shard_id);
+}
+
+void
+pending_unsent (const ident_t *to, const void *data, size_t size, int error)
+{
+    const uint8_t *at = data;
+    while (size) {
+        size_t first = proto_next (at, size);
+        uint16_t type;
+        uint64_t id;
+        pending_t *pending = proto_peek (at, first, &type, &id) == 0
+                           ? requests_lookup (s_self.table, id): NULL;
+        //  Still the request that went to that peer (not failed since).
+        if (pending && !pending->to_stored && !pending->parked
+        &&  pending->to_shard.size == to->size
+        &&  memcmp (pending->to_shard.data, to->data, to->size) == 0)
+            s_unsent (&pending, at, first, error);
+        at += first;
+        size -= first;
+    }
 }
 
 void
