@@ -1419,6 +1419,29 @@ proto_test (bool verbose)
     assert (proto_incarnation_of (&typing, "gw-1") == NULL);
     //  Five bytes that declare a huge array are refused before allocation.
     assert (proto_decode ("\xdd\xff\xff\xff\xff", 5, why, sizeof why) == NULL);
+
+    //  A frame of several messages: proto_next gives each one's size; what
+    //  is no whole object is the rest, for its decoder to refuse.
+    msgpack_sbuffer frame;
+    msgpack_sbuffer_init (&frame);
+    proto_msg_t first = { .type = PROTO_ROOM_TYPING, .request_id = 1, .room_typing = {
+        .room_id = "room-1", .user_id = "alice" } };
+    assert (proto_encode (&first, &frame) == 0);
+    size_t first_size = frame.size;
+    assert (proto_encode (&join, &frame) == 0);
+    size_t join_size = frame.size - first_size;
+    assert (proto_next (frame.data, frame.size) == first_size);
+    assert (proto_next (frame.data + first_size, join_size) == join_size);
+    proto_msg_t *second = proto_decode (frame.data + first_size, join_size, why, sizeof why);
+    assert (second && second->type == PROTO_ROOM_JOIN);
+    proto_msg_destroy (&second);
+    assert (proto_decode (frame.data, frame.size, why, sizeof why) == NULL);
+    for (size_t cut = first_size + 1; cut < frame.size; cut++)
+        assert (proto_next (frame.data + first_size, cut - first_size) == cut - first_size);
+    assert (proto_next ("\xc1junk", 5) == 5);
+    assert (proto_next ("\x93\x01", 2) == 2);         //  an array of 3 with one entry
+    assert (proto_next (NULL, 0) == 0);
+    msgpack_sbuffer_destroy (&frame);
 }
 
 //  ---------------------------------------------------------------------------

@@ -105,6 +105,28 @@ peer_send (proto_msg_t *request)
     return request->request_id;
 }
 
+uint64_t
+peer_send_frame (proto_msg_t *requests, size_t count, const void *tail, size_t tail_size)
+{
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    for (size_t i = 0; i < count; i++) {
+        requests [i].request_id = peer_next_id++;
+        snprintf (requests [i].trace_id, sizeof requests [i].trace_id, "trace-%llu",
+                  (unsigned long long) requests [i].request_id);
+        REQUIRE (proto_encode (&requests [i], &buffer) == 0);
+    }
+    if (tail_size)
+        msgpack_sbuffer_write (&buffer, tail, tail_size);
+    REQUIRE (peer_shard);
+    zframe_t *identity = zframe_dup (peer_shard);
+    zframe_send (&identity, peer_router, ZFRAME_MORE);
+    zframe_t *frame = zframe_new (buffer.data, buffer.size);
+    zframe_send (&frame, peer_router, 0);
+    msgpack_sbuffer_destroy (&buffer);
+    return count? requests [0].request_id: 0;
+}
+
 //  The next message must be of type (and answer request_id when not 0).
 proto_msg_t *
 peer_expect (int type, uint64_t request_id)

@@ -24,6 +24,11 @@ void peer_start_roomd (void);
 proto_msg_t *peer_next (int timeout_ms);
 //  Send a request to the shard; returns its request id.
 uint64_t peer_send (proto_msg_t *request);
+//  Send count requests (their ids consecutive from the one returned) and
+//  then tail's bytes (may be none) as one frame, as a gateway sends what
+//  one turn made for a shard.
+uint64_t peer_send_frame (proto_msg_t *requests, size_t count, const void *tail,
+                          size_t tail_size);
 //  The next message must be of type (and answer request_id when not 0).
 proto_msg_t *peer_expect (int type, uint64_t request_id);
 bool peer_expect_error (uint64_t request_id, uint16_t status);

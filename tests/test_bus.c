@@ -233,6 +233,54 @@ s_test_forged_events (void)
     ws_close (&ana);
 }
 
+//  A shard sends what one turn made for a gateway as one frame, messages
+//  back to back (roomd's links_flush): the gateway gives each event of it,
+//  in order; bytes after them that are no whole message are refused alone.
+static void
+s_test_event_frames (void)
+{
+    printf ("a frame of several events from a shard: each delivered, in order\n");
+    const char *room = api_create_room (s_sys.http_port, "ben", 10, 10, NULL, 0);
+    REQUIRE (room);
+    char room_id [IDS_UUID_SIZE];
+    snprintf (room_id, sizeof room_id, "%s", room);
+    ws_client_t *ben = api_connect (s_sys.http_port, "ben", NULL);
+    REQUIRE (ben);
+    json_decref (api_join (ben, room_id, "ben", -1));
+
+    zcert_t *shard = s_own_cert (BUS_SHARD);
+    zsock_t *dealer = s_dealer (s_sys.backends [0], shard, BUS_GATEWAY);
+    CHECK (s_answers (dealer, 5000));
+    const char *texts [] = { "one", "two", "three" };
+    char ids [3][IDS_UUID_SIZE];
+    msgpack_sbuffer buffer;
+    msgpack_sbuffer_init (&buffer);
+    for (int i = 0; i < 3; i++) {
+        ids_uuid (ids [i]);
+        proto_msg_t event = { .type = PROTO_EVENT_MESSAGE, .event_message.message = {
+            .room_id = room_id, .id = ids [i], .seq = (uint64_t) i + 1, .user_id = "ben",
+            .text = texts [i], .created_at_ms = clock_now_ms () } };
+        assert (proto_encode (&event, &buffer) == 0);
+        if (i == 1)
+            msgpack_sbuffer_write (&buffer, "\x93\x01\xc1", 3);  //  no message: the rest
+    }
+    //  A frame of "one", "two", and then bytes that end it: "three" is in
+    //  the rest that does not decode, so it never comes.
+    zframe_t *frame = zframe_new (buffer.data, buffer.size);
+    zframe_send (&frame, dealer, 0);
+    for (int i = 0; i < 2; i++) {
+        json_t *message = ws_expect (ben, "new-message", 5000);
+        CHECK (message && j_is (message, "text", texts [i]) && j_num (message, "seq") == i + 1);
+        json_decref (message);
+    }
+    CHECK (ws_quiet (ben, "new-message", 500));
+    CHECK (harness_logged (s_sys.gateways [0].log_path, "no proto message ("));
+    msgpack_sbuffer_destroy (&buffer);
+    zsock_destroy (&dealer);
+    zcert_destroy (&shard);
+    ws_close (&ben);
+}
+
 static long
 s_peak_kib (pid_t pid)
 {
@@ -423,6 +471,7 @@ main (void)
     s_test_no_shard_slot ();
     s_test_roles ();
     s_test_forged_events ();
+    s_test_event_frames ();
     s_test_message_size ();
     s_test_key_maker ();
     s_test_gateway_keys ();

@@ -206,6 +206,64 @@ s_test_errors (void)
     CHECK (peer_next (300) == NULL);       //  nothing to answer: no request id
 }
 
+//  An expected message (peer_expect checks it), done with.
+static void
+s_drop (proto_msg_t *msg)
+{
+    proto_msg_destroy (&msg);
+}
+
+//  A frame may hold several requests back to back (the gateway sends a
+//  turn's for a shard as one; proto_next): each is served, in order, and
+//  bytes after them that are no whole message are refused alone.
+static void
+s_test_frames (void)
+{
+    printf ("a frame of several requests: each served in order; what follows them refused\n");
+    const char *room = peer_create_room ("frank");
+    proto_msg_t join = peer_join (room, "frank", "c-frank", 0);
+    uint64_t id = peer_send (&join);
+    s_drop (peer_expect (PROTO_EVENT_JOINED, 0));
+    s_drop (peer_expect (PROTO_JOIN_REPLY, id));
+
+    proto_msg_t sends [3] = {
+        peer_message (room, "frank", "f-1", "one"), peer_message (room, "frank", "f-2", "two"),
+        peer_message (room, "frank", "f-3", "three") };
+    uint64_t first = peer_send_frame (sends, 3, NULL, 0);
+    uint64_t event_seq = 0, acked = 0;
+    for (int i = 0; i < 6; i++) {
+        proto_msg_t *msg = peer_next (5000);
+        CHECK (msg != NULL);
+        if (!msg)
+            break;
+        if (msg->type == PROTO_EVENT_MESSAGE) {
+            CHECK (msg->event_message.message.seq == event_seq + 1);
+            CHECK (strcmp (msg->event_message.message.client_id,
+                           sends [event_seq].room_send.message.client_id) == 0);
+            event_seq++;
+        }
+        else {
+            CHECK (msg->type == PROTO_APPEND_REPLY && msg->request_id == first + acked);
+            CHECK (msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == acked + 1);
+            acked++;
+        }
+        proto_msg_destroy (&msg);
+    }
+    CHECK (event_seq == 3 && acked == 3);
+
+    //  One more, then bytes that are no message: the one is served, the
+    //  bytes (no request id in them) answered by nothing, the shard fine.
+    proto_msg_t last = peer_message (room, "frank", "f-4", "four");
+    id = peer_send_frame (&last, 1, "\x93\x01\xc1", 3);
+    s_drop (peer_expect (PROTO_EVENT_MESSAGE, 0));
+    s_drop (peer_expect (PROTO_APPEND_REPLY, id));
+    CHECK (peer_next (300) == NULL);
+    proto_msg_t again = peer_message (room, "frank", "f-5", "five");
+    id = peer_send (&again);
+    s_drop (peer_expect (PROTO_EVENT_MESSAGE, 0));
+    s_drop (peer_expect (PROTO_APPEND_REPLY, id));
+}
+
 static void
 s_test_restart (void)
 {
@@ -417,6 +475,7 @@ main (void)
     s_test_conversation ();
     s_test_http_join ();
     s_test_errors ();
+    s_test_frames ();
     s_test_restart ();
     s_test_close_races ();
     s_test_ownership ();

@@ -1,6 +1,7 @@
-/*  fuzz_decode - libFuzzer target for proto_decode and proto_peek: any
-    bytes are refused or decoded, never a crash; whatever decodes encodes
-    again, and those bytes decode to the same message. */
+/*  fuzz_decode - libFuzzer target for proto_decode, proto_peek and
+    proto_next: any bytes are refused or decoded, never a crash; whatever
+    decodes encodes again, and those bytes decode to the same message; a
+    frame's messages are split within it, and one whole message is itself. */
 
 #include <assert.h>
 #include <stdint.h>
@@ -18,6 +19,11 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     uint16_t type;
     uint64_t request_id;
     proto_peek (data, size, &type, &request_id);
+    //  A frame of messages splits into pieces within it, none empty.
+    for (size_t at = 0, first; at < size; at += first) {
+        first = proto_next (data + at, size - at);
+        assert (first > 0 && first <= size - at);
+    }
     //  What nearchat-spy prints: any bytes, no crash; JSON it can write.
     json_t *json = proto_json (data, size);
     if (json) {
@@ -30,6 +36,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     proto_msg_t *msg = proto_decode (data, size, why, sizeof why);
     if (!msg)
         return 0;
+    assert (proto_next (data, size) == size);       //  one message is one piece
     msgpack_sbuffer first, second;
     msgpack_sbuffer_init (&first);
     msgpack_sbuffer_init (&second);
