@@ -944,7 +944,11 @@ s_skim (const uint8_t *data, size_t size)
 size_t
 proto_next (const void *data, size_t size)
 {
-    size_t first = data? s_skim_first (data, size): 0;
+    //  Only what begins as an envelope (an array of 6) is a message: other
+    //  bytes are one bad rest, refused once, not read as a run of small
+    //  msgpack values that would each be answered.
+    const uint8_t *bytes = data;
+    size_t first = size && bytes [0] == 0x96? s_skim_first (bytes, size): 0;
     return first? first: size;
 }
 
@@ -1439,6 +1443,7 @@ proto_test (bool verbose)
     for (size_t cut = first_size + 1; cut < frame.size; cut++)
         assert (proto_next (frame.data + first_size, cut - first_size) == cut - first_size);
     assert (proto_next ("\xc1junk", 5) == 5);
+    assert (proto_next ("garbage", 7) == 7);               //  seven fixints: one bad rest
     assert (proto_next ("\x93\x01", 2) == 2);         //  an array of 3 with one entry
     assert (proto_next (NULL, 0) == 0);
     msgpack_sbuffer_destroy (&frame);

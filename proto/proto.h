@@ -681,8 +681,9 @@ proto_msg_t *
 
 //  A ZeroMQ frame of the bus holds one message or several back to back
 //  (a sender gathers what it has for one peer in one turn: proto_batch).
-//  The size of the first message of data (its msgpack object), or size
-//  when none can be read: the rest, whose decoding then says why.
+//  The size of the first message of data (its msgpack object, an
+//  envelope's array), or size when none can be read: the rest, whose
+//  decoding then says why.
 size_t
     proto_next (const void *data, size_t size);
 

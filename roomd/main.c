@@ -55,6 +55,7 @@ static config_option_t s_options [] = {
 //  of 503s after a kill -9 under ./nearchat up).
 #define HELLO_SOON_MS   50
 #define STALL_HEARTBEATS 3      //  a turn this many heartbeats late: the shard was stalled
+#define STORE_WAIT_MS   1000    //  at most, for the link to stored before the first hello
 
 static int64_t
 s_hello_interval (roomd_t *self)
@@ -84,6 +85,10 @@ s_run (roomd_t *self)
         items [count++] = (zmq_pollitem_t) {
             zsock_resolve (monitor_socket (self->store_monitor)), 0, ZMQ_POLLIN, 0 };
 
+    //  A shard that said hello before it could reach stored would be sent
+    //  rooms it cannot load: at a restart, its first requests were told 503.
+    if (!store_wait_up (self, STORE_WAIT_MS))
+        log_warn ("stored is not reachable yet; serving rooms all the same");
     links_hello (self);
     int64_t next_hello = clock_mono_ms () + s_hello_interval (self);
     int64_t turned_ms = clock_mono_ms ();

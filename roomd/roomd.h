@@ -157,6 +157,10 @@ void store_abandon (roomd_t *self);
 //  The link to stored went down (its monitor says so): the calls in
 //  flight on it will never be answered, so they fail now (503).
 void store_lost (roomd_t *self);
+//  Wait up to timeout_ms for the link to stored to be up (its handshake
+//  done). False if it is not: the shard starts all the same, and what it
+//  cannot load is answered 503 until stored is there.
+bool store_wait_up (roomd_t *self, int timeout_ms);
 //  Milliseconds until the oldest call's deadline, or -1 if none.
 int64_t store_next_deadline (roomd_t *self);
 

@@ -36,7 +36,8 @@ store_open (roomd_t *self)
     //  A link to stored that goes down takes the answers to what was sent
     //  on it: the roomd watches for it (store_lost) rather than wait out
     //  each call's timeout.
-    self->store_monitor = monitor_watch (self->store, "stored", ZMQ_EVENT_DISCONNECTED);
+    self->store_monitor = monitor_watch (self->store, "stored",
+                                         ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
     if (zsock_connect (self->store, "%s", self->config->stored_endpoint)) {
         log_error ("cannot connect to stored at %s", self->config->stored_endpoint);
         return -1;
@@ -99,6 +100,28 @@ store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done)
                      clock_mono_ms () + self->config->request_timeout_ms);
 }
 
+//  One answer of a frame from stored.
+static void
+s_answered (roomd_t *self, const void *data, size_t size)
+{
+    tap_message (TAP_IN, "stored", data, size);
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *reply = proto_decode (data, size, why, sizeof why);
+    if (!reply) {
+        log_error ("stored sent what does not decode: %s", why);
+        return;                         //  its call will time out
+    }
+    op_t *op = requests_take (self->calls, reply->request_id);
+    if (!op) {
+        log_debug ("a late %s from stored", proto_type_name (reply->type));
+        proto_msg_destroy (&reply);
+        return;
+    }
+    op->call_id = 0;
+    op->done (self, op, reply);
+    proto_msg_destroy (&reply);
+}
+
 bool
 store_receive (roomd_t *self)
 {
@@ -108,24 +131,16 @@ store_receive (roomd_t *self)
         zmq_msg_close (&frame);
         return false;
     }
-    tap_message (TAP_IN, "stored", zmq_msg_data (&frame), zmq_msg_size (&frame));
-    char why [PROTO_WHY_MAX];
-    proto_msg_t *reply = proto_decode (zmq_msg_data (&frame), zmq_msg_size (&frame),
-                                       why, sizeof why);
+    //  stored answers a commit's appends of ours in one frame (its batch.c)
+    const uint8_t *data = zmq_msg_data (&frame);
+    size_t size = zmq_msg_size (&frame);
+    do {
+        size_t first = proto_next (data, size);
+        s_answered (self, data, first);
+        data += first;
+        size -= first;
+    } while (size);
     zmq_msg_close (&frame);
-    if (!reply) {
-        log_error ("stored sent what does not decode: %s", why);
-        return true;                    //  its call will time out
-    }
-    op_t *op = requests_take (self->calls, reply->request_id);
-    if (!op) {
-        log_debug ("a late %s from stored", proto_type_name (reply->type));
-        proto_msg_destroy (&reply);
-        return true;
-    }
-    op->call_id = 0;
-    op->done (self, op, reply);
-    proto_msg_destroy (&reply);
     return true;
 }
 
@@ -157,11 +172,25 @@ store_abandon (roomd_t *self)
     s_fail_due (self, INT64_MAX, false);
 }
 
+bool
+store_wait_up (roomd_t *self, int timeout_ms)
+{
+    int64_t deadline = clock_mono_ms () + timeout_ms;
+    zpoller_t *poller = zpoller_new (monitor_socket (self->store_monitor), NULL);
+    bool up = false;
+    while (!up && !zsys_interrupted && clock_mono_ms () < deadline)
+        if (zpoller_wait (poller, (int) (deadline - clock_mono_ms ())))
+            up = monitor_event (self->store_monitor) == ZMQ_EVENT_HANDSHAKE_SUCCEEDED;
+    zpoller_destroy (&poller);
+    return up;
+}
+
 void
 store_lost (roomd_t *self)
 {
-    while (monitor_event (self->store_monitor)) {
-        if (requests_size (self->calls) == 0)
+    unsigned event;
+    while ((event = monitor_event (self->store_monitor))) {
+        if (event != ZMQ_EVENT_DISCONNECTED || requests_size (self->calls) == 0)
             continue;
         log_warn ("the link to stored went down with %zu calls in flight: they will not be "
                   "answered, so they fail now", requests_size (self->calls));

@@ -37,7 +37,19 @@ typedef struct {
     int routing_count;
     proto_msg_t *request;
     msgpack_sbuffer reply;              //  the encoded answer, sent after commit
+    bool from_shard;                    //  its answer may go in a frame with others'
 } pending_t;
+
+//  A commit's answers to one shard go in one frame, back to back (roomd's
+//  store_receive reads them so): under load a commit answers hundreds of
+//  appends, and each ZeroMQ message pays its CURVE box and its hand-offs
+//  between threads once. Other peers get an answer a frame, as they ask.
+#define SHARD_FRAME_MAX (64 * 1024)
+#define SHARD_OUTS_MAX  16
+typedef struct {
+    zmq_msg_t identity;
+    msgpack_sbuffer out;
+} shard_out_t;
 
 typedef struct {
     handler_fn *handler;
@@ -225,6 +237,42 @@ s_send (batch_t *self, zmq_msg_t *routing, int routing_count, const msgpack_sbuf
     tap_message (TAP_OUT, "client", payload->data, payload->size);
 }
 
+//  The frame being gathered for pending's shard (its one routing frame),
+//  or NULL when there is no room for another shard's.
+static shard_out_t *
+s_shard_out (shard_out_t *outs, size_t *count, pending_t *pending)
+{
+    zmq_msg_t *identity = &pending->routing [0];
+    for (size_t i = 0; i < *count; i++)
+        if (zmq_msg_size (&outs [i].identity) == zmq_msg_size (identity)
+        &&  memcmp (zmq_msg_data (&outs [i].identity), zmq_msg_data (identity),
+                    zmq_msg_size (identity)) == 0)
+            return &outs [i];
+    if (*count == SHARD_OUTS_MAX)
+        return NULL;
+    shard_out_t *out = &outs [(*count)++];
+    zmq_msg_init (&out->identity);
+    zmq_msg_copy (&out->identity, identity);
+    msgpack_sbuffer_init (&out->out);
+    return out;
+}
+
+//  Send what out gathered (tapped already, message by message).
+static void
+s_send_out (batch_t *self, shard_out_t *out)
+{
+    if (out->out.size == 0)
+        return;
+    zmq_msg_t copy;
+    zmq_msg_init (&copy);
+    zmq_msg_copy (&copy, &out->identity);
+    if (zmq_msg_send (&copy, self->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
+        zmq_msg_close (&copy);
+    else
+        zmq_send (self->router, out->out.data, out->out.size, ZMQ_DONTWAIT);
+    msgpack_sbuffer_clear (&out->out);
+}
+
 static void
 s_close_routing (zmq_msg_t *routing, int routing_count)
 {
@@ -344,14 +392,29 @@ s_commit (batch_t *self)
     metrics_histogram_observe (&self->ctx.commit_seconds,
                                (double) (clock_mono_ns () - started_ns) / 1e9);
     bool debug = log_enabled (LOG_LEVEL_DEBUG);
+    shard_out_t outs [SHARD_OUTS_MAX];
+    size_t out_count = 0;
     for (size_t i = 0; i < self->pending_count; i++) {
         pending_t *pending = &self->pending [i];
         if (debug)
             log_write (LOG_LEVEL_DEBUG, pending->request->trace_id, "%s committed, in a batch of %zu",
                        proto_type_name (pending->request->type), self->pending_count);
-        s_send (self, pending->routing, pending->routing_count, &pending->reply);
+        shard_out_t *out = pending->from_shard? s_shard_out (outs, &out_count, pending): NULL;
+        if (out) {
+            tap_message (TAP_OUT, "client", pending->reply.data, pending->reply.size);
+            if (out->out.size + pending->reply.size > SHARD_FRAME_MAX)
+                s_send_out (self, out);
+            msgpack_sbuffer_write (&out->out, pending->reply.data, pending->reply.size);
+        }
+        else
+            s_send (self, pending->routing, pending->routing_count, &pending->reply);
         s_close_routing (pending->routing, pending->routing_count);
         proto_msg_destroy (&pending->request);
+    }
+    for (size_t i = 0; i < out_count; i++) {
+        s_send_out (self, &outs [i]);
+        zmq_msg_close (&outs [i].identity);
+        msgpack_sbuffer_destroy (&outs [i].out);
     }
     self->pending_count = 0;
     s_grow_if_nearly_full (self);
@@ -401,6 +464,81 @@ s_answer_now (batch_t *self, zmq_msg_t *routing, int routing_count, const proto_
     s_send (self, routing, routing_count, &self->out);
 }
 
+//  One request of a frame from a peer (payload, for its role; routing,
+//  copied for an answer after the commit): answered now, or pending.
+static void
+s_take (batch_t *self, zmq_msg_t *routing, int routing_count, zmq_msg_t *payload,
+        const void *data, size_t size, MDB_txn **read_txn)
+{
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *request = NULL;
+    proto_msg_t reply = { 0 };
+    const char *role = bus_role (payload);
+    if (size > PROTO_FRAME_MAX)
+        reply_error (&self->ctx, &reply, 413, "message of %zu bytes is too large", size);
+    else
+    if (!(request = proto_decode (data, size, why, sizeof why)))
+        reply_error (&self->ctx, &reply, 400, "%s", why);
+    else
+    if (request->type >= PROTO_TYPE_LIMIT || !s_routes [request->type].handler)
+        reply_error (&self->ctx, &reply, 400, "stored does not serve %s",
+                     proto_type_name (request->type));
+    else
+    if (!bus_may_send (role, request))
+        reply_error (&self->ctx, &reply, 403, "a %s key may not send %s",
+                     role? role: "keyless", proto_type_name (request->type));
+    else
+    if (!bus_speaks_for (payload, request))
+        reply_error (&self->ctx, &reply, 403, "this key may not send %s for that gateway, "
+                     "which has a key of its own", proto_type_name (request->type));
+    if (reply.type) {
+        uint16_t type;
+        uint64_t request_id = 0;
+        if (!request)
+            proto_peek (data, size, &type, &request_id);
+        log_debug ("refused a request: %s", reply.error.reason);
+        s_answer_now (self, routing, routing_count, request, request_id, &reply);
+        proto_msg_destroy (&request);
+    }
+    else
+    if (s_routes [request->type].writes) {
+        log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s waits for the commit",
+                   proto_type_name (request->type));
+        if (self->pending_count == (size_t) self->config->batch_max) {
+            //  A frame of many requests filled the batch: commit it now
+            //  (with no read open: a commit may grow the map).
+            if (*read_txn) {
+                mdb_txn_abort (*read_txn);
+                *read_txn = NULL;
+            }
+            s_commit (self);
+        }
+        pending_t *pending = &self->pending [self->pending_count++];
+        for (int i = 0; i < routing_count; i++) {
+            zmq_msg_init (&pending->routing [i]);
+            zmq_msg_copy (&pending->routing [i], &routing [i]);
+        }
+        pending->routing_count = routing_count;
+        pending->request = request;
+        pending->from_shard = routing_count == 1 && bus_is (role, BUS_SHARD);
+    }
+    else {
+        int rc = *read_txn? 0: mdb_txn_begin (self->db->env, NULL, MDB_RDONLY, read_txn);
+        if (rc == 0) {
+            self->ctx.txn = *read_txn;
+            rc = s_routes [request->type].handler (&self->ctx, request, &reply);
+            self->ctx.txn = NULL;
+        }
+        if (rc) {
+            log_error ("read of type %s failed: %s", proto_type_name (request->type),
+                       mdb_strerror (rc));
+            reply_error (&self->ctx, &reply, 500, "storage error: %s", mdb_strerror (rc));
+        }
+        s_answer_now (self, routing, routing_count, request, 0, &reply);
+        proto_msg_destroy (&request);
+    }
+}
+
 static void
 s_drain (batch_t *self)
 {
@@ -414,68 +552,17 @@ s_drain (batch_t *self)
             break;
         if (got < 0)
             continue;
-        const void *data = zmq_msg_data (&payload);
+        //  A frame holds one request or several back to back (a shard's
+        //  turn of appends): each is taken in order.
+        const uint8_t *data = zmq_msg_data (&payload);
         size_t size = zmq_msg_size (&payload);
-        char why [PROTO_WHY_MAX];
-        proto_msg_t *request = NULL;
-        proto_msg_t reply = { 0 };
-        if (size > PROTO_FRAME_MAX)
-            reply_error (&self->ctx, &reply, 413, "message of %zu bytes is too large", size);
-        else
-        if (!(request = proto_decode (data, size, why, sizeof why)))
-            reply_error (&self->ctx, &reply, 400, "%s", why);
-        else
-        if (request->type >= PROTO_TYPE_LIMIT || !s_routes [request->type].handler)
-            reply_error (&self->ctx, &reply, 400, "stored does not serve %s",
-                         proto_type_name (request->type));
-        else
-        if (!bus_may_send (bus_role (&payload), request))
-            reply_error (&self->ctx, &reply, 403, "a %s key may not send %s",
-                         bus_role (&payload)? bus_role (&payload): "keyless",
-                         proto_type_name (request->type));
-        else
-        if (!bus_speaks_for (&payload, request))
-            reply_error (&self->ctx, &reply, 403, "this key may not send %s for that gateway, "
-                         "which has a key of its own", proto_type_name (request->type));
-        if (reply.type) {
-            uint16_t type;
-            uint64_t request_id = 0;
-            if (!request)
-                proto_peek (data, size, &type, &request_id);
-            log_debug ("refused a request: %s", reply.error.reason);
-            s_answer_now (self, routing, routing_count, request, request_id, &reply);
-            proto_msg_destroy (&request);
-            s_close_routing (routing, routing_count);
-        }
-        else
-        if (s_routes [request->type].writes) {
-            log_write (LOG_LEVEL_DEBUG, request->trace_id, "%s waits for the commit",
-                       proto_type_name (request->type));
-            pending_t *pending = &self->pending [self->pending_count++];
-            for (int i = 0; i < routing_count; i++) {
-                zmq_msg_init (&pending->routing [i]);
-                zmq_msg_move (&pending->routing [i], &routing [i]);
-                zmq_msg_close (&routing [i]);
-            }
-            pending->routing_count = routing_count;
-            pending->request = request;
-        }
-        else {
-            int rc = read_txn? 0: mdb_txn_begin (self->db->env, NULL, MDB_RDONLY, &read_txn);
-            if (rc == 0) {
-                self->ctx.txn = read_txn;
-                rc = s_routes [request->type].handler (&self->ctx, request, &reply);
-                self->ctx.txn = NULL;
-            }
-            if (rc) {
-                log_error ("read of type %s failed: %s", proto_type_name (request->type),
-                           mdb_strerror (rc));
-                reply_error (&self->ctx, &reply, 500, "storage error: %s", mdb_strerror (rc));
-            }
-            s_answer_now (self, routing, routing_count, request, 0, &reply);
-            proto_msg_destroy (&request);
-            s_close_routing (routing, routing_count);
-        }
+        do {
+            size_t first = proto_next (data, size);
+            s_take (self, routing, routing_count, &payload, data, first, &read_txn);
+            data += first;
+            size -= first;
+        } while (size);
+        s_close_routing (routing, routing_count);
         zmq_msg_close (&payload);
     }
     if (read_txn)
