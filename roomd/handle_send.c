@@ -191,7 +191,8 @@ s_pump (roomd_t *self, room_t *room)
     for (op_t *op = zlistx_first (room->window); op; op = zlistx_next (room->window)) {
         if (!op->fanned && !op->hole && !blocked) {
             bool may = op->durable
-                    || (!op->careful && op->message.seq <= room->confirmed_seq + SEND_WINDOW);
+                    || (!op->careful && !op->unsent
+                        && op->message.seq <= room->confirmed_seq + SEND_WINDOW);
             if (may) {
                 s_fan (self, op);
                 room->fanned_seq = op->message.seq;
@@ -375,9 +376,20 @@ send_start (roomd_t *self, room_t *room, op_t *op)
     char room_id [PROTO_ID_MAX + 1];
     snprintf (room_id, sizeof room_id, "%s", room->id);
     s_append (self, op);
-    //  Fanned out once its append is on its way (a stored that is not
-    //  there fails it at once, and nobody has seen it; op may be gone).
+    //  Fanned out once its append is on its way, when the turn's calls go
+    //  to stored (store_flush, send_sent): a stored that is not there fails
+    //  it then, and nobody has seen it. What waited for room to move in the
+    //  window may go now.
     room = rooms_find (self, room_id);
+    if (room && room->state == ROOM_READY && room->window)
+        s_pump (self, room);
+}
+
+void
+send_sent (roomd_t *self, op_t *op)
+{
+    //  An append on its way: it, and what waited behind it, may go out.
+    room_t *room = op->generation? s_room_of (self, op): NULL;
     if (room && room->state == ROOM_READY && room->window)
         s_pump (self, room);
 }

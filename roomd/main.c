@@ -100,6 +100,7 @@ s_run (roomd_t *self)
         int64_t retry = send_next_retry (self);
         if (retry >= 0 && retry < wait)
             wait = retry;
+        store_flush (self);             //  the turn's calls to stored, a frame
         links_flush (self);             //  what the turn made, a frame a gateway
         if (zmq_poll (items, (int) count, wait < 0? 0: (long) wait) < 0)
             continue;                   //  EINTR: zsys_interrupted decides

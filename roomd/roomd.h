@@ -40,6 +40,11 @@
 #include "ids.h"
 
 typedef struct roomd roomd_t;
+//  A call of the turn's frames to stored: sent, or not (store_flush).
+typedef struct {
+    uint64_t id;
+    bool failed;
+} settle_t;
 typedef struct room room_t;
 typedef struct link link_t;
 typedef struct op op_t;
@@ -131,6 +136,7 @@ struct op {
     uint64_t epoch;                     //  the claim its append is conditional on
     bool careful;                       //  fanned out only once durable
     bool fanned, durable, acked;
+    bool unsent;                        //  its append waits in store_out: not fanned yet
     bool hole;                          //  stored holds it under another seq: not fanned
     int attempts;                       //  appends sent again
     int64_t give_up_ms, retry_at_ms;    //  monotonic
@@ -146,7 +152,13 @@ struct op {
 int  store_open (roomd_t *self);
 void store_close (roomd_t *self);
 //  Send call (its request_id is set here) for op; done runs on the reply.
+//  It goes with the turn's other calls (store_flush); done runs with NULL
+//  then if it cannot be sent (stored is not there), as for a call that
+//  timed out, but with self->sending = op: its send itself failed.
 void store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done);
+//  Send the turn's calls as one frame, before the shard waits; what was
+//  held for its append to be sent may then be fanned out (send_sent).
+void store_flush (roomd_t *self);
 //  Read one reply from stored, if there is one, and run its continuation.
 //  Returns false when there was none.
 bool store_receive (roomd_t *self);
@@ -268,6 +280,8 @@ void handle_store_failed (roomd_t *self, op_t **op_p, const proto_msg_t *reply);
 //  Number op's message, fan it out when the window allows, append it, and
 //  ack once durable (op is finished there).
 void send_start (roomd_t *self, room_t *room, op_t *op);
+//  op's call went to stored (store_flush): a send's message may go out now.
+void send_sent (roomd_t *self, op_t *op);
 //  A room just loaded (its record set): where its numbering starts.
 void send_room_ready (room_t *room);
 //  A room leaves memory: its sends in flight carry on without it; those
@@ -305,6 +319,12 @@ struct roomd {
     monitor_t *store_monitor;
     uint64_t next_call_id;
     requests_t *calls;                  //  calls in flight: call_id -> op_t, by deadline
+    //  The turn's calls, sent to stored as one frame when the turn ends
+    //  (store_flush): each ZeroMQ message pays its CURVE box and its
+    //  hand-offs between threads once, however many appends it carries.
+    msgpack_sbuffer store_out;
+    settle_t *settle;                   //  calls sent (or not) this turn, to settle
+    size_t settle_count, settle_max;
     zhashx_t *rooms;                    //  room id -> room_t
     msgpack_sbuffer buffer;             //  for encoding
     uint64_t events, requests;          //  counters, for the logs and metrics

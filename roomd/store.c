@@ -44,6 +44,7 @@ store_open (roomd_t *self)
     }
     self->calls = requests_new ();
     self->next_call_id = 1;
+    msgpack_sbuffer_init (&self->store_out);
     return 0;
 }
 
@@ -51,6 +52,8 @@ void
 store_close (roomd_t *self)
 {
     requests_destroy (&self->calls);
+    msgpack_sbuffer_destroy (&self->store_out);     //  their calls were abandoned
+    free (self->settle);
     monitor_destroy (&self->store_monitor);
     zsock_destroy (&self->store);
 }
@@ -73,6 +76,43 @@ op_new (const char *room_id, proto_msg_t *request, link_t *link)
 //  ---------------------------------------------------------------------------
 //  Calls
 
+//  A turn's frame of calls is sent once it holds this much: well under
+//  BUS_MSG_MAX with any one message more (PROTO_FRAME_MAX).
+#define STORE_FRAME_MAX (64 * 1024)
+
+//  Send the frame of calls gathered so far, and note each call in it as
+//  sent or not, for store_flush to settle: nothing runs from here, so a
+//  full frame can go in the middle of a caller's work.
+static void
+s_send_frame (roomd_t *self)
+{
+    if (self->store_out.size == 0)
+        return;
+    bool failed = zmq_send (zsock_resolve (self->store), self->store_out.data,
+                            self->store_out.size, ZMQ_DONTWAIT) < 0;
+    if (failed)
+        log_warn ("cannot send %zu bytes of calls to stored: %s", self->store_out.size,
+                  zmq_strerror (zmq_errno ()));
+    const uint8_t *data = (const uint8_t *) self->store_out.data;
+    size_t size = self->store_out.size;
+    while (size) {
+        size_t first = proto_next (data, size);
+        uint16_t type;
+        uint64_t id;
+        if (proto_peek (data, first, &type, &id) == 0) {
+            if (self->settle_count == self->settle_max) {
+                self->settle_max = self->settle_max? 2 * self->settle_max: 64;
+                self->settle = realloc (self->settle, self->settle_max * sizeof *self->settle);
+                assert (self->settle);
+            }
+            self->settle [self->settle_count++] = (settle_t) { id, failed };
+        }
+        data += first;
+        size -= first;
+    }
+    msgpack_sbuffer_clear (&self->store_out);
+}
+
 void
 store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done)
 {
@@ -81,24 +121,67 @@ store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done)
     if (op->request)
         memcpy (call->trace_id, op->request->trace_id, sizeof call->trace_id);
     msgpack_sbuffer_clear (&self->buffer);
-    int rc = proto_encode (call, &self->buffer);
-    if (rc == 0) {
-        tap_message (TAP_OUT, "stored", self->buffer.data, self->buffer.size);
-        rc = zmq_send (zsock_resolve (self->store), self->buffer.data, self->buffer.size,
-                       ZMQ_DONTWAIT) < 0;
-    }
-    if (rc) {
-        log_warn ("cannot send %s to stored: %s", proto_type_name (call->type),
-                  zmq_strerror (zmq_errno ()));
+    if (proto_encode (call, &self->buffer)) {
+        log_error ("a %s does not encode", proto_type_name (call->type));
         done (self, op, NULL);
         return;
     }
+    tap_message (TAP_OUT, "stored", self->buffer.data, self->buffer.size);
+    if (self->store_out.size + self->buffer.size > STORE_FRAME_MAX)
+        s_send_frame (self);
+    msgpack_sbuffer_write (&self->store_out, self->buffer.data, self->buffer.size);
     log_write (LOG_LEVEL_DEBUG, call->trace_id, "%s -> stored", proto_type_name (call->type));
     op->call_id = call->request_id;
     op->done = done;
+    op->unsent = true;
     requests_insert (self->calls, op->call_id, op,
                      clock_mono_ms () + self->config->request_timeout_ms);
 }
+
+static void
+s_sent (roomd_t *self, op_t *op)
+{
+    op->unsent = false;
+    send_sent (self, op);
+}
+
+static void
+s_unsent (roomd_t *self, op_t *op)
+{
+    requests_take (self->calls, op->call_id);
+    op->call_id = 0;
+    op->unsent = false;
+    self->sending = op;                 //  its send failed: stored is not there
+    op->done (self, op, NULL);
+    self->sending = NULL;
+}
+
+void
+store_flush (roomd_t *self)
+{
+    //  The continuations may call again: those go too, a few rounds at most
+    //  (a retry's, a load's next step); what is left goes next turn.
+    for (int round = 0; round < 4 && (self->store_out.size || self->settle_count); round++) {
+        s_send_frame (self);
+        size_t count = self->settle_count;
+        settle_t *settle = self->settle;
+        self->settle = NULL;
+        self->settle_count = self->settle_max = 0;
+        //  Failed ones last first: a send numbered last gives its seq back first.
+        for (size_t i = count; i-- > 0; ) {
+            op_t *op = settle [i].failed? requests_lookup (self->calls, settle [i].id): NULL;
+            if (op)
+                s_unsent (self, op);
+        }
+        for (size_t i = 0; i < count; i++) {
+            op_t *op = settle [i].failed? NULL: requests_lookup (self->calls, settle [i].id);
+            if (op)
+                s_sent (self, op);
+        }
+        free (settle);
+    }
+}
+
 
 //  One answer of a frame from stored.
 static void
