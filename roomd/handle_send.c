@@ -312,6 +312,16 @@ s_appended (roomd_t *self, op_t *op, proto_msg_t *reply)
     s_pump (self, room);
 }
 
+//  op's append went to stored (store_flush): it, and what waited behind
+//  it, may go out.
+static void
+s_sent (roomd_t *self, op_t *op)
+{
+    room_t *room = op->generation? s_room_of (self, op): NULL;
+    if (room && room->state == ROOM_READY && room->window)
+        s_pump (self, room);
+}
+
 static void
 s_append (roomd_t *self, op_t *op)
 {
@@ -319,6 +329,7 @@ s_append (roomd_t *self, op_t *op)
         .message = op->message, .if_epoch = op->epoch } };
     //  op may be gone when store_call returns (a send that fails at once).
     self->sending = op;
+    op->sent = s_sent;
     store_call (self, op, &call, s_appended);
     self->sending = NULL;
 }
@@ -377,19 +388,10 @@ send_start (roomd_t *self, room_t *room, op_t *op)
     snprintf (room_id, sizeof room_id, "%s", room->id);
     s_append (self, op);
     //  Fanned out once its append is on its way, when the turn's calls go
-    //  to stored (store_flush, send_sent): a stored that is not there fails
+    //  to stored (store_flush, s_sent): a stored that is not there fails
     //  it then, and nobody has seen it. What waited for room to move in the
     //  window may go now.
     room = rooms_find (self, room_id);
-    if (room && room->state == ROOM_READY && room->window)
-        s_pump (self, room);
-}
-
-void
-send_sent (roomd_t *self, op_t *op)
-{
-    //  An append on its way: it, and what waited behind it, may go out.
-    room_t *room = op->generation? s_room_of (self, op): NULL;
     if (room && room->state == ROOM_READY && room->window)
         s_pump (self, room);
 }

@@ -137,6 +137,7 @@ struct op {
     bool careful;                       //  fanned out only once durable
     bool fanned, durable, acked;
     bool unsent;                        //  its append waits in store_out: not fanned yet
+    void (*sent) (roomd_t *self, op_t *op);     //  run once its call went (store_flush)
     bool hole;                          //  stored holds it under another seq: not fanned
     int attempts;                       //  appends sent again
     int64_t give_up_ms, retry_at_ms;    //  monotonic
@@ -156,8 +157,8 @@ void store_close (roomd_t *self);
 //  then if it cannot be sent (stored is not there), as for a call that
 //  timed out, but with self->sending = op: its send itself failed.
 void store_call (roomd_t *self, op_t *op, proto_msg_t *call, op_done_fn *done);
-//  Send the turn's calls as one frame, before the shard waits; what was
-//  held for its append to be sent may then be fanned out (send_sent).
+//  Send the turn's calls as one frame, before the shard waits; then each
+//  sent call's op->sent runs, if it has one (a send's message may go out).
 void store_flush (roomd_t *self);
 //  Read one reply from stored, if there is one, and run its continuation.
 //  Returns false when there was none.
@@ -280,8 +281,6 @@ void handle_store_failed (roomd_t *self, op_t **op_p, const proto_msg_t *reply);
 //  Number op's message, fan it out when the window allows, append it, and
 //  ack once durable (op is finished there).
 void send_start (roomd_t *self, room_t *room, op_t *op);
-//  op's call went to stored (store_flush): a send's message may go out now.
-void send_sent (roomd_t *self, op_t *op);
 //  A room just loaded (its record set): where its numbering starts.
 void send_room_ready (room_t *room);
 //  A room leaves memory: its sends in flight carry on without it; those

@@ -142,7 +142,8 @@ static void
 s_sent (roomd_t *self, op_t *op)
 {
     op->unsent = false;
-    send_sent (self, op);
+    if (op->sent)
+        op->sent (self, op);
 }
 
 static void
