@@ -4,7 +4,10 @@
     Phase "append": C client threads (default 8, over 100 rooms, the
     fanout scenario's) each keep up to N appends in flight, as
     roomd shards will, for a few seconds; every append is a distinct durable
-    write (its own client id), answered only after its commit. Prints acks
+    write (its own client id), answered only after its commit. Like a
+    shard, each client speaks with the shard key and sends the appends it
+    makes at once as one frame, and stored answers a commit's in one
+    (--one-a-frame: the tool key, an append a frame and an answer each). Prints acks
     per second, the acknowledgement latency (p50, p99, max) and the mean
     writes per commit that group commit achieved.
 
@@ -43,6 +46,7 @@ typedef struct {
     const char *endpoint;
     int clients, inflight, seconds, rooms, geo_rooms, search_clients, text_bytes;
     const char *json_path;
+    bool one_a_frame;                   //  as a tool does, not as a shard
 } options_t;
 
 typedef struct {
@@ -57,7 +61,7 @@ typedef struct {
     uint64_t done, errors, hits;
 } worker_t;
 
-static options_t s_options = { NULL, 8, 64, 5, 100, 100000, 4, 200, NULL };
+static options_t s_options = { NULL, 8, 64, 5, 100, 100000, 4, 200, NULL, false };
 
 static double
 s_random (uint64_t *state)
@@ -103,13 +107,17 @@ s_worker (void *arg)
                     .text = text, .created_at_ms = clock_now_ms () };
             }
             sent_at [next_id % RING] = clock_mono_ns ();
-            if (proto_client_send (client, &request)) {
+            int rc = options->one_a_frame || self->search? proto_client_send (client, &request)
+                                                         : proto_client_queue (client, &request);
+            if (rc) {
                 self->errors++;
                 break;
             }
             next_id++;
             outstanding++;
         }
+        if (proto_client_flush (client))
+            self->errors++;
         proto_msg_t *reply = proto_client_recv (client, 5000);
         if (!reply) {
             self->errors += (uint64_t) outstanding;     //  timed out: count and give up
@@ -351,7 +359,8 @@ s_usage (void)
     printf ("usage: bench_stored [--endpoint tcp://HOST:PORT] [--clients 8] [--inflight 64]\n"
             "                    [--rooms 100] (rooms the appends go to)\n"
             "                    [--seconds 5] [--rooms-geo 100000] [--search-clients 4]\n"
-            "                    [--text-bytes 200] [--quick] [--json PATH]\n");
+            "                    [--text-bytes 200] [--quick] [--json PATH]\n"
+            "                    [--one-a-frame] (appends as a tool sends them, not a shard)\n");
 }
 
 int
@@ -377,6 +386,9 @@ main (int argc, char *argv [])
         if (strcmp (flag, "--json") == 0 && value)
             s_options.json_path = argv [++i];
         else
+        if (strcmp (flag, "--one-a-frame") == 0)
+            s_options.one_a_frame = true;
+        else
         if (strcmp (flag, "--quick") == 0) {
             s_options.seconds = 2;
             s_options.geo_rooms = 10000;
@@ -397,9 +409,11 @@ main (int argc, char *argv [])
         s_start_stored (endpoint, sizeof endpoint);
         s_options.endpoint = endpoint;
     }
-    //  A tool's key: KEYS_DIR's (the stored of --endpoint) or our stored's.
+    //  A shard's key (a tool's with --one-a-frame): KEYS_DIR's (the stored
+    //  of --endpoint) or our stored's.
     const char *keys_dir = getenv ("KEYS_DIR");
-    if (bus_setup (keys_dir && *keys_dir? keys_dir: BUS_KEYS_DIR_DEFAULT, BUS_TOOL))
+    if (bus_setup (keys_dir && *keys_dir? keys_dir: BUS_KEYS_DIR_DEFAULT,
+                   s_options.one_a_frame? BUS_TOOL: BUS_SHARD))
         return 2;
     proto_client_t *client = proto_client_new (s_options.endpoint);
     int64_t deadline = clock_mono_ms () + 10000;

@@ -25,8 +25,12 @@ struct proto_client {
     void *handle;               //  its libzmq socket, for zmq_poll and zmq_msg_*
     uint64_t next_request_id;   //  ids this client hands out, from 1
     msgpack_sbuffer buffer;     //  reused encoding buffer
+    msgpack_sbuffer queued;     //  requests for one frame (proto_client_queue)
     char endpoint [256];        //  the peer's, for the tap
     monitor_t *monitor;         //  its events, with ZMQ_MONITOR=1
+    zmq_msg_t held;             //  a frame of several replies, being taken
+    size_t held_at;             //  where its next reply begins
+    bool holding;               //  some of it is left
 };
 
 proto_client_t *
@@ -67,6 +71,8 @@ proto_client_new_to (const char *endpoint, const char *server_role)
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
     self->next_request_id = 1;
     msgpack_sbuffer_init (&self->buffer);
+    msgpack_sbuffer_init (&self->queued);
+    zmq_msg_init (&self->held);
     return self;
 }
 
@@ -79,25 +85,21 @@ proto_client_destroy (proto_client_t **self_p)
         monitor_destroy (&self->monitor);
         zsock_destroy (&self->socket);
         msgpack_sbuffer_destroy (&self->buffer);
+        msgpack_sbuffer_destroy (&self->queued);
+        zmq_msg_close (&self->held);
         free (self);
         *self_p = NULL;
     }
 }
 
-int
-proto_client_send (proto_client_t *self, proto_msg_t *req)
+//  Send one frame of data.
+static int
+s_send_frame (proto_client_t *self, const void *data, size_t size)
 {
-    assert (self && req);
-    if (req->request_id == 0)
-        req->request_id = self->next_request_id++;
-    msgpack_sbuffer_clear (&self->buffer);
-    if (proto_encode (req, &self->buffer))
-        return -1;
     //  With ZMQ_IMMEDIATE and no connected peer, a blocking send would wait
     //  forever; a short wait covers the connect that is still under way.
-    tap_message (TAP_OUT, self->endpoint, self->buffer.data, self->buffer.size);
     int64_t deadline = clock_mono_ms () + 1000;
-    while (zmq_send (self->handle, self->buffer.data, self->buffer.size, ZMQ_DONTWAIT) < 0) {
+    while (zmq_send (self->handle, data, size, ZMQ_DONTWAIT) < 0) {
         if (errno != EAGAIN || clock_mono_ms () >= deadline)
             return -1;
         zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLOUT, 0 };
@@ -106,10 +108,70 @@ proto_client_send (proto_client_t *self, proto_msg_t *req)
     return 0;
 }
 
+//  Encode req into self->buffer, with an id of ours if it has none.
+static int
+s_encode (proto_client_t *self, proto_msg_t *req)
+{
+    if (req->request_id == 0)
+        req->request_id = self->next_request_id++;
+    msgpack_sbuffer_clear (&self->buffer);
+    if (proto_encode (req, &self->buffer))
+        return -1;
+    tap_message (TAP_OUT, self->endpoint, self->buffer.data, self->buffer.size);
+    return 0;
+}
+
+int
+proto_client_send (proto_client_t *self, proto_msg_t *req)
+{
+    assert (self && req);
+    if (s_encode (self, req))
+        return -1;
+    return s_send_frame (self, self->buffer.data, self->buffer.size);
+}
+
+int
+proto_client_queue (proto_client_t *self, proto_msg_t *req)
+{
+    assert (self && req);
+    if (s_encode (self, req))
+        return -1;
+    msgpack_sbuffer_write (&self->queued, self->buffer.data, self->buffer.size);
+    return 0;
+}
+
+int
+proto_client_flush (proto_client_t *self)
+{
+    assert (self);
+    int rc = self->queued.size? s_send_frame (self, self->queued.data, self->queued.size): 0;
+    msgpack_sbuffer_clear (&self->queued);
+    return rc;
+}
+
+//  The next reply of the frame held (holding).
+static proto_msg_t *
+s_next_held (proto_client_t *self)
+{
+    const uint8_t *data = zmq_msg_data (&self->held);
+    size_t size = zmq_msg_size (&self->held);
+    size_t first = proto_next (data + self->held_at, size - self->held_at);
+    tap_message (TAP_IN, self->endpoint, data + self->held_at, first);
+    char why [PROTO_WHY_MAX];
+    proto_msg_t *reply = proto_decode (data + self->held_at, first, why, sizeof why);
+    self->held_at += first;
+    self->holding = self->held_at < size;
+    if (!reply)
+        errno = EPROTO;
+    return reply;
+}
+
 proto_msg_t *
 proto_client_recv (proto_client_t *self, int timeout_ms)
 {
     assert (self);
+    if (self->holding)
+        return s_next_held (self);
     zmq_pollitem_t item = { self->handle, 0, ZMQ_POLLIN, 0 };
     int rc = zmq_poll (&item, 1, timeout_ms);
     if (rc < 0)
@@ -130,14 +192,19 @@ proto_client_recv (proto_client_t *self, int timeout_ms)
         if (!zmq_msg_more (&frame))
             break;
     }
-    tap_message (TAP_IN, self->endpoint, zmq_msg_data (&frame), zmq_msg_size (&frame));
-    char why [PROTO_WHY_MAX];
-    proto_msg_t *reply = proto_decode (zmq_msg_data (&frame), zmq_msg_size (&frame),
-                                       why, sizeof why);
+    //  A frame may hold several replies (stored answers a commit's to a
+    //  shard key in one): the first now, the rest on the next calls.
+    zmq_msg_close (&self->held);
+    zmq_msg_init (&self->held);
+    zmq_msg_move (&self->held, &frame);
     zmq_msg_close (&frame);
-    if (!reply)
-        errno = EPROTO;
-    return reply;
+    self->held_at = 0;
+    self->holding = zmq_msg_size (&self->held) > 0;
+    if (!self->holding) {
+        errno = EPROTO;         //  an empty frame
+        return NULL;
+    }
+    return s_next_held (self);
 }
 
 proto_msg_t *

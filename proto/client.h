@@ -43,7 +43,17 @@ void
 int
     proto_client_send (proto_client_t *self, proto_msg_t *req);
 
-//  Receive the next reply, waiting at most timeout_ms (-1: forever).
+//  Queue req (an id as proto_client_send gives) for one frame with the
+//  others queued, sent by proto_client_flush: as a shard sends a turn's
+//  calls. Returns 0, or -1 if req does not encode.
+int
+    proto_client_queue (proto_client_t *self, proto_msg_t *req);
+//  Send what was queued as one frame. Returns 0 (also with nothing
+//  queued), or -1 if the send would block past the high-water mark.
+int
+    proto_client_flush (proto_client_t *self);
+//  Receive the next reply, waiting at most timeout_ms (-1: forever). A
+//  frame of several replies is given one reply a call.
 //  Returns the decoded reply for the caller to destroy, or NULL on timeout
 //  (errno ETIMEDOUT), interruption (EINTR) or an undecodable reply (EPROTO).
 proto_msg_t *
@@ -55,6 +65,8 @@ proto_msg_t *
     proto_client_call (proto_client_t *self, proto_msg_t *req, int timeout_ms);
 
 //  The DEALER socket, for a caller's poller. Do not read from it directly.
+//  (Replies left of a frame of several are not seen there: take them with
+//  proto_client_recv first.)
 zsock_t *
     proto_client_socket (proto_client_t *self);
 
