@@ -952,6 +952,19 @@ proto_next (const void *data, size_t size)
     return first? first: size;
 }
 
+void
+proto_each (const void *frame, size_t size, proto_each_fn *fn, void *arg)
+{
+    //  An empty frame is one message too, a bad one: its reader says so.
+    const uint8_t *data = frame;
+    do {
+        size_t first = proto_next (data, size);
+        fn (data, first, arg);
+        data += first;
+        size -= first;
+    } while (size);
+}
+
 static const char *
 s_type_name (msgpack_object_type type)
 {

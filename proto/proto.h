@@ -687,6 +687,12 @@ proto_msg_t *
 size_t
     proto_next (const void *data, size_t size);
 
+//  Call fn with each message of a frame (proto_next), in order, and arg;
+//  an empty frame is one empty message.
+typedef void (proto_each_fn) (const void *data, size_t size, void *arg);
+void
+    proto_each (const void *frame, size_t size, proto_each_fn *fn, void *arg);
+
 //  Read only the envelope's type and request id from a message whose body
 //  may be bad, so that an error reply can name the request it refuses.
 //  Returns 0, or -1 if even those cannot be read.

@@ -220,10 +220,17 @@ s_is_room_request (const proto_msg_t *msg)
     return proto_room_of (msg) && proto_reply_type (msg->type);
 }
 
-//  One message of a frame from link.
+//  One message of a frame from a link.
+typedef struct {
+    roomd_t *self;
+    link_t *link;
+} receiving_t;
+
 static void
-s_receive (roomd_t *self, link_t *link, const void *data, size_t size)
+s_receive (const void *data, size_t size, void *arg)
 {
+    roomd_t *self = ((receiving_t *) arg)->self;
+    link_t *link = ((receiving_t *) arg)->link;
     tap_message (TAP_IN, link->endpoint, data, size);
     char why [PROTO_WHY_MAX];
     proto_msg_t *msg = proto_decode (data, size, why, sizeof why);
@@ -308,14 +315,9 @@ link_receive (roomd_t *self, link_t *link)
         zmq_msg_close (&frame);
         return false;
     }
-    const uint8_t *data = zmq_msg_data (&frame);
-    size_t size = zmq_msg_size (&frame);
-    do {
-        size_t first = proto_next (data, size);
-        s_receive (self, link, data, first);
-        data += first;
-        size -= first;
-    } while (size);
+    //  A gateway sends what one turn has for us in one frame
+    receiving_t receiving = { self, link };
+    proto_each (zmq_msg_data (&frame), zmq_msg_size (&frame), s_receive, &receiving);
     zmq_msg_close (&frame);
     return true;
 }

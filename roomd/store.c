@@ -186,8 +186,9 @@ store_flush (roomd_t *self)
 
 //  One answer of a frame from stored.
 static void
-s_answered (roomd_t *self, const void *data, size_t size)
+s_answered (const void *data, size_t size, void *arg)
 {
+    roomd_t *self = arg;
     tap_message (TAP_IN, "stored", data, size);
     char why [PROTO_WHY_MAX];
     proto_msg_t *reply = proto_decode (data, size, why, sizeof why);
@@ -216,14 +217,7 @@ store_receive (roomd_t *self)
         return false;
     }
     //  stored answers a commit's appends of ours in one frame (its batch.c)
-    const uint8_t *data = zmq_msg_data (&frame);
-    size_t size = zmq_msg_size (&frame);
-    do {
-        size_t first = proto_next (data, size);
-        s_answered (self, data, first);
-        data += first;
-        size -= first;
-    } while (size);
+    proto_each (zmq_msg_data (&frame), zmq_msg_size (&frame), s_answered, self);
     zmq_msg_close (&frame);
     return true;
 }

@@ -90,19 +90,7 @@ peer_next (int timeout_ms)
 uint64_t
 peer_send (proto_msg_t *request)
 {
-    request->request_id = peer_next_id++;
-    snprintf (request->trace_id, sizeof request->trace_id, "trace-%llu",
-              (unsigned long long) request->request_id);
-    msgpack_sbuffer buffer;
-    msgpack_sbuffer_init (&buffer);
-    REQUIRE (proto_encode (request, &buffer) == 0);
-    REQUIRE (peer_shard);
-    zframe_t *identity = zframe_dup (peer_shard);
-    zframe_send (&identity, peer_router, ZFRAME_MORE);
-    zframe_t *frame = zframe_new (buffer.data, buffer.size);
-    zframe_send (&frame, peer_router, 0);
-    msgpack_sbuffer_destroy (&buffer);
-    return request->request_id;
+    return peer_send_frame (request, 1, NULL, 0);
 }
 
 uint64_t
