@@ -315,14 +315,29 @@ s_open (conn_t *conn, int index)
 static void
 s_on_new_message (conn_t *conn, const char *text, size_t size, uint64_t now_us)
 {
-    (void) size;
-    unsigned long long sent_us, n;
-    int sender;
-    if (sscanf (text, "%llu %d %llu", &sent_us, &sender, &n) != 3
-    ||  sender < 0 || sender >= s_opt.members) {
+    //  "SENT_US SENDER N ..." as s_send_due wrote it. Read by hand: sscanf
+    //  was 12% of this generator's time at 300,000 deliveries/s, and the
+    //  generator shares the cores with what it measures.
+    const char *at = text, *end = text + size;
+    uint64_t fields [3];
+    for (int i = 0; i < 3; i++) {
+        while (at < end && *at == ' ')
+            at++;
+        if (at == end || *at < '0' || *at > '9') {
+            s_errors++;
+            return;
+        }
+        uint64_t value = 0;
+        while (at < end && *at >= '0' && *at <= '9' && value < UINT64_MAX / 10 - 9)
+            value = value * 10 + (uint64_t) (*at++ - '0');
+        fields [i] = value;
+    }
+    uint64_t sent_us = fields [0], n = fields [2];
+    if (fields [1] >= (uint64_t) s_opt.members) {
         s_errors++;
         return;
     }
+    int sender = (int) fields [1];
     s_delivered++;
     s_last_delivery_us = now_us;
     stats_record (&s_latency, now_us > sent_us? now_us - sent_us: 0);
