@@ -342,6 +342,22 @@ s_from_peer (const ident_t *to_peer, zmq_msg_t *frame, const void *data, size_t 
     return NULL;
 }
 
+//  One message of a frame from a peer, through proto_each.
+typedef struct {
+    const ident_t *from;
+    zmq_msg_t *frame;
+    links_deliver_fn *deliver;
+} from_peer_t;
+
+static void
+s_from_peer_each (const void *data, size_t size, void *arg)
+{
+    from_peer_t *peer = arg;
+    proto_msg_t *event = s_from_peer (peer->from, peer->frame, data, size);
+    if (event)
+        peer->deliver (event);
+}
+
 bool
 links_from_peer (links_deliver_fn *deliver)
 {
@@ -354,16 +370,9 @@ links_from_peer (links_deliver_fn *deliver)
     else {
         //  A shard sends what one turn made for us in one frame (roomd's
         //  links_flush): the messages are handled in the order they came.
-        const uint8_t *data = zmq_msg_data (&parts.part [1]);
-        size_t size = zmq_msg_size (&parts.part [1]);
-        do {
-            size_t first = proto_next (data, size);
-            proto_msg_t *event = s_from_peer (&from, &parts.part [1], data, first);
-            if (event)
-                deliver (event);
-            data += first;
-            size -= first;
-        } while (size);
+        from_peer_t peer = { &from, &parts.part [1], deliver };
+        proto_each (zmq_msg_data (&parts.part [1]), zmq_msg_size (&parts.part [1]),
+                    s_from_peer_each, &peer);
     }
     s_parts_close (&parts);
     return true;

@@ -336,24 +336,32 @@ pending_forward (proto_msg_t *request, origin_t origin, const ident_t *from,
                pending->to_stored? "stored": pending->shard_id);
 }
 
+//  One request of a frame that could not be sent, through proto_each.
+typedef struct {
+    const ident_t *to;
+    int error;
+} unsent_t;
+
+static void
+s_unsent_each (const void *data, size_t size, void *arg)
+{
+    const unsent_t *unsent = arg;
+    uint16_t type;
+    uint64_t id;
+    pending_t *pending = proto_peek (data, size, &type, &id) == 0
+                       ? requests_lookup (s_self.table, id): NULL;
+    //  Still the request that went to that peer (not failed since).
+    if (pending && !pending->to_stored && !pending->parked
+    &&  pending->to_shard.size == unsent->to->size
+    &&  memcmp (pending->to_shard.data, unsent->to->data, unsent->to->size) == 0)
+        s_unsent (&pending, data, size, unsent->error);
+}
+
 void
 pending_unsent (const ident_t *to, const void *data, size_t size, int error)
 {
-    const uint8_t *at = data;
-    while (size) {
-        size_t first = proto_next (at, size);
-        uint16_t type;
-        uint64_t id;
-        pending_t *pending = proto_peek (at, first, &type, &id) == 0
-                           ? requests_lookup (s_self.table, id): NULL;
-        //  Still the request that went to that peer (not failed since).
-        if (pending && !pending->to_stored && !pending->parked
-        &&  pending->to_shard.size == to->size
-        &&  memcmp (pending->to_shard.data, to->data, to->size) == 0)
-            s_unsent (&pending, at, first, error);
-        at += first;
-        size -= first;
-    }
+    unsent_t unsent = { to, error };
+    proto_each (data, size, s_unsent_each, &unsent);
 }
 
 void

@@ -324,6 +324,7 @@ struct roomd {
     msgpack_sbuffer store_out;
     settle_t *settle;                   //  calls sent (or not) this turn, to settle
     size_t settle_count, settle_max;
+    bool settling_failed;               //  the frame being noted was not sent
     zhashx_t *rooms;                    //  room id -> room_t
     msgpack_sbuffer buffer;             //  for encoding
     uint64_t events, requests;          //  counters, for the logs and metrics

@@ -80,6 +80,23 @@ op_new (const char *room_id, proto_msg_t *request, link_t *link)
 //  BUS_MSG_MAX with any one message more (PROTO_FRAME_MAX).
 #define STORE_FRAME_MAX (64 * 1024)
 
+//  Note a call of the frame just sent (or not), to settle (proto_each).
+static void
+s_note_call (const void *data, size_t size, void *arg)
+{
+    roomd_t *self = arg;
+    uint16_t type;
+    uint64_t id;
+    if (proto_peek (data, size, &type, &id))
+        return;
+    if (self->settle_count == self->settle_max) {
+        self->settle_max = self->settle_max? 2 * self->settle_max: 64;
+        self->settle = realloc (self->settle, self->settle_max * sizeof *self->settle);
+        assert (self->settle);
+    }
+    self->settle [self->settle_count++] = (settle_t) { id, self->settling_failed };
+}
+
 //  Send the frame of calls gathered so far, and note each call in it as
 //  sent or not, for store_flush to settle: nothing runs from here, so a
 //  full frame can go in the middle of a caller's work.
@@ -93,23 +110,8 @@ s_send_frame (roomd_t *self)
     if (failed)
         log_warn ("cannot send %zu bytes of calls to stored: %s", self->store_out.size,
                   zmq_strerror (zmq_errno ()));
-    const uint8_t *data = (const uint8_t *) self->store_out.data;
-    size_t size = self->store_out.size;
-    while (size) {
-        size_t first = proto_next (data, size);
-        uint16_t type;
-        uint64_t id;
-        if (proto_peek (data, first, &type, &id) == 0) {
-            if (self->settle_count == self->settle_max) {
-                self->settle_max = self->settle_max? 2 * self->settle_max: 64;
-                self->settle = realloc (self->settle, self->settle_max * sizeof *self->settle);
-                assert (self->settle);
-            }
-            self->settle [self->settle_count++] = (settle_t) { id, failed };
-        }
-        data += first;
-        size -= first;
-    }
+    self->settling_failed = failed;
+    proto_each (self->store_out.data, self->store_out.size, s_note_call, self);
     msgpack_sbuffer_clear (&self->store_out);
 }
 
