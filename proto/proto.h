@@ -354,7 +354,9 @@ typedef struct {
 //  refused with 421 (another owner numbered past it; nothing is written),
 //  but for the same message (same seq and id) stored already: a retry
 //  whose answer was lost, answered as the first (duplicate = true, the
-//  same seq), whatever became of the room since. A duplicate answer for
+//  same seq), whatever became of the room since; and for a free seq with
+//  if_epoch the room's: its owner's retry that later appends overtook,
+//  stored in its hole (the owner numbers a seq once). A duplicate answer for
 //  another seq than the append's leaves a hole at the append's: the seq
 //  is never used again. seq 0 (no id needed): stored numbers it, last + 1.
 typedef struct {

@@ -27,7 +27,9 @@
       - stored refuses a seq not above the room's last (421), so a stale
         owner's append never lands under another's number; the refusal is
         handled as a move (handle_moved): the room is loaded again and the
-        send served once more, with a new seq;
+        send served once more, with a new seq. The owner's own retry that
+        later appends overtook (stored restarted between them) is stored
+        in its hole, with the seq it was fanned out at;
       - fan-out follows seq order; a message past the window waits, with
         every later one, until the window moves (its own commit at least);
       - a messageId the window holds (in flight or durable) is not

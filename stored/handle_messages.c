@@ -183,12 +183,18 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
     proto_room_t *room = &cached->room;
     if (room->status != PROTO_STATUS_ACTIVE)
         return reply_error (ctx, reply, 409, "room %s is closed", room->id);
+    //  Below the room's last, only the owner's own message may land: the
+    //  retry of an append that later ones overtook (stored restarted
+    //  between them), into the hole it left. if_epoch, checked above, says
+    //  its shard still owns the room, and an owner numbers a seq for one
+    //  message only (roomd/handle_send.c). Without an epoch, or on a seq
+    //  that holds a message, another owner may have fanned the seq out
+    //  with another message: it is never used again (roomd reloads).
+    bool below = message.seq && message.seq <= room->last_seq;
     if (message.seq == 0)
         message.seq = room->last_seq + 1;
     else
-    if (message.seq <= room->last_seq)
-        //  Another owner numbered past it: the seq may have been seen with
-        //  another message, so it is never used again (roomd reloads).
+    if (below && !if_epoch)
         return reply_error (ctx, reply, 421, "seq %llu is not above room %s's last, %llu",
                             (unsigned long long) message.seq, room->id,
                             (unsigned long long) room->last_seq);
@@ -196,6 +202,11 @@ handle_msg_append (handler_ctx_t *ctx, const proto_msg_t *request, proto_msg_t *
         s_message_key (&key, message.room_id, message.seq);
         k = db_val (&key);
         rc = mdb_get (ctx->txn, db->messages, &k, &v);
+        if (rc == 0 && below)
+            return reply_error (ctx, reply, 421, "room %s has another message at %llu, "
+                                "below its last, %llu", room->id,
+                                (unsigned long long) message.seq,
+                                (unsigned long long) room->last_seq);
         if (rc == 0)
             return reply_error (ctx, reply, 409, "room %s has a message %llu already",
                                 room->id, (unsigned long long) message.seq);

@@ -185,7 +185,8 @@ s_test_roomd_killed (void)
 static void
 s_test_stored_refuses (void)
 {
-    printf ("stored: a numbered append not above the room's last is refused, but a retry\n");
+    printf ("stored: a numbered append not above the room's last is refused, but a retry,\n"
+            "        and the owner's own overtaken retry, into its hole\n");
     const char *room = s_room_with_alice ();
     proto_msg_t request = peer_message (room, "alice", NULL, "ten");
     uint64_t id = peer_send (&request);
@@ -222,6 +223,60 @@ s_test_stored_refuses (void)
     proto_msg_destroy (&msg);
     CHECK (s_stored_copies (room, "other", NULL) == 0);
     CHECK (s_stored_copies (room, "ten", NULL) == 1);
+
+    //  A retry that later appends overtook (stored restarted between them)
+    //  lands in its hole below the room's last: the owner's epoch, a free
+    //  seq. Its client id is then known at once, as any out of order.
+    uint64_t hole = stored_at.seq + 50, above = stored_at.seq + 100;
+    append.msg_append.message = (proto_message_t) {
+        .room_id = room, .user_id = "alice", .text = "overtaking", .seq = above,
+        .id = "id-above", .client_id = "c-above", .created_at_ms = clock_now_ms () };
+    msg = harness_call (peer_store, &append);
+    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == above);
+    proto_msg_destroy (&msg);
+    append.msg_append.message.seq = hole;
+    append.msg_append.message.id = "id-hole";
+    append.msg_append.message.client_id = "c-hole";
+    append.msg_append.message.text = "overtaken";
+    msg = harness_call (peer_store, &append);
+    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == hole
+           && !msg->append_reply.duplicate);
+    proto_msg_destroy (&msg);
+    msg = harness_call (peer_store, &append);       //  its retry, answered as the first
+    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == hole
+           && msg->append_reply.duplicate);
+    proto_msg_destroy (&msg);
+    append.msg_append.message.seq = above + 1;      //  its resend at a new seq
+    append.msg_append.message.id = "id-resend";
+    msg = harness_call (peer_store, &append);
+    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == hole
+           && msg->append_reply.duplicate);
+    proto_msg_destroy (&msg);
+    //  Refused: the hole's seq with another message; a free seq below the
+    //  last without an epoch, or with another one.
+    append.msg_append.message.seq = hole;
+    append.msg_append.message.id = "id-other";
+    append.msg_append.message.client_id = "c-other";
+    append.msg_append.message.text = "other at the hole";
+    msg = harness_call (peer_store, &append);
+    CHECK (msg && msg->type == PROTO_ERROR && msg->error.status == 421);
+    proto_msg_destroy (&msg);
+    append.msg_append.message.seq = hole + 1;
+    append.msg_append.if_epoch = 0;
+    msg = harness_call (peer_store, &append);
+    CHECK (msg && msg->type == PROTO_ERROR && msg->error.status == 421);
+    proto_msg_destroy (&msg);
+    append.msg_append.if_epoch = epoch + 1;
+    msg = harness_call (peer_store, &append);
+    CHECK (msg && msg->type == PROTO_ERROR && msg->error.status == 421);
+    proto_msg_destroy (&msg);
+    uint64_t seq = 0;
+    CHECK (s_stored_copies (room, "overtaken", &seq) == 1 && seq == hole);
+    CHECK (s_stored_copies (room, "other at the hole", NULL) == 0);
+    proto_msg_t get = { .type = PROTO_ROOM_GET, .room_get.room_id = room };
+    msg = harness_call (peer_store, &get);
+    CHECK (msg && msg->type == PROTO_ROOM_REPLY && msg->room_reply.room.last_seq == above);
+    proto_msg_destroy (&msg);
 }
 
 int
