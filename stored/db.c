@@ -87,20 +87,25 @@ db_open (db_t *db, const stored_config_t *config)
     }
     MDB_txn *txn = NULL;
     rc = mdb_txn_begin (db->env, NULL, 0, &txn);
-    if (rc == 0)
-        rc = s_open_dbi (txn, config->rooms_table, "", &db->rooms)
-          || s_open_dbi (txn, config->messages_table, "", &db->messages)
-          || s_open_dbi (txn, config->connections_table, "", &db->connections)
-          || s_open_dbi (txn, config->rooms_table, ".byCell", &db->rooms_by_cell)
-          || s_open_dbi (txn, config->rooms_table, ".byActivity", &db->rooms_by_activity)
-          || s_open_dbi (txn, config->messages_table, ".byClientId", &db->messages_by_client_id)
-          || s_open_dbi (txn, config->messages_table, ".byExpiry", &db->messages_by_expiry)
-          || s_open_dbi (txn, config->messages_table, ".byClientIdTail", &db->messages_tail)
-          || s_open_dbi (txn, config->connections_table, ".byGateway", &db->connections_by_gateway)
-          || s_open_dbi (txn, config->connections_table, ".byUser", &db->connections_by_user)
-          || s_open_dbi (txn, config->connections_table, ".byRoom", &db->connections_by_room)
-          || s_open_dbi (txn, config->connections_table, ".gateways", &db->gateways)
-          || s_open_dbi (txn, "nearchat", ".meta", &db->meta);
+    //  Each database by its table's name and suffix; the first that fails
+    //  stops the open with LMDB's own code.
+    struct { const char *table, *suffix; MDB_dbi *dbi; } databases [] = {
+        { config->rooms_table, "", &db->rooms },
+        { config->messages_table, "", &db->messages },
+        { config->connections_table, "", &db->connections },
+        { config->rooms_table, ".byCell", &db->rooms_by_cell },
+        { config->rooms_table, ".byActivity", &db->rooms_by_activity },
+        { config->messages_table, ".byClientId", &db->messages_by_client_id },
+        { config->messages_table, ".byExpiry", &db->messages_by_expiry },
+        { config->messages_table, ".byClientIdTail", &db->messages_tail },
+        { config->connections_table, ".byGateway", &db->connections_by_gateway },
+        { config->connections_table, ".byUser", &db->connections_by_user },
+        { config->connections_table, ".byRoom", &db->connections_by_room },
+        { config->connections_table, ".gateways", &db->gateways },
+        { "nearchat", ".meta", &db->meta },
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof databases / sizeof databases [0]; i++)
+        rc = s_open_dbi (txn, databases [i].table, databases [i].suffix, databases [i].dbi);
     if (rc == 0) {
         MDB_val key = { 9, "maxRadius" }, value;
         if (mdb_get (txn, db->meta, &key, &value) == 0 && value.mv_size == sizeof (uint32_t))

@@ -1,5 +1,6 @@
 /*  =========================================================================
-    test_stored_corrupt - stored meets index entries it did not write
+    test_stored_corrupt - stored meets index entries it did not write, and
+    a database it cannot open
 
     The test writes corrupt keys straight into the LMDB file of a stopped
     stored (the test is the only process with the environment open then),
@@ -11,9 +12,11 @@
     =========================================================================
 */
 
+#include <limits.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "harness.h"
 #include "lmdb_peek.h"
@@ -126,10 +129,37 @@ s_test_corrupt_ttl_keys (void)
     CHECK (lmdb_peek_entries (stored.data_dir, EXPIRY_DB) == 0);
 }
 
+//  A plain key in the main database under a name stored opens as a
+//  database of its own: LMDB refuses the open (MDB_INCOMPATIBLE).
+static int
+s_put_plain_work (MDB_txn *txn, MDB_dbi dbi, void *arg)
+{
+    MDB_val key = { strlen (arg), arg }, value = { 1, "x" };
+    return mdb_put (txn, dbi, &key, &value, 0);
+}
+
+static void
+s_test_unopenable_database (void)
+{
+    printf ("a database that cannot be opened stops stored with LMDB's own error\n");
+    harness_daemon_t stored;
+    harness_stored_init (&stored);
+    REQUIRE (mkdir (stored.data_dir, 0750) == 0);
+    REQUIRE (lmdb_peek_write (stored.data_dir, NULL, s_put_plain_work, EXPIRY_DB) == 0);
+    char data_dir [PATH_MAX + 16], endpoint [96], output [4096];
+    snprintf (data_dir, sizeof data_dir, "DATA_DIR=%s", stored.data_dir);
+    snprintf (endpoint, sizeof endpoint, "STORED_ENDPOINT=%s", stored.endpoint);
+    const char *env [] = { data_dir, endpoint, NULL };
+    CHECK (harness_run ("stored", env, NULL, output, sizeof output) == 1);
+    CHECK (strstr (output, "cannot open database " EXPIRY_DB ": MDB_INCOMPATIBLE"));
+    CHECK (strstr (output, "cannot open databases: MDB_INCOMPATIBLE"));
+}
+
 int
 main (void)
 {
     harness_init ("stored-corrupt");
     s_test_corrupt_ttl_keys ();
+    s_test_unopenable_database ();
     return harness_finish ();
 }
