@@ -182,6 +182,27 @@ s_test_roomd_killed (void)
     CHECK (s_stored_copies (room, "after the kill", &seq) == 1 && seq == after);
 }
 
+//  Whether stored answers append with an append-reply at seq (a duplicate
+//  or not), or refuses it with status.
+static bool
+s_stored_at (proto_msg_t *append, uint64_t seq, bool duplicate)
+{
+    proto_msg_t *msg = harness_call (peer_store, append);
+    bool ok = msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == seq
+           && msg->append_reply.duplicate == duplicate;
+    proto_msg_destroy (&msg);
+    return ok;
+}
+
+static bool
+s_refused (proto_msg_t *append, uint16_t status)
+{
+    proto_msg_t *msg = harness_call (peer_store, append);
+    bool ok = msg && msg->type == PROTO_ERROR && msg->error.status == status;
+    proto_msg_destroy (&msg);
+    return ok;
+}
+
 static void
 s_test_stored_refuses (void)
 {
@@ -211,16 +232,11 @@ s_test_stored_refuses (void)
         .message = { .room_id = room, .user_id = "alice", .text = "other",
                      .seq = stored_at.seq, .id = "another-id",
                      .created_at_ms = clock_now_ms () }, .if_epoch = epoch } };
-    msg = harness_call (peer_store, &append);
-    CHECK (msg && msg->type == PROTO_ERROR && msg->error.status == 421);
-    proto_msg_destroy (&msg);
+    CHECK (s_refused (&append, 421));
     //  The same message again is its retry: answered as the first was.
     append.msg_append.message.id = stored_id;
     append.msg_append.message.text = "ten";
-    msg = harness_call (peer_store, &append);
-    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.duplicate
-           && msg->append_reply.seq == stored_at.seq);
-    proto_msg_destroy (&msg);
+    CHECK (s_stored_at (&append, stored_at.seq, true));
     CHECK (s_stored_copies (room, "other", NULL) == 0);
     CHECK (s_stored_copies (room, "ten", NULL) == 1);
 
@@ -228,48 +244,32 @@ s_test_stored_refuses (void)
     //  lands in its hole below the room's last: the owner's epoch, a free
     //  seq. Its client id is then known at once, as any out of order.
     uint64_t hole = stored_at.seq + 50, above = stored_at.seq + 100;
-    append.msg_append.message = (proto_message_t) {
+    proto_message_t *message = &append.msg_append.message;
+    *message = (proto_message_t) {
         .room_id = room, .user_id = "alice", .text = "overtaking", .seq = above,
         .id = "id-above", .client_id = "c-above", .created_at_ms = clock_now_ms () };
-    msg = harness_call (peer_store, &append);
-    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == above);
-    proto_msg_destroy (&msg);
-    append.msg_append.message.seq = hole;
-    append.msg_append.message.id = "id-hole";
-    append.msg_append.message.client_id = "c-hole";
-    append.msg_append.message.text = "overtaken";
-    msg = harness_call (peer_store, &append);
-    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == hole
-           && !msg->append_reply.duplicate);
-    proto_msg_destroy (&msg);
-    msg = harness_call (peer_store, &append);       //  its retry, answered as the first
-    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == hole
-           && msg->append_reply.duplicate);
-    proto_msg_destroy (&msg);
-    append.msg_append.message.seq = above + 1;      //  its resend at a new seq
-    append.msg_append.message.id = "id-resend";
-    msg = harness_call (peer_store, &append);
-    CHECK (msg && msg->type == PROTO_APPEND_REPLY && msg->append_reply.seq == hole
-           && msg->append_reply.duplicate);
-    proto_msg_destroy (&msg);
+    CHECK (s_stored_at (&append, above, false));
+    message->seq = hole;
+    message->id = "id-hole";
+    message->client_id = "c-hole";
+    message->text = "overtaken";
+    CHECK (s_stored_at (&append, hole, false));
+    CHECK (s_stored_at (&append, hole, true));      //  its retry, answered as the first
+    message->seq = above + 1;                       //  its resend at a new seq
+    message->id = "id-resend";
+    CHECK (s_stored_at (&append, hole, true));
     //  Refused: the hole's seq with another message; a free seq below the
     //  last without an epoch, or with another one.
-    append.msg_append.message.seq = hole;
-    append.msg_append.message.id = "id-other";
-    append.msg_append.message.client_id = "c-other";
-    append.msg_append.message.text = "other at the hole";
-    msg = harness_call (peer_store, &append);
-    CHECK (msg && msg->type == PROTO_ERROR && msg->error.status == 421);
-    proto_msg_destroy (&msg);
-    append.msg_append.message.seq = hole + 1;
+    message->seq = hole;
+    message->id = "id-other";
+    message->client_id = "c-other";
+    message->text = "other at the hole";
+    CHECK (s_refused (&append, 421));
+    message->seq = hole + 1;
     append.msg_append.if_epoch = 0;
-    msg = harness_call (peer_store, &append);
-    CHECK (msg && msg->type == PROTO_ERROR && msg->error.status == 421);
-    proto_msg_destroy (&msg);
+    CHECK (s_refused (&append, 421));
     append.msg_append.if_epoch = epoch + 1;
-    msg = harness_call (peer_store, &append);
-    CHECK (msg && msg->type == PROTO_ERROR && msg->error.status == 421);
-    proto_msg_destroy (&msg);
+    CHECK (s_refused (&append, 421));
     uint64_t seq = 0;
     CHECK (s_stored_copies (room, "overtaken", &seq) == 1 && seq == hole);
     CHECK (s_stored_copies (room, "other at the hole", NULL) == 0);
