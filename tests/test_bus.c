@@ -182,17 +182,28 @@ s_test_roles (void)
     proto_client_destroy (&tool);
 }
 
+//  A socket of user's, joined to a room user created (its id in room_id,
+//  IDS_UUID_SIZE bytes); NULL when either fails.
+static ws_client_t *
+s_member_of_new_room (const char *user, char *room_id)
+{
+    const char *room = api_create_room (s_sys.http_port, user, 10, 10, NULL, 0);
+    if (!room)
+        return NULL;
+    snprintf (room_id, IDS_UUID_SIZE, "%s", room);
+    ws_client_t *socket = api_connect (s_sys.http_port, user, NULL);
+    if (socket)
+        json_decref (api_join (socket, room_id, user, -1));
+    return socket;
+}
+
 static void
 s_test_forged_events (void)
 {
     printf ("an event reaches sockets from a shard's key only\n");
-    const char *room = api_create_room (s_sys.http_port, "ana", 10, 10, NULL, 0);
-    REQUIRE (room);
     char room_id [IDS_UUID_SIZE];
-    snprintf (room_id, sizeof room_id, "%s", room);
-    ws_client_t *ana = api_connect (s_sys.http_port, "ana", NULL);
+    ws_client_t *ana = s_member_of_new_room ("ana", room_id);
     REQUIRE (ana);
-    json_decref (api_join (ana, room_id, "ana", -1));
 
     zcert_t *tool = s_own_cert (BUS_TOOL), *shard = s_own_cert (BUS_SHARD);
     zsock_t *forgers [] = { s_dealer (s_sys.backends [0], NULL, BUS_GATEWAY),
@@ -240,13 +251,9 @@ static void
 s_test_event_frames (void)
 {
     printf ("a frame of several events from a shard: each delivered, in order\n");
-    const char *room = api_create_room (s_sys.http_port, "ben", 10, 10, NULL, 0);
-    REQUIRE (room);
     char room_id [IDS_UUID_SIZE];
-    snprintf (room_id, sizeof room_id, "%s", room);
-    ws_client_t *ben = api_connect (s_sys.http_port, "ben", NULL);
+    ws_client_t *ben = s_member_of_new_room ("ben", room_id);
     REQUIRE (ben);
-    json_decref (api_join (ben, room_id, "ben", -1));
 
     zcert_t *shard = s_own_cert (BUS_SHARD);
     zsock_t *dealer = s_dealer (s_sys.backends [0], shard, BUS_GATEWAY);
